@@ -1,0 +1,379 @@
+"""Settings: ``newsletter.toml`` plus ``NEWSLETTER_*`` environment variables, loaded once.
+
+Every entry point calls :func:`load_settings` once and passes the frozen :class:`Settings` down;
+no other module reads the environment. Secrets (the signing key, the SMTP password) come only
+from the environment. A missing, unknown or mistyped key is a :class:`ConfigError` naming it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import secrets
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from newsletter.errors import ConfigError
+
+ENV_PREFIX = "NEWSLETTER_"
+DEFAULT_CONFIG = "newsletter.toml"
+
+
+@dataclass(frozen=True)
+class Publication:
+    """Who sends the newsletter and where its public pages live."""
+
+    name: str
+    sender: str
+    postal_address: str
+    base_url: str
+    reply_to: str | None = None
+    lang: str = "en"
+    default_list: str = "weekly"
+    timezone: str = "UTC"
+    # where `send --test`, the preview's "send me a test" and scheduler reports go
+    editor_email: str | None = None
+
+
+@dataclass(frozen=True)
+class Brand:
+    """The look shared by the email and the web pages."""
+
+    logo_url: str | None = None
+    logo_alt: str | None = None
+    logo_width: int = 180
+    primary_color: str = "#1f3a5f"
+    accent_color: str = "#c0392b"
+    background_color: str = "#f2f2ee"
+    text_color: str = "#1d1d1b"
+    font_family: str = "Georgia, 'Times New Roman', serif"
+    heading_font_family: str = "Helvetica, Arial, sans-serif"
+
+
+@dataclass(frozen=True)
+class MailingList:
+    """One newsletter the publication runs; subscribers can be on several."""
+
+    slug: str
+    name: str
+    description: str = ""
+    # weekly slot, e.g. "fri 13:00 Europe/Kyiv"; None means no automatic sends
+    schedule: str | None = None
+
+
+@dataclass(frozen=True)
+class Smtp:
+    """How to reach the relay and how hard to push it."""
+
+    connections: int = 4
+    timeout: float = 30.0
+    recycle_after: int = 1000
+    # messages per second across all connections; 0 means no limit
+    rate: float = 0.0
+    # messages per rolling hour for relays with quotas; 0 means no cap
+    hourly_cap: int = 0
+    # VERP envelope sender template, e.g. "bounces+{local}={domain}@example.org"; None: From
+    return_path: str | None = None
+    username: str | None = None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Retry and batching policy of the delivery engine."""
+
+    max_attempts: int = 8
+    retry_base_seconds: float = 60.0
+    retry_max_seconds: float = 3600.0
+    max_age_hours: float = 48.0
+    batch_size: int = 200
+    lease_seconds: float = 300.0
+
+
+@dataclass(frozen=True)
+class Dkim:
+    """Optional DKIM signing; all three keys or none."""
+
+    key_path: Path | None = None
+    selector: str | None = None
+    domain: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.key_path is not None
+
+
+@dataclass(frozen=True)
+class Scheduler:
+    """How forgiving the weekly scheduler is when it was down at the slot."""
+
+    misfire_grace_minutes: float = 60.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the package needs to know, loaded once per process."""
+
+    publication: Publication
+    brand: Brand = field(default_factory=Brand)
+    lists: Mapping[str, MailingList] = field(default_factory=dict)
+    smtp: Smtp = field(default_factory=Smtp)
+    delivery: Delivery = field(default_factory=Delivery)
+    dkim: Dkim = field(default_factory=Dkim)
+    scheduler: Scheduler = field(default_factory=Scheduler)
+    database_url: str = "sqlite:///newsletter.db"
+    smtp_url: str = "smtp://127.0.0.1:8025"
+    issues_dir: Path = Path("issues")
+    templates_dir: Path = Path("templates")
+    maildir: Path = Path("var/maildir")
+    # secrets: environment only, never printed (repr=False)
+    secret_key: bytes = field(default=b"", repr=False)
+    smtp_password: str | None = field(default=None, repr=False)
+    root: Path = Path(".")
+    source: Path | None = None
+
+    def mailing_list(self, slug: str | None) -> MailingList:
+        """The list named ``slug`` (or the default list); unknown names are a ConfigError."""
+        slug = slug or self.publication.default_list
+        try:
+            return self.lists[slug]
+        except KeyError:
+            known = ", ".join(sorted(self.lists)) or "none"
+            raise ConfigError(
+                "lists", f"no list named {slug!r} (known: {known})", source=self._src()
+            ) from None
+
+    def _src(self) -> str | None:
+        return str(self.source) if self.source else None
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "publication": Publication,
+    "brand": Brand,
+    "smtp": Smtp,
+    "delivery": Delivery,
+    "dkim": Dkim,
+    "scheduler": Scheduler,
+}
+_TOP_LEVEL = ("database_url", "smtp_url", "issues_dir", "templates_dir", "maildir")
+_PATH_KEYS = {"issues_dir", "templates_dir", "maildir"}
+
+
+def load_settings(
+    path: Path | str | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Read ``newsletter.toml`` (or ``path``) and apply ``NEWSLETTER_*`` overrides.
+
+    ``NEWSLETTER_CONFIG`` names the file when ``path`` is None. Section keys are overridden by
+    ``NEWSLETTER_<SECTION>_<KEY>`` (``NEWSLETTER_PUBLICATION_BASE_URL``), top-level keys by
+    ``NEWSLETTER_<KEY>`` (``NEWSLETTER_DATABASE_URL``).
+    """
+    env = os.environ if environ is None else environ
+    config_path = Path(path or env.get(ENV_PREFIX + "CONFIG") or DEFAULT_CONFIG)
+    src = str(config_path)
+    try:
+        raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            "file", f"{config_path} not found; create it or set NEWSLETTER_CONFIG", source=src
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("file", f"not valid TOML: {exc}", source=src) from None
+    root = config_path.resolve().parent
+
+    known_top = set(_SECTIONS) | set(_TOP_LEVEL) | {"lists"}
+    for key in raw:
+        if key not in known_top:
+            raise ConfigError(key, "unknown key" + _did_you_mean(key, known_top), source=src)
+
+    sections: dict[str, Any] = {}
+    for name, cls in _SECTIONS.items():
+        table = raw.get(name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(name, "must be a table ([" + name + "])", source=src)
+        sections[name] = _build(cls, name, table, env, src, root)
+
+    top: dict[str, Any] = {}
+    for key in _TOP_LEVEL:
+        value: Any = env.get(ENV_PREFIX + key.upper(), raw.get(key))
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise ConfigError(key, "must be a string", source=src)
+        top[key] = (root / value) if key in _PATH_KEYS else value
+    if "database_url" in top:
+        top["database_url"] = _resolve_sqlite(top["database_url"], root)
+    else:
+        top["database_url"] = _resolve_sqlite("sqlite:///newsletter.db", root)
+    for key in _PATH_KEYS:
+        top.setdefault(key, root / getattr(Settings, "__dataclass_fields__")[key].default)
+
+    lists = _load_lists(raw.get("lists", {}), src)
+    publication: Publication = sections["publication"]
+    if not lists:
+        lists = {
+            publication.default_list: MailingList(
+                slug=publication.default_list, name=publication.name
+            )
+        }
+    if publication.default_list not in lists:
+        raise ConfigError(
+            "publication.default_list",
+            f"{publication.default_list!r} is not one of the [lists.*] tables",
+            source=src,
+        )
+    try:
+        ZoneInfo(publication.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            "publication.timezone", f"unknown time zone {publication.timezone!r}", source=src
+        ) from None
+    dkim: Dkim = sections["dkim"]
+    if dkim.enabled and not (dkim.selector and dkim.domain):
+        raise ConfigError("dkim", "key_path, selector and domain go together", source=src)
+
+    return Settings(
+        **sections,
+        **top,
+        lists=lists,
+        secret_key=_secret_key(env, root),
+        smtp_password=env.get(ENV_PREFIX + "SMTP_PASSWORD") or None,
+        root=root,
+        source=config_path,
+    )
+
+
+def _build(
+    cls: type[Any],
+    section: str,
+    table: Mapping[str, Any],
+    env: Mapping[str, str],
+    src: str,
+    root: Path,
+) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key in table:
+        if key not in fields:
+            raise ConfigError(
+                f"{section}.{key}", "unknown key" + _did_you_mean(key, fields), source=src
+            )
+    values: dict[str, Any] = {}
+    for name in fields:
+        env_name = f"{ENV_PREFIX}{section.upper()}_{name.upper()}"
+        if env_name in env:
+            raw_value: Any = env[env_name]
+            where = env_name
+        elif name in table:
+            raw_value = table[name]
+            where = src
+        else:
+            if fields[name].default is dataclasses.MISSING:
+                raise ConfigError(f"{section}.{name}", "missing required key", source=src)
+            continue
+        values[name] = _cast(hints[name], raw_value, f"{section}.{name}", where, root)
+    return cls(**values)
+
+
+def _cast(hint: Any, value: Any, key: str, where: str, root: Path) -> Any:
+    optional = False
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        optional = True
+        hint = args[0]
+    if optional and (value is None or value == ""):
+        return None
+    try:
+        if hint is bool:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(value).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if hint is int:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return int(value)
+        if hint is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        if hint is Path:
+            return root / str(value)
+        if hint is str:
+            if not isinstance(value, str):
+                raise ValueError(value)
+            return value
+    except (TypeError, ValueError):
+        name = getattr(hint, "__name__", str(hint))
+        raise ConfigError(key, f"expected {name}, got {value!r}", source=where) from None
+    raise ConfigError(key, f"unsupported type {hint}", source=where)  # pragma: no cover
+
+
+def _load_lists(table: Any, src: str) -> dict[str, MailingList]:
+    if not isinstance(table, dict):
+        raise ConfigError("lists", "must be a table of [lists.<slug>] tables", source=src)
+    known = {f.name for f in dataclasses.fields(MailingList)} - {"slug"}
+    lists: dict[str, MailingList] = {}
+    for slug, entry in table.items():
+        if not isinstance(entry, dict):
+            raise ConfigError(f"lists.{slug}", "must be a table", source=src)
+        for key in entry:
+            if key not in known:
+                raise ConfigError(
+                    f"lists.{slug}.{key}", "unknown key" + _did_you_mean(key, known), source=src
+                )
+        if "name" not in entry:
+            raise ConfigError(f"lists.{slug}.name", "missing required key", source=src)
+        for key, value in entry.items():
+            if not isinstance(value, str):
+                raise ConfigError(f"lists.{slug}.{key}", "must be a string", source=src)
+        lists[slug] = MailingList(slug=slug, **entry)
+    return lists
+
+
+def _resolve_sqlite(url: str, root: Path) -> str:
+    """Make a relative SQLite path relative to the config file, not the working directory."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
+        return prefix + str(root / url[len(prefix) :])
+    return url
+
+
+def _secret_key(env: Mapping[str, str], root: Path) -> bytes:
+    """The HMAC key for tokens: ``NEWSLETTER_SECRET_KEY``, else a generated local key file.
+
+    The local file (``var/secret.key``, mode 0600, git-ignored) keeps the embedded default
+    working with nothing configured; production sets the environment variable.
+    """
+    value = env.get(ENV_PREFIX + "SECRET_KEY")
+    if value:
+        if len(value) < 16:
+            raise ConfigError(
+                "NEWSLETTER_SECRET_KEY", "too short; use at least 32 random characters"
+            )
+        return value.encode()
+    key_file = root / "var" / "secret.key"
+    if key_file.exists():
+        return key_file.read_bytes().strip()
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(32).encode()
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key)
+    return key
+
+
+def _did_you_mean(key: str, choices: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -1,0 +1,1 @@
+"""The subscriber store: SQLAlchemy Core over SQLite (default) or PostgreSQL."""

@@ -1,0 +1,152 @@
+"""A real SMTP server on loopback for tests: aiosmtpd with a recording, fault-injecting handler.
+
+Faults are plain data on :class:`Faults`, set per test, so a test reads as "the server says
+451 to this recipient twice, then accepts" rather than as mock wiring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+
+    @property
+    def message(self) -> EmailMessage:
+        msg = email.message_from_bytes(self.data, policy=email.policy.default)
+        assert isinstance(msg, EmailMessage)
+        return msg
+
+
+@dataclass
+class Faults:
+    """Per-test server behaviour. Reply lists are consumed one per matching command."""
+
+    # recipient -> replies for successive RCPT TO commands, e.g. ["451 4.3.0 try later"]
+    rcpt: dict[str, list[str]] = field(default_factory=dict)
+    # replies for successive DATA commands (after the message was received), then "250"
+    data: list[str] = field(default_factory=list)
+    # replies for successive MAIL FROM commands
+    mail: list[str] = field(default_factory=list)
+    # seconds to sleep before answering DATA (slow server / timeouts)
+    data_delay: float = 0.0
+    # drop the connection while the next N messages are in DATA, without replying
+    disconnect_in_data: int = 0
+    # called with each accepted message; may raise to simulate odd behaviour
+    on_message: Callable[[Received], None] | None = None
+
+
+class RecordingHandler:
+    def __init__(self) -> None:
+        self.messages: list[Received] = []
+        self.faults = Faults()
+        self.lock = threading.Lock()
+        self.connections = 0
+
+    def reset(self) -> None:
+        with self.lock:
+            self.messages.clear()
+            self.faults = Faults()
+
+    async def handle_MAIL(  # noqa: N802 - aiosmtpd hook name
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        with self.lock:
+            reply = self.faults.mail.pop(0) if self.faults.mail else None
+        if reply:
+            return reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+    async def handle_RCPT(  # noqa: N802
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        with self.lock:
+            replies = self.faults.rcpt.get(address.lower())
+            reply = replies.pop(0) if replies else None
+        if reply:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(  # noqa: N802
+        self, server: SMTP, session: Session, envelope: Envelope
+    ) -> str:
+        if self.faults.data_delay:
+            await asyncio.sleep(self.faults.data_delay)
+        with self.lock:
+            if self.faults.disconnect_in_data > 0:
+                self.faults.disconnect_in_data -= 1
+                drop = True
+            else:
+                drop = False
+            reply = self.faults.data.pop(0) if self.faults.data else None
+        if drop:
+            assert server.transport is not None
+            server.transport.close()
+            return "421 4.4.2 connection dropped"
+        if reply:
+            return reply
+        content = envelope.original_content or envelope.content or b""
+        assert isinstance(content, bytes)
+        received = Received(str(envelope.mail_from), list(envelope.rcpt_tos), content)
+        with self.lock:
+            self.messages.append(received)
+        if self.faults.on_message:
+            self.faults.on_message(received)
+        return "250 2.0.0 OK queued"
+
+    def by_recipient(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        with self.lock:
+            for m in self.messages:
+                for r in m.rcpt_tos:
+                    counts[r.lower()] = counts.get(r.lower(), 0) + 1
+        return counts
+
+
+class SMTPServer:
+    """Starts and stops the aiosmtpd controller; ``stop``/``start`` simulate a relay outage."""
+
+    def __init__(self, handler: RecordingHandler, port: int = 0) -> None:
+        self.handler = handler
+        self.port = port
+        self.controller: Controller | None = None
+
+    def start(self) -> None:
+        kwargs: dict[str, Any] = {"hostname": "127.0.0.1", "port": self.port}
+        if not self.port:
+            import socket
+
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                self.port = s.getsockname()[1]
+            kwargs["port"] = self.port
+        self.controller = Controller(
+            self.handler, ready_timeout=10, decode_data=False, **kwargs
+        )
+        self.controller.start()
+
+    def stop(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
