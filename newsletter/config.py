@@ -162,7 +162,8 @@ _SECTIONS: dict[str, type[Any]] = {
     "scheduler": Scheduler,
 }
 _TOP_LEVEL = ("database_url", "smtp_url", "issues_dir", "templates_dir", "maildir")
-_PATH_KEYS = {"issues_dir", "templates_dir", "maildir"}
+_PATH_DEFAULTS = {"issues_dir": "issues", "templates_dir": "templates", "maildir": "var/maildir"}
+_PATH_KEYS = set(_PATH_DEFAULTS)
 
 
 def load_settings(
@@ -213,8 +214,8 @@ def load_settings(
         top["database_url"] = _resolve_sqlite(top["database_url"], root)
     else:
         top["database_url"] = _resolve_sqlite("sqlite:///newsletter.db", root)
-    for key in _PATH_KEYS:
-        top.setdefault(key, root / getattr(Settings, "__dataclass_fields__")[key].default)
+    for key, default in _PATH_DEFAULTS.items():
+        top.setdefault(key, root / default)
 
     lists = _load_lists(raw.get("lists", {}), src)
     publication: Publication = sections["publication"]

@@ -27,7 +27,9 @@ class ConfigError(NewsletterError):
 class IssueError(NewsletterError):
     """An issue file cannot be read or parsed; carries the file and line."""
 
-    def __init__(self, message: str, *, path: Path | str | None = None, line: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, path: Path | str | None = None, line: int | None = None
+    ) -> None:
         self.message = message
         self.path = Path(path) if path is not None else None
         self.line = line
@@ -88,7 +90,9 @@ class TokenError(NewsletterError):
 class DeliveryError(NewsletterError):
     """Sending a message to one recipient failed."""
 
-    def __init__(self, message: str, *, recipient: str | None = None, code: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, recipient: str | None = None, code: int | None = None
+    ) -> None:
         self.message = message
         self.recipient = recipient
         self.code = code

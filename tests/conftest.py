@@ -59,7 +59,9 @@ def require_postgres() -> str:
         return POSTGRES_URL
     if REQUIRE_POSTGRES:
         pytest.fail("NEWSLETTER_REQUIRE_POSTGRES=1 but NEWSLETTER_TEST_POSTGRES_URL is not set")
-    pytest.skip("PostgreSQL tests need NEWSLETTER_TEST_POSTGRES_URL (e.g. postgresql://postgres@127.0.0.1:5432/test)")
+    pytest.skip(
+        "PostgreSQL tests need NEWSLETTER_TEST_POSTGRES_URL (e.g. postgresql://postgres@127.0.0.1:5432/test)"
+    )
 
 
 @pytest.fixture

@@ -62,7 +62,7 @@ class RecordingHandler:
             self.messages.clear()
             self.faults = Faults()
 
-    async def handle_MAIL(  # noqa: N802 - aiosmtpd hook name
+    async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         with self.lock:
@@ -73,7 +73,7 @@ class RecordingHandler:
         envelope.mail_options.extend(options)
         return "250 OK"
 
-    async def handle_RCPT(  # noqa: N802
+    async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         with self.lock:
@@ -84,9 +84,7 @@ class RecordingHandler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(  # noqa: N802
-        self, server: SMTP, session: Session, envelope: Envelope
-    ) -> str:
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if self.faults.data_delay:
             await asyncio.sleep(self.faults.data_delay)
         with self.lock:
@@ -137,9 +135,7 @@ class SMTPServer:
                 s.bind(("127.0.0.1", 0))
                 self.port = s.getsockname()[1]
             kwargs["port"] = self.port
-        self.controller = Controller(
-            self.handler, ready_timeout=10, decode_data=False, **kwargs
-        )
+        self.controller = Controller(self.handler, ready_timeout=10, decode_data=False, **kwargs)
         self.controller.start()
 
     def stop(self) -> None:

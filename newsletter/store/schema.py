@@ -72,6 +72,8 @@ subscribers = Table(
     "subscribers",
     metadata,
     Column("id", Integer, primary_key=True),
+    # random, never shown alone; what signed tokens carry instead of the id or the address
+    Column("uid", String(32), nullable=False, unique=True),
     # as typed (display); email_normalized is the unique, case-folded key
     Column("email", String(320), nullable=False),
     Column("email_normalized", String(320), nullable=False, unique=True),

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 12:25:52.884677
+Create Date: 2026-11-22 12:26:50.609840
 """
 
 from alembic import op  # noqa: I001
@@ -27,6 +27,7 @@ def upgrade() -> None:
     )
     op.create_table('subscribers',
     sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('uid', sa.String(length=32), nullable=False),
     sa.Column('email', sa.String(length=320), nullable=False),
     sa.Column('email_normalized', sa.String(length=320), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=True),
@@ -35,7 +36,8 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('confirmed_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_subscribers')),
-    sa.UniqueConstraint('email_normalized', name=op.f('uq_subscribers_email_normalized'))
+    sa.UniqueConstraint('email_normalized', name=op.f('uq_subscribers_email_normalized')),
+    sa.UniqueConstraint('uid', name=op.f('uq_subscribers_uid'))
     )
     op.create_table('suppressions',
     sa.Column('id', sa.Integer(), nullable=False),

@@ -1,0 +1,92 @@
+"""Opaque, signed tokens for links in email: unsubscribe, preferences and confirmation.
+
+A token is ``base64url(purpose | subscriber uid | list id | issued-at | mac)``: the uid is a
+random value stored per subscriber, never the address or the row id, and the MAC is an
+HMAC-SHA256 (truncated to 128 bits) under the secret from ``NEWSLETTER_SECRET_KEY``, checked in
+constant time. Anything forged, truncated or tampered with is a :class:`TokenError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import hashlib
+import hmac
+import secrets
+import struct
+import time
+from dataclasses import dataclass
+
+from newsletter.errors import TokenError
+
+_MAC_BYTES = 16
+_UID_BYTES = 16
+# purpose (1) + uid (16) + list id (4) + issued-at seconds (5: good until year 36812)
+_LAYOUT = struct.Struct(">B16sI5s")
+
+
+class TokenPurpose(enum.Enum):
+    UNSUBSCRIBE = 1
+    CONFIRM = 2
+
+
+@dataclass(frozen=True)
+class TokenData:
+    purpose: TokenPurpose
+    subscriber_uid: str
+    list_id: int
+    issued_at: int
+
+
+def new_subscriber_uid() -> str:
+    """A fresh random subscriber uid (32 hex characters)."""
+    return secrets.token_hex(_UID_BYTES)
+
+
+def make_token(
+    secret: bytes,
+    purpose: TokenPurpose,
+    subscriber_uid: str,
+    list_id: int,
+    *,
+    issued_at: int | None = None,
+) -> str:
+    """Sign ``(purpose, uid, list)``; the result is URL-safe and carries no personal data."""
+    when = int(time.time()) if issued_at is None else issued_at
+    payload = _LAYOUT.pack(
+        purpose.value, bytes.fromhex(subscriber_uid), list_id, when.to_bytes(5, "big")
+    )
+    mac = hmac.new(secret, payload, hashlib.sha256).digest()[:_MAC_BYTES]
+    return base64.urlsafe_b64encode(payload + mac).rstrip(b"=").decode("ascii")
+
+
+def read_token(
+    secret: bytes,
+    token: str,
+    purpose: TokenPurpose,
+    *,
+    max_age_seconds: float | None = None,
+    now: float | None = None,
+) -> TokenData:
+    """Verify ``token`` for ``purpose`` and return what it carries, or raise TokenError."""
+    if not token or len(token) > 128:
+        raise TokenError()
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (binascii.Error, ValueError):
+        raise TokenError() from None
+    if len(raw) != _LAYOUT.size + _MAC_BYTES:
+        raise TokenError()
+    payload, mac = raw[: _LAYOUT.size], raw[_LAYOUT.size :]
+    expected = hmac.new(secret, payload, hashlib.sha256).digest()[:_MAC_BYTES]
+    if not hmac.compare_digest(mac, expected):
+        raise TokenError()
+    purpose_value, uid, list_id, issued = _LAYOUT.unpack(payload)
+    if purpose_value != purpose.value:
+        raise TokenError()
+    issued_at = int.from_bytes(issued, "big")
+    current = time.time() if now is None else now
+    if max_age_seconds is not None and current - issued_at > max_age_seconds:
+        raise TokenError("this link has expired")
+    return TokenData(purpose, uid.hex(), list_id, issued_at)
