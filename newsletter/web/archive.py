@@ -1,0 +1,260 @@
+"""The public archive: sent issues as web pages, newest first, and an Atom feed.
+
+Pages come from the rendered HTML the delivery step stored in the ``issues`` table, with the
+per-recipient pieces (the unsubscribe link) taken out, so the "view in browser" link in every
+email shows the same issue to anyone without leaking or needing a recipient's token.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from markupsafe import escape
+from sqlalchemy import Engine, RowMapping, select
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.templating import Jinja2Templates
+
+from newsletter.config import Settings
+from newsletter.model import PLACEHOLDERS
+from newsletter.store import schema
+
+ATOM_NS = "http://www.w3.org/2005/Atom"
+FEED_ENTRIES = 20
+# Every send state means subscribers already hold the email and its "view in browser" link.
+ARCHIVED_STATES = tuple(state.value for state in schema.SendStatus)
+# A page must never be framed by another site or run script; the email needs inline styles
+# and its images (which may live on a CDN).
+PAGE_CSP = (
+    "default-src 'none'; img-src 'self' https: http: data:; style-src 'unsafe-inline'; "
+    "font-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+
+
+@dataclass(frozen=True)
+class ArchivedIssue:
+    """One sent issue as the archive shows it."""
+
+    slug: str
+    list_slug: str
+    list_name: str
+    title: str
+    subject: str
+    issue_date: datetime
+    sent_at: datetime
+    html: str
+
+    @property
+    def path(self) -> str:
+        return f"/archive/{self.list_slug}/{self.slug}"
+
+
+def public_html(html: str, *, subscribe_url: str) -> str:
+    """The stored email HTML with every per-recipient piece removed.
+
+    A link whose target is a placeholder (the unsubscribe link) is dropped with its text; a
+    placeholder anywhere else becomes the public subscribe page, which is what a reader of the
+    archive who is not (yet) a subscriber can use.
+    """
+    for placeholder in PLACEHOLDERS:
+        link = re.compile(
+            r"<a\b[^>]*\bhref\s*=\s*([\"'])" + re.escape(placeholder) + r"\1[^>]*>.*?</a\s*>",
+            re.IGNORECASE | re.DOTALL,
+        )
+        html = link.sub("", html)
+        html = html.replace(placeholder, subscribe_url)
+    return html
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; the store writes UTC
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _rfc3339(value: datetime) -> str:
+    return _utc(value).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class Archive:
+    """Reads sent issues from the store; one instance per app."""
+
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.settings = settings
+        self.engine = engine
+
+    def _query(self) -> Any:
+        i, lst = schema.issues, schema.lists
+        return (
+            select(
+                i.c.slug,
+                lst.c.slug.label("list_slug"),
+                lst.c.name.label("list_name"),
+                i.c.title,
+                i.c.subject,
+                i.c.issue_date,
+                i.c.created_at,
+                i.c.finished_at,
+                i.c.html,
+            )
+            .select_from(i.join(lst, i.c.list_id == lst.c.id))
+            .where(i.c.status.in_(ARCHIVED_STATES))
+            .order_by(i.c.issue_date.desc(), i.c.created_at.desc(), i.c.id.desc())
+        )
+
+    def _row(self, row: RowMapping, *, with_html: bool) -> ArchivedIssue:
+        return ArchivedIssue(
+            slug=row["slug"],
+            list_slug=row["list_slug"],
+            list_name=row["list_name"],
+            title=row["title"],
+            subject=row["subject"],
+            issue_date=_utc(row["issue_date"]),
+            sent_at=_utc(row["finished_at"] or row["created_at"]),
+            html=public_html(row["html"], subscribe_url=self.subscribe_url) if with_html else "",
+        )
+
+    @property
+    def subscribe_url(self) -> str:
+        return self.settings.publication.base_url.rstrip("/") + "/subscribe"
+
+    def absolute(self, path: str) -> str:
+        return self.settings.publication.base_url.rstrip("/") + path
+
+    def latest(
+        self, *, list_slug: str | None = None, limit: int | None = None, with_html: bool = False
+    ) -> list[ArchivedIssue]:
+        query = self._query()
+        if list_slug is not None:
+            query = query.where(schema.lists.c.slug == list_slug)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [self._row(r, with_html=with_html) for r in rows]
+
+    def find(self, slug: str, list_slug: str | None = None) -> ArchivedIssue | None:
+        """The issue ``slug``; without a list, the default list's copy or else the newest."""
+        query = self._query().where(schema.issues.c.slug == slug)
+        if list_slug is not None:
+            query = query.where(schema.lists.c.slug == list_slug)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        if not rows:
+            return None
+        default = self.settings.publication.default_list
+        best = next((r for r in rows if r["list_slug"] == default), rows[0])
+        return self._row(best, with_html=True)
+
+    def feed(self, base_path: str = "/archive") -> bytes:
+        """The Atom feed (RFC 4287) of the newest sent issues, as UTF-8 XML."""
+        entries = self.latest(limit=FEED_ENTRIES, with_html=True)
+        pub = self.settings.publication
+        ET.register_namespace("", ATOM_NS)
+
+        def sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+            el = ET.SubElement(parent, f"{{{ATOM_NS}}}{tag}", attrs)
+            if text is not None:
+                el.text = text
+            return el
+
+        feed = ET.Element(f"{{{ATOM_NS}}}feed", {"xml:lang": pub.lang})
+        feed_url = self.absolute(f"{base_path}/feed.xml")
+        sub(feed, "id", feed_url)
+        sub(feed, "title", pub.name)
+        sub(feed, "subtitle", f"Every issue of {pub.name}")
+        updated = max((e.sent_at for e in entries), default=datetime(2000, 1, 1, tzinfo=UTC))
+        sub(feed, "updated", _rfc3339(updated))
+        sub(feed, "link", rel="self", type="application/atom+xml", href=feed_url)
+        sub(feed, "link", rel="alternate", type="text/html", href=self.absolute(base_path))
+        author = sub(feed, "author")
+        sub(author, "name", pub.name)
+        sub(feed, "generator", "newsletter")
+        for issue in entries:
+            entry = sub(feed, "entry")
+            url = self.absolute(issue.path)
+            sub(entry, "id", url)
+            sub(entry, "title", issue.title)
+            sub(entry, "updated", _rfc3339(issue.sent_at))
+            sub(entry, "published", _rfc3339(issue.sent_at))
+            sub(entry, "link", rel="alternate", type="text/html", href=url)
+            sub(entry, "summary", issue.subject)
+            sub(entry, "category", term=issue.list_slug, label=issue.list_name)
+            sub(entry, "content", issue.html, type="html")
+        body: bytes = ET.tostring(feed, encoding="utf-8", xml_declaration=True)
+        return body
+
+
+def _templates(settings: Settings) -> Jinja2Templates:
+    return Jinja2Templates(directory=str(settings.templates_dir))
+
+
+def _with_nav(html: str, issue: ArchivedIssue, settings: Settings) -> str:
+    """Put a slim bar linking back to the archive at the top of the email's own page."""
+    bar = (
+        '<div style="font-family:Helvetica,Arial,sans-serif;font-size:14px;padding:8px 12px;'
+        f'background:{escape(settings.brand.primary_color)};color:#ffffff">'
+        '<a href="/archive" style="color:#ffffff">'
+        f"&larr; All issues of {escape(settings.publication.name)}</a>"
+        f" &middot; {escape(issue.issue_date.strftime('%d %B %Y'))}</div>"
+    )
+    match = re.search(r"<body\b[^>]*>", html, re.IGNORECASE)
+    if match is None:
+        return bar + html
+    return html[: match.end()] + bar + html[match.end() :]
+
+
+def routes(settings: Settings, engine: Engine) -> list[BaseRoute]:
+    """``/archive``, ``/archive/feed.xml`` and one page per sent issue, for ``newsletter serve``."""
+    archive = Archive(settings, engine)
+    templates = _templates(settings)
+    headers = {"Content-Security-Policy": PAGE_CSP, "X-Content-Type-Options": "nosniff"}
+
+    async def index(request: Request) -> Response:
+        list_slug = request.query_params.get("list") or None
+        issues = await run_in_threadpool(archive.latest, list_slug=list_slug)
+        return templates.TemplateResponse(
+            request,
+            "archive/index.html",
+            {
+                "settings": settings,
+                "publication": settings.publication,
+                "brand": settings.brand,
+                "issues": issues,
+                "lists": settings.lists,
+                "current_list": list_slug,
+                "subscribe_url": archive.subscribe_url,
+            },
+            headers=headers,
+        )
+
+    async def feed(request: Request) -> Response:
+        body = await run_in_threadpool(archive.feed)
+        return Response(body, media_type="application/atom+xml; charset=utf-8")
+
+    async def page(request: Request) -> Response:
+        slug = request.path_params["slug"]
+        list_slug = request.path_params.get("list")
+        issue = await run_in_threadpool(archive.find, slug, list_slug)
+        if issue is None:
+            return templates.TemplateResponse(
+                request,
+                "archive/not_found.html",
+                {"publication": settings.publication, "brand": settings.brand},
+                status_code=404,
+                headers=headers,
+            )
+        return HTMLResponse(_with_nav(issue.html, issue, settings), headers=headers)
+
+    return [
+        Route("/archive", index, name="archive"),
+        Route("/archive/", index),
+        Route("/archive/feed.xml", feed, name="archive_feed"),
+        Route("/archive/{list}/{slug}", page, name="archive_list_issue"),
+        Route("/archive/{slug}", page, name="archive_issue"),
+    ]
