@@ -1,0 +1,73 @@
+"""The Starlette application: subscribe, confirm, unsubscribe, images, and the archive.
+
+:func:`create_app` is the only entry point; ``newsletter serve`` runs it under uvicorn and
+tests drive it through ``TestClient``. Everything it needs comes in as arguments.
+"""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import Engine
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount
+from starlette.staticfiles import StaticFiles
+
+from newsletter.config import Settings
+from newsletter.store.database import make_engine
+from newsletter.web import subscribe, unsubscribe
+from newsletter.web.context import Mailer, SmtpMailer, WebContext, page_environment
+from newsletter.web.ratelimit import Clock, RateLimiter
+
+__all__ = ["Mailer", "SmtpMailer", "create_app"]
+
+# A person may ask for a confirmation a few times (typo, lost email) but not flood a mailbox;
+# one address behind a NAT may serve a whole office, so the IP limit is looser.
+PER_ADDRESS_LIMIT = (3, 3600.0)
+PER_IP_LIMIT = (20, 600.0)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    mailer: Mailer | None = None,
+    clock: Clock | None = None,
+) -> Starlette:
+    """The whole public site; ``clock`` (monotonic seconds) drives the rate limits in tests."""
+    engine = engine if engine is not None else make_engine(settings.database_url)
+    now = clock if clock is not None else time.monotonic
+    ctx = WebContext(
+        settings=settings,
+        engine=engine,
+        mailer=mailer if mailer is not None else SmtpMailer(settings),
+        pages=page_environment(settings),
+        per_address=RateLimiter(*PER_ADDRESS_LIMIT, clock=now),
+        per_ip=RateLimiter(*PER_IP_LIMIT, clock=now),
+    )
+    routes: list[BaseRoute] = [*subscribe.routes(ctx), *unsubscribe.routes(ctx)]
+
+    # --- archive: the archive helper adds its routes here, e.g.
+    # routes.extend(newsletter.web.archive.routes(settings, engine))
+    # --- end archive
+
+    routes.append(
+        Mount(
+            "/images",
+            app=StaticFiles(directory=settings.issues_dir / "images", check_dir=False),
+            name="images",
+        )
+    )
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 404:
+            return ctx.page("not_found.html", status_code=404)
+        return Response(exc.detail, status_code=exc.status_code, headers=exc.headers)
+
+    app = Starlette(routes=routes, exception_handlers={HTTPException: not_found})
+    app.state.context = ctx
+    return app

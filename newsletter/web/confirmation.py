@@ -1,0 +1,64 @@
+"""The double opt-in confirmation email: text and HTML from ``templates/confirm``. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+
+import idna
+from jinja2 import Environment
+
+from newsletter.config import MailingList, Settings
+from newsletter.errors import InvalidAddressError
+from newsletter.message import address, check_header_value, sender_domain
+
+CONFIRM_MAX_AGE_DAYS = 7
+
+
+def ascii_address(email: str) -> str:
+    """``email`` with its domain in IDNA (``xn--``) form, as SMTP and headers need it."""
+    local, _, domain = email.rpartition("@")
+    try:
+        ascii_domain = idna.encode(domain, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise InvalidAddressError(email, f"domain cannot be encoded: {exc}") from None
+    return f"{local}@{ascii_domain}"
+
+
+def build_confirmation(
+    settings: Settings,
+    templates: Environment,
+    *,
+    to: str,
+    name: str | None,
+    link: str,
+    lists: Sequence[MailingList],
+    date: datetime | None = None,
+) -> EmailMessage:
+    """The multipart/alternative confirmation message with the signed ``link``."""
+    check_header_value(link, "confirmation link")
+    context = {
+        "name": name,
+        "link": link,
+        "lists": list(lists),
+        "max_age_days": CONFIRM_MAX_AGE_DAYS,
+    }
+    text = templates.get_template("confirm/confirm.txt").render(**context)
+    html = templates.get_template("confirm/confirm.html").render(**context)
+    subject = templates.get_template("confirm/subject.txt").render(**context).strip()
+
+    msg = EmailMessage()
+    msg["From"] = settings.publication.sender
+    msg["To"] = address(name or "", ascii_address(to))
+    if settings.publication.reply_to:
+        msg["Reply-To"] = settings.publication.reply_to
+    msg["Subject"] = check_header_value(" ".join(subject.split()), "subject")
+    msg["Date"] = format_datetime(date or datetime.now().astimezone())
+    msg["Message-ID"] = make_msgid(domain=sender_domain(settings))
+    # a reply to a request, not bulk mail: tell autoresponders to stay quiet
+    msg["Auto-Submitted"] = "auto-generated"
+    msg.set_content(text)
+    msg.add_alternative(html, subtype="html")
+    return msg

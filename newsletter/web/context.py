@@ -1,0 +1,87 @@
+"""What the web handlers share: settings, the engine, the mailer, page templates, rate limits."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any, Protocol
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from sqlalchemy import Engine
+from starlette.responses import HTMLResponse
+
+from newsletter.config import Settings
+from newsletter.store.subscribers import ensure_lists
+from newsletter.transport import send_single
+from newsletter.web.ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+# Headers for every page that carries a token in its URL: the token must not leak through
+# Referer to the brand's logo host, nor sit in a shared cache.
+PRIVATE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+}
+
+
+class Mailer(Protocol):
+    """Sends one ready-made message (confirmation emails)."""
+
+    async def send(self, message: EmailMessage) -> None: ...
+
+
+class SmtpMailer:
+    """The real mailer: one message per connection through the configured relay."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    async def send(self, message: EmailMessage) -> None:
+        await send_single(self.settings, message)
+
+
+def page_environment(settings: Settings) -> Environment:
+    """Jinja for the web pages and confirmation email: autoescaped, strict about typos."""
+    env = Environment(
+        loader=FileSystemLoader(str(settings.templates_dir)),
+        autoescape=select_autoescape(("html", "htm", "xml", "j2")),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals.update(publication=settings.publication, brand=settings.brand)
+    return env
+
+
+@dataclass
+class WebContext:
+    settings: Settings
+    engine: Engine
+    mailer: Mailer
+    pages: Environment
+    per_address: RateLimiter
+    per_ip: RateLimiter
+    _list_ids: dict[str, int] | None = field(default=None, repr=False)
+
+    def list_ids(self) -> dict[str, int]:
+        """slug -> id, creating rows for configured lists on first use (blocking: thread)."""
+        if self._list_ids is None:
+            with self.engine.begin() as conn:
+                self._list_ids = ensure_lists(conn, self.settings)
+        return self._list_ids
+
+    def page(
+        self,
+        name: str,
+        *,
+        status_code: int = 200,
+        private: bool = False,
+        **context: Any,
+    ) -> HTMLResponse:
+        html = self.pages.get_template(f"web/{name}").render(**context)
+        headers = dict(PRIVATE_HEADERS) if private else {"X-Content-Type-Options": "nosniff"}
+        return HTMLResponse(html, status_code=status_code, headers=headers)

@@ -1,0 +1,224 @@
+"""``POST /subscribe`` (form or JSON) and ``GET /confirm/<token>``: double opt-in.
+
+The response never says whether an address was new, already subscribed or suppressed, and
+the confirmation email goes out after the response (a background task), so timing does not
+tell either. A filled honeypot field or a per-address limit is answered exactly like success.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from newsletter.errors import InvalidAddressError, NewsletterError, TokenError
+from newsletter.store.subscribers import (
+    clean_name,
+    confirm_subscriber,
+    normalize_email,
+    request_subscription,
+)
+from newsletter.tokens import TokenPurpose, confirm_url, make_token, read_token
+from newsletter.web.confirmation import CONFIRM_MAX_AGE_DAYS, build_confirmation
+from newsletter.web.context import WebContext
+
+log = logging.getLogger(__name__)
+
+HONEYPOT_FIELD = "website"
+MAX_BODY_BYTES = 16 * 1024
+ACCEPTED = "Almost done: check your inbox for a link to confirm your subscription."
+
+
+@dataclass(frozen=True)
+class SubscribeForm:
+    email: str
+    name: str | None
+    lists: tuple[str, ...]
+    honeypot: bool
+
+
+class FormError(Exception):
+    """The submission cannot be processed; the message is safe to show."""
+
+
+def routes(ctx: WebContext) -> list[BaseRoute]:
+    async def form_page(request: Request) -> Response:
+        return ctx.page("subscribe.html", values={}, error=None, lists=_choices(ctx))
+
+    async def subscribe(request: Request) -> Response:
+        wants_json = "application/json" in request.headers.get("content-type", "")
+        client_ip = request.client.host if request.client else "unknown"
+        if not ctx.per_ip.hit(client_ip):
+            return _reply(ctx, wants_json, 429, "Too many requests; please try again later.")
+        try:
+            form = await _read_form(request, wants_json)
+        except FormError as exc:
+            return _reply(ctx, wants_json, 400, str(exc))
+        values = {"email": form.email, "name": form.name or ""}
+        try:
+            normalized = normalize_email(form.email)
+            lists = _check_lists(ctx, form.lists)
+        except FormError as exc:
+            return _reply(ctx, wants_json, 400, str(exc), values=values)
+        except InvalidAddressError as exc:
+            message = f"That email address is not valid: {exc.reason}"
+            return _reply(ctx, wants_json, 400, message, values=values)
+        if form.honeypot or not ctx.per_address.hit(normalized):
+            return _accepted(ctx, wants_json)
+        task = BackgroundTask(_subscribe_and_mail, ctx, form, lists)
+        response = _accepted(ctx, wants_json)
+        response.background = task
+        return response
+
+    async def confirm(request: Request) -> Response:
+        token = request.path_params["token"]
+        try:
+            data = read_token(
+                ctx.settings.secret_key,
+                token,
+                TokenPurpose.CONFIRM,
+                max_age_seconds=CONFIRM_MAX_AGE_DAYS * 86400,
+            )
+        except TokenError as exc:
+            return ctx.page("invalid.html", status_code=400, private=True, message=str(exc))
+
+        def work() -> Any:
+            with ctx.engine.begin() as conn:
+                return confirm_subscriber(conn, data.subscriber_uid)
+
+        subscriber = await run_in_threadpool(work)
+        if subscriber is None:
+            return ctx.page("invalid.html", status_code=400, private=True, message=None)
+        return ctx.page(
+            "confirmed.html",
+            private=True,
+            subscriptions=[s for s in subscriber.subscriptions if s.active],
+        )
+
+    return [
+        Route("/", form_page, methods=["GET"], name="home"),
+        Route("/subscribe", form_page, methods=["GET"], name="subscribe_form"),
+        Route("/subscribe", subscribe, methods=["POST"], name="subscribe"),
+        Route("/confirm/{token}", confirm, methods=["GET"], name="confirm"),
+    ]
+
+
+async def _subscribe_and_mail(ctx: WebContext, form: SubscribeForm, lists: list[str]) -> None:
+    """Record the request and send the confirmation; failures are logged, never shown."""
+    try:
+        message = await run_in_threadpool(_record, ctx, form, lists)
+        if message is not None:
+            await ctx.mailer.send(message)
+    except NewsletterError as exc:
+        log.warning("subscribe: confirmation not sent: %s", type(exc).__name__)
+    except Exception:
+        log.exception("subscribe: unexpected failure")
+
+
+def _record(ctx: WebContext, form: SubscribeForm, lists: list[str]) -> Any:
+    ids = ctx.list_ids()
+    with ctx.engine.begin() as conn:
+        outcome = request_subscription(
+            conn, form.email, list_ids=[ids[slug] for slug in lists], name=form.name
+        )
+    if outcome.subscriber is None or not outcome.pending:
+        return None
+    subscriber = outcome.subscriber
+    token = make_token(ctx.settings.secret_key, TokenPurpose.CONFIRM, subscriber.uid, 0)
+    by_id = {ids[slug]: slug for slug in ids}
+    pending = [
+        ctx.settings.lists[by_id[lid]]
+        for lid in outcome.pending
+        if by_id[lid] in ctx.settings.lists
+    ]
+    return build_confirmation(
+        ctx.settings,
+        ctx.pages,
+        to=subscriber.email,
+        name=subscriber.name,
+        link=confirm_url(ctx.settings.publication.base_url, token),
+        lists=pending,
+    )
+
+
+async def _read_form(request: Request, wants_json: bool) -> SubscribeForm:
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise FormError("The request is too large.")
+    if wants_json:
+        try:
+            data = json.loads(body or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            raise FormError("The request body is not valid JSON.") from None
+        if not isinstance(data, dict):
+            raise FormError("Send a JSON object with an 'email' field.")
+        raw_lists = data.get("lists") or []
+        if isinstance(raw_lists, str):
+            raw_lists = [raw_lists]
+        if not isinstance(raw_lists, list) or not all(isinstance(x, str) for x in raw_lists):
+            raise FormError("'lists' must be a list of list names.")
+        email, name, honeypot = data.get("email"), data.get("name"), data.get(HONEYPOT_FIELD)
+        lists = tuple(raw_lists)
+    else:
+        form = await request.form()
+        email, name, honeypot = form.get("email"), form.get("name"), form.get(HONEYPOT_FIELD)
+        lists = tuple(str(v) for v in form.getlist("lists"))
+    if not isinstance(email, str) or not email.strip():
+        raise FormError("Please enter your email address.")
+    if name is not None and not isinstance(name, str):
+        raise FormError("'name' must be text.")
+    return SubscribeForm(
+        email=email,
+        name=clean_name(name),
+        lists=lists,
+        honeypot=bool(honeypot),
+    )
+
+
+def _check_lists(ctx: WebContext, requested: tuple[str, ...]) -> list[str]:
+    slugs = list(dict.fromkeys(requested)) or [ctx.settings.publication.default_list]
+    for slug in slugs:
+        if slug not in ctx.settings.lists:
+            raise FormError("Please choose one of the newsletters offered.")
+    return slugs
+
+
+def _choices(ctx: WebContext) -> list[Mapping[str, Any]]:
+    default = ctx.settings.publication.default_list
+    return [
+        {"slug": slug, "list": ml, "checked": slug == default}
+        for slug, ml in ctx.settings.lists.items()
+    ]
+
+
+def _accepted(ctx: WebContext, wants_json: bool) -> Response:
+    if wants_json:
+        return JSONResponse({"status": "pending", "message": ACCEPTED}, status_code=202)
+    return ctx.page("check_inbox.html")
+
+
+def _reply(
+    ctx: WebContext,
+    wants_json: bool,
+    status: int,
+    message: str,
+    *,
+    values: Mapping[str, str] | None = None,
+) -> Response:
+    if wants_json:
+        return JSONResponse({"status": "error", "message": message}, status_code=status)
+    return ctx.page(
+        "subscribe.html",
+        status_code=status,
+        values=values or {},
+        error=message,
+        lists=_choices(ctx),
+    )
