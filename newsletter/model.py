@@ -10,6 +10,7 @@ import enum
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
+from typing import ClassVar
 
 # Filled per recipient by the delivery step; chosen so no escaping in HTML, text or a URL
 # changes them, and so an editor is unlikely to type them (check warns if one does).
@@ -24,10 +25,14 @@ class IssueStatus(enum.Enum):
 
 @dataclass(frozen=True)
 class Inline:
-    """A run of inline Markdown: ``html`` is escaped markup, ``text`` keeps URLs in parentheses."""
+    """A run of inline Markdown: ``html`` is escaped markup, ``text`` keeps URLs as ``<url>``.
+
+    ``plain`` is the words alone (no URLs, no markup), for previews and derived subjects.
+    """
 
     html: str
     text: str
+    plain: str = ""
 
 
 @dataclass(frozen=True)
@@ -42,12 +47,14 @@ class Image:
 
 @dataclass(frozen=True)
 class Paragraph:
+    kind: ClassVar[str] = "paragraph"  # lets templates tell blocks apart
     content: Inline
     line: int | None = None
 
 
 @dataclass(frozen=True)
 class BulletList:
+    kind: ClassVar[str] = "list"  # lets templates tell blocks apart
     items: tuple[Inline, ...]
     ordered: bool = False
     line: int | None = None
@@ -55,6 +62,7 @@ class BulletList:
 
 @dataclass(frozen=True)
 class Quote:
+    kind: ClassVar[str] = "quote"  # lets templates tell blocks apart
     paragraphs: tuple[Inline, ...]
     attribution: str | None = None
     line: int | None = None
@@ -62,6 +70,7 @@ class Quote:
 
 @dataclass(frozen=True)
 class Figure:
+    kind: ClassVar[str] = "figure"  # lets templates tell blocks apart
     image: Image
     line: int | None = None
 
@@ -76,6 +85,7 @@ class RelatedStory:
 
 @dataclass(frozen=True)
 class RelatedStories:
+    kind: ClassVar[str] = "cards"  # lets templates tell blocks apart
     stories: tuple[RelatedStory, ...]
     heading: str = "Related stories"
     line: int | None = None

@@ -1,0 +1,227 @@
+"""Rendering: an Issue becomes email HTML (Jinja -> MJML -> mjml-python -> premailer) and text.
+
+A :class:`Renderer` builds its Jinja environment once and renders any number of issues; each
+stage is its own method so the benchmark and the preview can time or reuse them. The output
+holds :data:`~newsletter.model.UNSUBSCRIBE_URL_PLACEHOLDER` where each recipient's link goes;
+nothing here is per recipient. No stage touches the network: fonts are off in MJML and
+premailer may not fetch stylesheets.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+from collections.abc import Sequence
+from datetime import date
+from typing import Any
+
+import jinja2
+import premailer
+from mjml import mjml2html
+
+from newsletter.config import Settings
+from newsletter.errors import RenderError
+from newsletter.model import (
+    UNSUBSCRIBE_URL_PLACEHOLDER,
+    Block,
+    Figure,
+    Image,
+    Issue,
+    RelatedStories,
+    RenderedIssue,
+)
+from newsletter.plaintext import join_names, tidy, underline, wrap
+
+HTML_TEMPLATE = "issue.mjml.j2"
+TEXT_TEMPLATE = "issue.txt.j2"
+CARD_BACKGROUND = "#f6f5f1"
+SPOTLIGHT_BACKGROUND = "#f3efe4"
+# Invisible characters after the preheader keep inboxes from padding the preview with body
+# text ("View this issue in your browser...").
+PREHEADER_FILLER = "\u034f\u200c\u00a0" * 30
+
+
+def image_url(src: str, settings: Settings) -> str:
+    """The absolute URL of an issue image: ``images/x.png`` -> ``{base_url}/images/x.png``."""
+    if src.startswith(("http://", "https://")):
+        return src
+    path = posixpath.normpath(src).lstrip("/")
+    return f"{settings.publication.base_url.rstrip('/')}/{path}"
+
+
+def archive_url(issue: Issue, settings: Settings) -> str:
+    """The issue's "view in browser" page."""
+    return f"{settings.publication.base_url.rstrip('/')}/archive/{issue.slug}"
+
+
+def long_date(value: date) -> str:
+    """``Friday 20 November 2026``, independent of the process locale."""
+    days = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+    months = (
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    )
+    return f"{days[value.weekday()]} {value.day} {months[value.month - 1]} {value.year}"
+
+
+def rows(blocks: Sequence[Block]) -> list[dict[str, Any]]:
+    """Group blocks for the MJML layout: runs of flowing blocks, and card grids two abreast.
+
+    Cards need columns of their own, and MJML columns only live in a section, so a related
+    block closes the running section and opens a row of card sections.
+    """
+    result: list[dict[str, Any]] = []
+    for block in blocks:
+        if isinstance(block, RelatedStories):
+            stories = list(block.stories)
+            pairs = [stories[i : i + 2] for i in range(0, len(stories), 2)]
+            result.append({"kind": "cards", "heading": block.heading, "pairs": pairs})
+        elif result and result[-1]["kind"] == "flow":
+            result[-1]["blocks"].append(block)
+        else:
+            result.append({"kind": "flow", "blocks": [block]})
+    return result
+
+
+class Renderer:
+    """Renders issues for one set of settings; build it once, it keeps its templates."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        directory = settings.templates_dir / "email"
+        if not directory.is_dir():
+            raise RenderError(f"template folder {directory} not found; check templates_dir")
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(directory),
+            # Everything from the issue is escaped in the HTML; the text part is not HTML.
+            autoescape=jinja2.select_autoescape(
+                enabled_extensions=("mjml.j2", "html.j2", "html"),
+                disabled_extensions=("txt.j2",),
+                default_for_string=True,
+                default=True,
+            ),
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.filters.update(
+            image_url=lambda src: image_url(str(src), settings),
+            longdate=long_date,
+            join_names=join_names,
+            wrap=wrap,
+            underline=underline,
+        )
+        try:
+            self.html_template = self.env.get_template(HTML_TEMPLATE)
+            self.text_template = self.env.get_template(TEXT_TEMPLATE)
+        except jinja2.TemplateError as exc:
+            raise RenderError(f"template {directory}: {_describe(exc)}") from None
+
+    def context(self, issue: Issue) -> dict[str, Any]:
+        settings = self.settings
+        spotlight_image: Image | None = None
+        spotlight_blocks: Sequence[Block] = ()
+        if issue.spotlight:
+            spotlight_blocks = issue.spotlight.blocks
+            first = spotlight_blocks[0]
+            if isinstance(first, Figure) and len(spotlight_blocks) > 1:
+                spotlight_image, spotlight_blocks = first.image, spotlight_blocks[1:]
+        return {
+            "issue": issue,
+            "publication": settings.publication,
+            "brand": settings.brand,
+            "mailing_list": settings.mailing_list(issue.list),
+            "archive_url": archive_url(issue, settings),
+            "unsubscribe_url": UNSUBSCRIBE_URL_PLACEHOLDER,
+            "preheader_filler": PREHEADER_FILLER,
+            "intro": issue.intro,
+            "intro_rows": rows(issue.intro),
+            "sections": [
+                {"heading": s.heading, "blocks": s.blocks, "rows": rows(s.blocks)}
+                for s in issue.sections
+            ],
+            "spotlight_image": spotlight_image,
+            "spotlight_blocks": spotlight_blocks,
+            "spotlight_all": issue.spotlight.blocks if issue.spotlight else (),
+            "card_background": CARD_BACKGROUND,
+            "spotlight_background": SPOTLIGHT_BACKGROUND,
+        }
+
+    # -- the stages ---------------------------------------------------------------------------
+
+    def render_mjml(self, issue: Issue, context: dict[str, Any] | None = None) -> str:
+        try:
+            return self.html_template.render(context or self.context(issue))
+        except jinja2.TemplateError as exc:
+            raise RenderError(f"{HTML_TEMPLATE}: {_describe(exc)}") from None
+
+    def compile_mjml(self, source: str) -> str:
+        try:
+            # fonts={} keeps mjml from linking Google Fonts: the email loads nothing remote
+            return str(mjml2html(source, fonts={}))
+        except Exception as exc:  # the Rust extension raises plain exceptions
+            raise RenderError(f"MJML could not compile the issue: {exc}") from None
+
+    def inline_css(self, html: str) -> str:
+        """Move the CSS onto the elements; media queries and Outlook conditionals stay."""
+        inliner = premailer.Premailer(
+            html,
+            allow_network=False,
+            keep_style_tags=True,  # the @media rules that stack columns on phones live there
+            strip_important=False,  # those rules need !important to beat inline styles
+            remove_classes=False,  # and they select by class
+            disable_validation=True,
+            # MJML already wrote pixel widths on images; premailer would replace them with 100%
+            disable_basic_attributes=["width", "height"],
+            cache_css_parsing=True,
+            cssutils_logging_level=logging.CRITICAL,
+        )
+        try:
+            result = str(inliner.transform())
+        except Exception as exc:  # premailer wraps cssutils and lxml, which raise freely
+            raise RenderError(f"CSS inlining failed: {exc}") from None
+        # lxml drops the doctype; without it clients fall back to quirks mode
+        if not result.lstrip().lower().startswith("<!doctype"):
+            result = "<!doctype html>\n" + result
+        return result
+
+    def render_html(self, issue: Issue, context: dict[str, Any] | None = None) -> str:
+        return self.inline_css(self.compile_mjml(self.render_mjml(issue, context)))
+
+    def render_text(self, issue: Issue, context: dict[str, Any] | None = None) -> str:
+        try:
+            return tidy(self.text_template.render(context or self.context(issue)))
+        except jinja2.TemplateError as exc:
+            raise RenderError(f"{TEXT_TEMPLATE}: {_describe(exc)}") from None
+
+    def render(self, issue: Issue) -> RenderedIssue:
+        """The issue as HTML and text, with the unsubscribe placeholder left for delivery."""
+        context = self.context(issue)
+        return RenderedIssue(
+            issue=issue,
+            subject=issue.subject,
+            preheader=issue.preheader,
+            html=self.render_html(issue, context),
+            text=self.render_text(issue, context),
+            archive_url=context["archive_url"],
+        )
+
+
+def render_issue(issue: Issue, settings: Settings) -> RenderedIssue:
+    """One-off rendering; build a :class:`Renderer` instead when rendering many."""
+    return Renderer(settings).render(issue)
+
+
+def _describe(exc: jinja2.TemplateError) -> str:
+    line = getattr(exc, "lineno", None)
+    return f"line {line}: {exc.message}" if line else str(exc.message or exc)
