@@ -174,3 +174,16 @@ def test_issue_rows_in_the_store_are_read_not_changed(
     with engine.connect() as conn:
         stored = conn.execute(select(schema.issues.c.html)).scalar_one()
     assert UNSUBSCRIBE_URL_PLACEHOLDER in stored
+
+
+def test_the_public_app_serves_the_archive(settings: Settings, engine: Engine, weekly: int) -> None:
+    from newsletter.web.app import create_app
+
+    add_issue(engine, weekly, "first", "First issue", 0)
+    client = TestClient(create_app(settings, engine=engine))
+    assert "First issue" in client.get("/archive").text
+    # the "view in browser" link the renderer puts in every email: /archive/<slug>
+    page = client.get("/archive/first")
+    assert page.status_code == 200
+    assert "<h1>First issue</h1>" in page.text
+    assert client.get("/archive/feed.xml").status_code == 200

@@ -18,7 +18,7 @@ from starlette.staticfiles import StaticFiles
 
 from newsletter.config import Settings
 from newsletter.store.database import make_engine
-from newsletter.web import subscribe, unsubscribe
+from newsletter.web import archive, subscribe, unsubscribe
 from newsletter.web.context import Mailer, SmtpMailer, WebContext, page_environment
 from newsletter.web.ratelimit import Clock, RateLimiter
 
@@ -50,8 +50,8 @@ def create_app(
     )
     routes: list[BaseRoute] = [*subscribe.routes(ctx), *unsubscribe.routes(ctx)]
 
-    # --- archive: the archive helper adds its routes here, e.g.
-    # routes.extend(newsletter.web.archive.routes(settings, engine))
+    # --- archive
+    routes.extend(archive.routes(settings, engine))
     # --- end archive
 
     routes.append(
