@@ -191,6 +191,7 @@ class _IssueParser:
     # -- whole file ---------------------------------------------------------------------------
 
     def parse(self) -> ParseResult:
+        self.check_file_name()
         front, body = self.split()
         meta = self.front_matter(front)
         for placeholder in PLACEHOLDERS:
@@ -214,6 +215,17 @@ class _IssueParser:
             **meta,
         )
         return ParseResult(issue, self.sorted_problems())
+
+    def check_file_name(self) -> None:
+        slug = slug_for(self.path)
+        if not _FILE_NAME.match(self.path.stem):
+            self.warn(1, "name issue files YYYY-MM-DD-slug.md so they sort by date")
+        if not _SLUG.match(slug):
+            self.error(
+                1,
+                f"the file name gives the slug {slug!r}, which becomes a URL; use only "
+                "lowercase letters, digits and hyphens",
+            )
 
     def sorted_problems(self) -> list[Problem]:
         return sorted(self.problems, key=lambda p: p.line)

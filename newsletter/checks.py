@@ -1,0 +1,117 @@
+"""``newsletter check``: every problem in an issue file at once, as ``path:line: message``.
+
+Parsing problems come from :mod:`newsletter.issues`; this module adds what needs the outside
+world or a full render: image files that must exist, and the size of the finished email
+against Gmail's clipping limit. It never raises for bad input; a file that cannot be read is a
+problem like any other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from newsletter.config import Settings
+from newsletter.diagnostics import Problem, Severity
+from newsletter.errors import IssueError, NewsletterError
+from newsletter.issues import parse_issue, read_issue_text
+from newsletter.model import UNSUBSCRIBE_URL_PLACEHOLDER, Block, Figure, Image, Issue
+from newsletter.rendering import Renderer
+
+__all__ = ["Problem", "Severity", "check_issue", "email_size"]
+
+# Gmail hides everything after the first 102 KB of HTML behind "[Message clipped]" -- and the
+# footer with the unsubscribe link is at the end.
+GMAIL_CLIP_BYTES = 102 * 1024
+SIZE_WARNING_BYTES = 90 * 1024
+IMAGE_WARNING_BYTES = 400 * 1024
+# A real unsubscribe link is longer than the placeholder; measure with one of typical length.
+_SAMPLE_UNSUBSCRIBE_URL = "https://news.example.org/unsubscribe/" + "x" * 64
+
+
+def check_issue(
+    path: Path, settings: Settings, *, renderer: Renderer | None = None
+) -> list[Problem]:
+    """All problems with the issue at ``path``, errors and warnings, ordered by line."""
+    try:
+        text = read_issue_text(path)
+    except IssueError as exc:
+        return [Problem(path, exc.line or 1, Severity.ERROR, exc.message)]
+    result = parse_issue(text, path=path, settings=settings)
+    problems = list(result.problems)
+    if result.issue is not None:
+        problems.extend(_check_images(result.issue, settings))
+    if result.issue is not None and not any(p.is_error for p in problems):
+        problems.extend(_check_render(result.issue, settings, renderer))
+    return sorted(problems, key=lambda p: (p.line, p.severity is not Severity.ERROR))
+
+
+def email_size(html: str) -> int:
+    """Bytes of the HTML part as a recipient gets it (placeholder filled with a typical link)."""
+    return len(html.replace(UNSUBSCRIBE_URL_PLACEHOLDER, _SAMPLE_UNSUBSCRIBE_URL).encode())
+
+
+def issue_images(issue: Issue) -> Iterator[Image]:
+    """Every image the issue shows: hero, figures in the intro, sections and spotlight."""
+    if issue.hero:
+        yield issue.hero
+    groups: list[tuple[Block, ...]] = [issue.intro, *(s.blocks for s in issue.sections)]
+    if issue.spotlight:
+        groups.append(issue.spotlight.blocks)
+    for blocks in groups:
+        for block in blocks:
+            if isinstance(block, Figure):
+                yield block.image
+
+
+def _check_images(issue: Issue, settings: Settings) -> Iterator[Problem]:
+    for image in issue_images(issue):
+        if image.src.startswith(("http://", "https://")):
+            continue
+        line = image.line or 1
+        file = settings.issues_dir / image.src
+        if not file.is_file():
+            yield Problem(
+                issue.path,
+                line,
+                Severity.ERROR,
+                f"image {image.src!r} not found (looked for {file})",
+            )
+        elif file.stat().st_size > IMAGE_WARNING_BYTES:
+            size = file.stat().st_size // 1024
+            yield Problem(
+                issue.path,
+                line,
+                Severity.WARNING,
+                f"image {image.src!r} is {size} KB; phones on slow connections will wait "
+                f"for it (aim for under {IMAGE_WARNING_BYTES // 1024} KB)",
+            )
+
+
+def _check_render(issue: Issue, settings: Settings, renderer: Renderer | None) -> list[Problem]:
+    try:
+        html = (renderer or Renderer(settings)).render_html(issue)
+    except NewsletterError as exc:
+        return [Problem(issue.path, 1, Severity.ERROR, f"cannot render: {exc}")]
+    size = email_size(html)
+    if size >= GMAIL_CLIP_BYTES:
+        return [
+            Problem(
+                issue.path,
+                1,
+                Severity.ERROR,
+                f"the email is {size / 1024:.0f} KB; Gmail clips messages over "
+                f"{GMAIL_CLIP_BYTES // 1024} KB and hides the unsubscribe link. Shorten it.",
+            )
+        ]
+    if size >= SIZE_WARNING_BYTES:
+        return [
+            Problem(
+                issue.path,
+                1,
+                Severity.WARNING,
+                f"the email is {size / 1024:.0f} KB, close to Gmail's "
+                f"{GMAIL_CLIP_BYTES // 1024} KB clipping limit",
+            )
+        ]
+    return []

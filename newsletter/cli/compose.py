@@ -1,0 +1,121 @@
+"""``newsletter build`` and ``newsletter check``: issue files to email files, and their lint."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, time
+from pathlib import Path
+
+import click
+
+from newsletter.checks import check_issue
+from newsletter.cli import AppContext, main, pass_app
+from newsletter.config import Settings
+from newsletter.errors import IssueError
+from newsletter.issues import load_issue
+from newsletter.message import build_email_message, sender_domain
+from newsletter.model import Issue
+from newsletter.rendering import Renderer
+from newsletter.tokens import TokenPurpose, make_token, unsubscribe_mailto, unsubscribe_url
+
+SAMPLE_RECIPIENT = "Sample Reader <reader@example.com>"
+# A fixed, obviously fake subscriber so the sample .eml is the same on every build.
+SAMPLE_SUBSCRIBER_UID = "0" * 32
+
+ISSUES_ARGUMENT = click.argument(
+    "paths", metavar="ISSUE...", nargs=-1, type=click.Path(path_type=Path, dir_okay=False)
+)
+
+
+def issue_paths(settings: Settings, paths: Sequence[Path]) -> list[Path]:
+    """The files named, or every ``*.md`` in the issues folder when none are."""
+    if paths:
+        return list(paths)
+    found = sorted(settings.issues_dir.glob("*.md"))
+    if not found:
+        raise IssueError(
+            "no issue files (*.md) here; name one or add some", path=settings.issues_dir
+        )
+    return found
+
+
+@main.command()
+@ISSUES_ARGUMENT
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Folder for the output (default: build/ next to newsletter.toml).",
+)
+@pass_app
+def build(app: AppContext, paths: tuple[Path, ...], output: Path | None) -> None:
+    """Render issues to <slug>.html, <slug>.txt and a sample <slug>.eml.
+
+    With no ISSUE, builds every issue in the issues folder.
+    """
+    settings = app.settings
+    # Read everything first: a mistake in the third file should not leave two built.
+    issues = [load_issue(path, settings) for path in issue_paths(settings, paths)]
+    out_dir = output or settings.root / "build"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    renderer = Renderer(settings)
+    for issue in issues:
+        for written in write_issue(issue, renderer, settings, out_dir):
+            click.echo(f"wrote {written}")
+
+
+def write_issue(issue: Issue, renderer: Renderer, settings: Settings, out_dir: Path) -> list[Path]:
+    """Write the three files for ``issue``; returns their paths."""
+    rendered = renderer.render(issue)
+    mailing_list = settings.mailing_list(issue.list)
+    token = make_token(
+        settings.secret_key,
+        TokenPurpose.UNSUBSCRIBE,
+        SAMPLE_SUBSCRIBER_UID,
+        0,
+        issued_at=int(datetime.combine(issue.date, time()).timestamp()),
+    )
+    message = build_email_message(
+        rendered,
+        settings,
+        mailing_list,
+        to=SAMPLE_RECIPIENT,
+        unsubscribe_url=unsubscribe_url(settings.publication.base_url, token),
+        unsubscribe_mailto=unsubscribe_mailto(sender_domain(settings), token),
+        date=issue.send_at,
+    )
+    html_path = out_dir / f"{issue.slug}.html"
+    text_path = out_dir / f"{issue.slug}.txt"
+    eml_path = out_dir / f"{issue.slug}.eml"
+    html_path.write_text(rendered.html, encoding="utf-8")
+    text_path.write_text(rendered.text, encoding="utf-8")
+    eml_path.write_bytes(message.as_bytes())
+    return [html_path, text_path, eml_path]
+
+
+@main.command()
+@ISSUES_ARGUMENT
+@pass_app
+def check(app: AppContext, paths: tuple[Path, ...]) -> None:
+    """Report every problem in the issues as path:line: message; exit 1 on errors.
+
+    With no ISSUE, checks every issue in the issues folder.
+    """
+    settings = app.settings
+    files = issue_paths(settings, paths)
+    renderer = Renderer(settings)
+    errors = warnings = 0
+    for path in files:
+        for problem in check_issue(path, settings, renderer=renderer):
+            if problem.is_error:
+                errors += 1
+            else:
+                warnings += 1
+            colour = "red" if problem.is_error else "yellow"
+            click.echo(click.style(str(problem), fg=colour))
+    noun = "file" if len(files) == 1 else "files"
+    summary = f"{len(files)} {noun} checked: {errors} error(s), {warnings} warning(s)"
+    click.echo(summary, err=True)
+    if errors:
+        raise SystemExit(1)
