@@ -95,6 +95,21 @@ def keeper(x: int, y: int, w: int = 240, h: int = 240) -> Pixel:
     return quantise(mix((243, 239, 228), (220, 206, 176), y / h))
 
 
+def chimney(x: int, y: int, w: int = 544, h: int = 272) -> Pixel:
+    """A tall brick chimney with a scaffold at its foot and low flats behind."""
+    taper = 22 + y * 0.05
+    if abs(x - w * 0.3) < taper and y > 20:
+        return (150, 70, 50) if (y // 12 + (x // 20) % 2) % 2 else (170, 84, 60)
+    if y > h * 0.62 and abs(x - w * 0.3) < taper + 18 and (x % 14 < 2 or y % 20 < 2):
+        return (90, 90, 96)
+    if y > h * 0.55 and x > w * 0.45 and x < w * 0.95:
+        window = (x % 40) in range(12, 28) and (y % 30) in range(8, 20)
+        return (236, 226, 190) if window else (196, 190, 180)
+    if y > h * 0.85:
+        return (140, 136, 128)
+    return quantise(mix((206, 214, 226), (232, 226, 214), y / h))
+
+
 def logo(x: int, y: int, w: int = 360, h: int = 80) -> Pixel:
     """A white wordmark stand-in on the brand blue: a mill wheel and three bars."""
     wheel = math.hypot(x - 40, y - 40)
@@ -112,6 +127,7 @@ IMAGES = {
     "footbridge.png": (544, 272, bridge),
     "market.png": (544, 272, market),
     "keeper.png": (240, 240, keeper),
+    "chimney.png": (544, 272, chimney),
 }
 
 
