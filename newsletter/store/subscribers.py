@@ -198,7 +198,7 @@ def ensure_lists(
     for slug, mailing_list in settings.lists.items():
         if slug not in existing:
             stmt = (
-                _insert(conn, lists)
+                dialect_insert(conn, lists)
                 .values(slug=slug, name=mailing_list.name, created_at=now)
                 .on_conflict_do_nothing(index_elements=["slug"])
             )
@@ -242,7 +242,7 @@ def suppress(
     now = now or _now()
     normalized, digest = _suppression_key(email)
     stmt = (
-        _insert(conn, suppressions)
+        dialect_insert(conn, suppressions)
         .values(
             email_hash=digest,
             email=normalized,
@@ -414,7 +414,7 @@ def add_subscriber(
     for lid in wanted:
         if lid not in current:
             conn.execute(
-                _insert(conn, subscriptions)
+                dialect_insert(conn, subscriptions)
                 .values(
                     subscriber_id=subscriber_id,
                     list_id=lid,
@@ -478,7 +478,7 @@ def request_subscription(
         status = current.get(lid)
         if status is None:
             conn.execute(
-                _insert(conn, subscriptions)
+                dialect_insert(conn, subscriptions)
                 .values(
                     subscriber_id=subscriber_id,
                     list_id=lid,
@@ -555,7 +555,7 @@ def erase(conn: Connection, email: str, *, now: datetime | None = None) -> bool:
     now = now or _now()
     normalized, digest = _suppression_key(email)
     conn.execute(
-        _insert(conn, suppressions)
+        dialect_insert(conn, suppressions)
         .values(
             email_hash=digest,
             email=None,
@@ -587,7 +587,7 @@ def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
-def _insert(conn: Connection, table: Any) -> postgresql.Insert | sqlite.Insert:
+def dialect_insert(conn: Connection, table: Any) -> postgresql.Insert | sqlite.Insert:
     """INSERT with ON CONFLICT support for the connection's dialect."""
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table)
@@ -612,7 +612,7 @@ def _get_or_create(
     if existing is not None:
         return int(existing)
     conn.execute(
-        _insert(conn, subscribers)
+        dialect_insert(conn, subscribers)
         .values(
             uid=new_subscriber_uid(),
             email=email,

@@ -1,0 +1,542 @@
+"""CSV import and export of subscribers: streamed, batched, idempotent, nothing valid lost.
+
+Import reads the file line by line (UTF-8 with or without BOM; a line that is not UTF-8 is read
+as Windows-1252/Latin-1 and reported), finds the delimiter from the header, and writes in
+batches with ``INSERT ... ON CONFLICT DO NOTHING`` and set-based subscription upserts, one
+transaction per batch, so memory stays flat and an interrupted import can simply be run again.
+Every row that is not imported is handed to ``on_reject`` with its line number and the reason.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO, TextIO
+
+from sqlalchemy import Connection, Engine, select
+
+from newsletter.errors import ImportFileError, InvalidAddressError
+from newsletter.store.schema import (
+    SubscriptionStatus,
+    subscribers,
+    subscriptions,
+    suppressions,
+)
+from newsletter.store.subscribers import (
+    clean_name,
+    dialect_insert,
+    email_hash,
+    iter_subscribers,
+    normalize_email,
+)
+from newsletter.tokens import new_subscriber_uid
+
+EMAIL_COLUMNS = ("email", "e-mail", "email address", "email_address", "mail")
+NAME_COLUMNS = ("name", "full name", "full_name")
+# written by export; read back they describe state, not attributes
+EXPORT_ONLY_COLUMNS = ("status", "subscribed_at", "confirmed_at", "unsubscribed_at")
+DELIMITERS = (",", ";", "\t", "|")
+BATCH_SIZE = 2000
+_BOM = b"\xef\xbb\xbf"
+_DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+
+
+@dataclass(frozen=True)
+class Reject:
+    line: int
+    reason: str
+    row: Sequence[str]
+
+
+@dataclass
+class ImportReport:
+    """What an import did, for the summary line and the tests."""
+
+    rows: int = 0
+    added: int = 0
+    subscribed: int = 0
+    already: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    blank: int = 0
+    delimiter: str = ","
+    header: tuple[str, ...] = ()
+    # lines read as Windows-1252 because they were not valid UTF-8
+    fallback_lines: list[int] = field(default_factory=list)
+    fallback_count: int = 0
+
+
+@dataclass(frozen=True)
+class _Row:
+    line: int
+    email: str
+    normalized: str
+    name: str | None
+    attributes: dict[str, str]
+    raw: Sequence[str]
+
+
+RejectSink = Callable[[Reject], None]
+Progress = Callable[[int], None]
+
+
+def import_csv(
+    engine: Engine,
+    path: Path,
+    *,
+    list_id: int,
+    list_slug: str,
+    on_reject: RejectSink,
+    on_header: Callable[[Sequence[str]], None] | None = None,
+    delimiter: str | None = None,
+    encoding: str | None = None,
+    progress: Progress | None = None,
+    batch_size: int = BATCH_SIZE,
+    source: str | None = None,
+    now: datetime | None = None,
+) -> ImportReport:
+    """Import ``path`` into ``list_id`` as confirmed subscriptions; see the module docstring.
+
+    Existing subscribers keep their name and attributes; suppressed addresses and people who
+    left ``list_id`` are rejected, never re-subscribed. ``progress`` gets bytes read so far.
+    ``encoding`` forces one encoding for the whole file instead of UTF-8 with fallback.
+    """
+    now = now or datetime.now(UTC)
+    source = source or f"import:{path.name}"
+    report = ImportReport()
+    try:
+        fh = path.open("rb")
+    except OSError as exc:
+        raise ImportFileError(f"cannot open: {exc.strerror}", path=path) from None
+    with fh:
+        _refuse_utf16(fh, path)
+        lines = _Lines(fh, encoding, report, path)
+        header_line, header = _read_header(lines, delimiter, path, report)
+        columns = _Columns.from_header(header, path, header_line)
+        if on_header:
+            on_header(header)
+        reader = csv.reader(lines, delimiter=report.delimiter, strict=False)
+        batch: list[_Row] = []
+        for cells, line, end in _rows(reader, lines, path):
+            if not any(cell.strip() for cell in cells):
+                report.blank += 1
+                continue
+            report.rows += 1
+            parsed = columns.parse(cells, line, end, on_reject, report)
+            if parsed is None:
+                continue
+            batch.append(parsed)
+            if len(batch) >= batch_size:
+                _write_batch(engine, batch, list_id, list_slug, source, now, on_reject, report)
+                batch = []
+                if progress:
+                    progress(lines.position)
+        if batch:
+            _write_batch(engine, batch, list_id, list_slug, source, now, on_reject, report)
+        if progress:
+            progress(lines.position)
+    return report
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+class _Lines:
+    """Decoded physical lines with their numbers; tracks bytes read for the progress bar."""
+
+    def __init__(
+        self, fh: BinaryIO, encoding: str | None, report: ImportReport, path: Path
+    ) -> None:
+        self.fh = fh
+        self.encoding = encoding
+        self.report = report
+        self.path = path
+        self.number = 0
+        self.position = 0
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        raw = self.fh.readline()
+        if not raw:
+            raise StopIteration
+        self.number += 1
+        self.position += len(raw)
+        if self.number == 1 and raw.startswith(_BOM):
+            raw = raw[len(_BOM) :]
+        if "\0" in (text := self._decode(raw)):
+            raise ImportFileError(
+                "contains NUL bytes: this is not a text CSV file (a spreadsheet?)",
+                path=self.path,
+                line=self.number,
+            )
+        return text
+
+    def _decode(self, raw: bytes) -> str:
+        if self.encoding is not None:
+            try:
+                return raw.decode(self.encoding)
+            except UnicodeDecodeError as exc:
+                raise ImportFileError(
+                    f"not valid {self.encoding} ({exc.reason} at byte {exc.start}); "
+                    "check --encoding",
+                    path=self.path,
+                    line=self.number,
+                ) from None
+            except LookupError:
+                raise ImportFileError(
+                    f"unknown encoding {self.encoding!r}", path=self.path
+                ) from None
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            # Excel's "CSV" on Windows is Windows-1252; cp1252 leaves five bytes undefined,
+            # which Latin-1 maps, so every byte sequence decodes and no row is lost
+            self.report.fallback_count += 1
+            if len(self.report.fallback_lines) < 20:
+                self.report.fallback_lines.append(self.number)
+            try:
+                return raw.decode("cp1252")
+            except UnicodeDecodeError:
+                return raw.decode("latin-1")
+
+
+def _refuse_utf16(fh: BinaryIO, path: Path) -> None:
+    start = fh.read(4)
+    fh.seek(0)
+    if start.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(start) >= 2 and b"\0" in start[:2]):
+        raise ImportFileError(
+            "is UTF-16 (Excel's 'Unicode text'); save it as 'CSV UTF-8' and import again",
+            path=path,
+            line=1,
+        )
+
+
+def _read_header(
+    lines: _Lines, delimiter: str | None, path: Path, report: ImportReport
+) -> tuple[int, list[str]]:
+    for text in lines:
+        if text.strip():
+            break
+    else:
+        raise ImportFileError("is empty: expected a header row with an 'email' column", path=path)
+    line = lines.number
+    candidates: dict[str, list[str]] = {}
+    for d in DELIMITERS:
+        cells = next(csv.reader([text], delimiter=d))
+        if any(_key(c) in EMAIL_COLUMNS for c in cells):
+            candidates[d] = cells
+    if delimiter is not None:
+        if len(delimiter) != 1:
+            raise ImportFileError(f"delimiter must be one character, got {delimiter!r}", path=path)
+        cells = next(csv.reader([text], delimiter=delimiter))
+        if not any(_key(c) in EMAIL_COLUMNS for c in cells):
+            hint = ""
+            if candidates:
+                other = max(candidates, key=lambda d: len(candidates[d]))
+                hint = (
+                    f"; the file seems to use the {_DELIMITER_NAMES[other]}: --delimiter '{other}'"
+                )
+            raise ImportFileError(
+                f"no 'email' column with delimiter {delimiter!r} in header {text.strip()!r}{hint}",
+                path=path,
+                line=line,
+            )
+        report.delimiter = delimiter
+        report.header = tuple(cells)
+        return line, cells
+    if not candidates:
+        raise ImportFileError(
+            f"the header row {text.strip()[:80]!r} has no 'email' column; the first row must "
+            "name the columns, e.g. 'email,name'",
+            path=path,
+            line=line,
+        )
+    # the delimiter that splits the header into the most columns is the file's
+    best = max(candidates, key=lambda d: len(candidates[d]))
+    report.delimiter = best
+    report.header = tuple(candidates[best])
+    return line, candidates[best]
+
+
+def _key(column: str) -> str:
+    return " ".join(column.strip().lower().split())
+
+
+@dataclass(frozen=True)
+class _Columns:
+    email: int
+    name: int | None
+    extra: tuple[tuple[int, str], ...]
+    width: int
+
+    @classmethod
+    def from_header(cls, header: list[str], path: Path, line: int) -> _Columns:
+        keys = [_key(c) for c in header]
+        seen: set[str] = set()
+        for key in keys:
+            if key and key in seen:
+                raise ImportFileError(
+                    f"column {key!r} appears twice in the header", path=path, line=line
+                )
+            seen.add(key)
+        email = next(i for i, k in enumerate(keys) if k in EMAIL_COLUMNS)
+        name = next((i for i, k in enumerate(keys) if k in NAME_COLUMNS), None)
+        extra = tuple(
+            (i, header[i].strip())
+            for i, k in enumerate(keys)
+            if i not in (email, name) and k and k not in EXPORT_ONLY_COLUMNS
+        )
+        return cls(email, name, extra, len(header))
+
+    def parse(
+        self, cells: list[str], line: int, end: int, on_reject: RejectSink, report: ImportReport
+    ) -> _Row | None:
+        def reject(reason: str) -> None:
+            if end > line:
+                reason += f" (this record spans lines {line}-{end}: an unbalanced quote?)"
+            report.rejected += 1
+            on_reject(Reject(line, reason, cells))
+
+        if len(cells) > self.width and any(c.strip() for c in cells[self.width :]):
+            reject(
+                f"{len(cells)} fields but the header has {self.width} "
+                "(a comma in an unquoted value?)"
+            )
+            return None
+        email = cells[self.email].strip() if self.email < len(cells) else ""
+        if not email:
+            reject("no email address")
+            return None
+        try:
+            normalized = normalize_email(email)
+        except InvalidAddressError as exc:
+            reject(f"invalid address: {exc.reason}")
+            return None
+        name = (
+            clean_name(cells[self.name])
+            if self.name is not None and self.name < len(cells)
+            else None
+        )
+        attributes = {
+            column: cells[i].strip()
+            for i, column in self.extra
+            if i < len(cells) and cells[i].strip()
+        }
+        return _Row(line, email, normalized, name, attributes, cells)
+
+
+def _rows(
+    reader: Iterator[list[str]], lines: _Lines, path: Path
+) -> Iterator[tuple[list[str], int, int]]:
+    """Each record with the lines it starts and ends on (a quoted value may span lines)."""
+    last = lines.number
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise ImportFileError(
+                f'{exc}: probably an unbalanced quote (") starting here swallowed the rest of '
+                "the file; fix it and import again (rows above were imported)",
+                path=path,
+                line=last + 1,
+            ) from None
+        yield cells, last + 1, lines.number
+        last = lines.number
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def _write_batch(
+    engine: Engine,
+    batch: list[_Row],
+    list_id: int,
+    list_slug: str,
+    source: str,
+    now: datetime,
+    on_reject: RejectSink,
+    report: ImportReport,
+) -> None:
+    unique: dict[str, _Row] = {}
+    for row in batch:
+        if row.normalized in unique:
+            report.duplicates += 1
+        else:
+            unique[row.normalized] = row
+    with engine.begin() as conn:
+        suppressed = _suppressed(conn, unique)
+        for normalized, reason in suppressed.items():
+            row = unique.pop(normalized)
+            report.rejected += 1
+            on_reject(Reject(row.line, f"suppressed ({reason}): never re-subscribed", row.raw))
+        if not unique:
+            return
+        uids = {normalized: new_subscriber_uid() for normalized in unique}
+        conn.execute(
+            dialect_insert(conn, subscribers).on_conflict_do_nothing(
+                index_elements=["email_normalized"]
+            ),
+            [
+                {
+                    "uid": uids[n],
+                    "email": row.email,
+                    "email_normalized": n,
+                    "name": row.name,
+                    "attributes": row.attributes,
+                    "source": source,
+                    "created_at": now,
+                    "confirmed_at": now,
+                }
+                for n, row in unique.items()
+            ],
+        )
+        ids: dict[str, int] = {}
+        for sid, uid, normalized in conn.execute(
+            select(subscribers.c.id, subscribers.c.uid, subscribers.c.email_normalized).where(
+                subscribers.c.email_normalized.in_(list(unique))
+            )
+        ):
+            ids[normalized] = sid
+            if uid == uids[normalized]:
+                report.added += 1
+        by_id = {sid: n for n, sid in ids.items()}
+        # .all(): a Result has .keys(), which dict() would mistake for a mapping
+        existing: dict[int, str] = dict(
+            conn.execute(
+                select(subscriptions.c.subscriber_id, subscriptions.c.status).where(
+                    subscriptions.c.list_id == list_id,
+                    subscriptions.c.subscriber_id.in_(list(by_id)),
+                )
+            )
+            .tuples()
+            .all()
+        )
+        new_rows = []
+        for sid, normalized in by_id.items():
+            status = existing.get(sid)
+            if status is None:
+                new_rows.append(
+                    {
+                        "subscriber_id": sid,
+                        "list_id": list_id,
+                        "status": SubscriptionStatus.CONFIRMED.value,
+                        "created_at": now,
+                        "confirmed_at": now,
+                    }
+                )
+            elif status == SubscriptionStatus.UNSUBSCRIBED.value:
+                row = unique[normalized]
+                report.rejected += 1
+                on_reject(
+                    Reject(
+                        row.line,
+                        f"unsubscribed from {list_slug}: only they can re-join",
+                        row.raw,
+                    )
+                )
+            else:
+                report.already += 1
+        if new_rows:
+            conn.execute(
+                dialect_insert(conn, subscriptions).on_conflict_do_nothing(
+                    index_elements=["subscriber_id", "list_id"]
+                ),
+                new_rows,
+            )
+            report.subscribed += len(new_rows)
+
+
+def _suppressed(conn: Connection, rows: dict[str, _Row]) -> dict[str, str]:
+    hashes = {email_hash(n): n for n in rows}
+    found = conn.execute(
+        select(suppressions.c.email_hash, suppressions.c.reason).where(
+            suppressions.c.email_hash.in_(list(hashes))
+        )
+    )
+    return {hashes[h]: reason for h, reason in found}
+
+
+# --- rejects and export -----------------------------------------------------------------------
+
+
+class RejectsWriter:
+    """A CSV of rejected rows: line, reason, then the row as it was in the file.
+
+    The file is created at the first reject, so a clean import leaves none behind.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.header: Sequence[str] = ()
+        self.count = 0
+        self._fh: TextIO | None = None
+        self._writer: Any = None
+
+    def set_header(self, header: Sequence[str]) -> None:
+        self.header = header
+
+    def __call__(self, reject: Reject) -> None:
+        if self._writer is None:
+            try:
+                self._fh = self.path.open("w", encoding="utf-8", newline="")
+            except OSError as exc:
+                raise ImportFileError(
+                    f"cannot write the rejects file: {exc.strerror}", path=self.path
+                ) from None
+            self._writer = csv.writer(self._fh)
+            self._writer.writerow(["line", "reason", *self.header])
+        self._writer.writerow([reject.line, reject.reason, *reject.row])
+        self.count += 1
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+
+
+def export_csv(
+    conn: Connection,
+    out: TextIO,
+    *,
+    list_id: int | None,
+    status: SubscriptionStatus | None,
+) -> int:
+    """Write subscribers as CSV that :func:`import_csv` reads back; returns the row count."""
+    keys: dict[str, None] = {}
+    for sub in iter_subscribers(conn, list_id=list_id, status=status):
+        keys.update(dict.fromkeys(sub.attributes))
+    extra = [
+        k for k in keys if _key(k) not in (*EMAIL_COLUMNS, *NAME_COLUMNS, *EXPORT_ONLY_COLUMNS)
+    ]
+    writer = csv.writer(out)
+    writer.writerow(["email", "name", "status", "subscribed_at", "confirmed_at", *extra])
+    count = 0
+    for sub in iter_subscribers(conn, list_id=list_id, status=status):
+        current = sub.subscription(list_id) if list_id is not None else None
+        writer.writerow(
+            [
+                sub.email,
+                _safe_cell(sub.name or ""),
+                current.status.value if current else "",
+                _iso(current.created_at if current else sub.created_at),
+                _iso(current.confirmed_at if current else sub.confirmed_at),
+                *(_safe_cell(str(sub.attributes.get(k, ""))) for k in extra),
+            ]
+        )
+        count += 1
+    return count
+
+
+def _iso(value: datetime | None) -> str:
+    return value.isoformat(timespec="seconds") if value else ""
+
+
+def _safe_cell(value: str) -> str:
+    # spreadsheet formula injection: a cell starting with = + - @ runs as a formula in Excel
+    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
