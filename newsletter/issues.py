@@ -807,6 +807,14 @@ class _IssueParser:
         for child in children:
             kind = child.type
             if kind == "text":
+                if "](" in child.content and not links:
+                    # markdown-it leaves a link it refuses (javascript:, data:, a bad bracket)
+                    # as literal text; the reader would see the raw syntax
+                    self.error(
+                        line,
+                        "this looks like a link Markdown could not read: check the brackets and "
+                        "use an https:// or mailto: address (malformed link)",
+                    )
                 out_html.append(html.escape(child.content, quote=False))
                 out_text.append(child.content)
                 plain.append(child.content)
