@@ -92,7 +92,7 @@ def test_issue_page_shows_both_widths_text_headers_and_eml(client: TestClient) -
     page = client.get(f"/issues/{NAME}")
     assert page.status_code == 200
     body = page.text
-    assert f'src="/issues/{NAME}/email" width="700"' in body
+    assert f'src="/issues/{NAME}/email" width="640"' in body
     assert f'src="/issues/{NAME}/email" width="375"' in body
     assert '<pre class="text" id="plain-text">' in body
     assert "The river rose by a metre on Tuesday" in body

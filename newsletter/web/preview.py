@@ -45,7 +45,7 @@ from newsletter.web.reload import ReloadHub, events_endpoint, reload_script, wat
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8001
-DESKTOP_WIDTH = 700
+DESKTOP_WIDTH = 640
 MOBILE_WIDTH = 375
 TEST_SUBJECT_PREFIX = "[TEST] "
 # Stands in for a recipient's token in the preview's headers and links.
