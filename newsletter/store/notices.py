@@ -1,0 +1,100 @@
+"""The scheduler's memory of which editor notices it already sent (one email per skip)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    insert,
+    select,
+)
+from sqlalchemy.exc import IntegrityError
+
+# INTERIM until migration 0005 lands: the table lives in its own metadata
+_interim = MetaData()
+scheduler_notices = Table(
+    "scheduler_notices",
+    _interim,
+    Column("id", Integer, primary_key=True),
+    Column("list_slug", String(100), nullable=False),
+    Column("issue_slug", String(200), nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("reason", String(20), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint(
+        "list_slug", "issue_slug", "due_at", "reason", name="uq_scheduler_notices_issue"
+    ),
+)
+
+
+def ensure_table(engine: Engine) -> None:
+    _interim.create_all(engine)
+
+
+def claim_notice(
+    engine: Engine,
+    *,
+    list_slug: str,
+    issue_slug: str,
+    due_at: datetime,
+    reason: str,
+    now: datetime,
+) -> bool:
+    """Record that the editor is told about this skip; False if they already were.
+
+    The unique key does the deduplication, so two runs racing past the lock still only claim
+    the notice once.
+    """
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                insert(scheduler_notices).values(
+                    list_slug=list_slug,
+                    issue_slug=issue_slug,
+                    due_at=_utc(due_at),
+                    reason=reason,
+                    created_at=now,
+                )
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+def forget_notice(
+    engine: Engine, *, list_slug: str, issue_slug: str, due_at: datetime, reason: str
+) -> None:
+    """Undo a claim whose email could not be sent, so the next run tries again."""
+    with engine.begin() as conn:
+        conn.execute(
+            scheduler_notices.delete().where(
+                scheduler_notices.c.list_slug == list_slug,
+                scheduler_notices.c.issue_slug == issue_slug,
+                scheduler_notices.c.due_at == _utc(due_at),
+                scheduler_notices.c.reason == reason,
+            )
+        )
+
+
+def notices_for(engine: Engine, list_slug: str) -> list[tuple[str, str]]:
+    """``(issue_slug, reason)`` pairs already reported for a list, oldest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(scheduler_notices.c.issue_slug, scheduler_notices.c.reason)
+            .where(scheduler_notices.c.list_slug == list_slug)
+            .order_by(scheduler_notices.c.id)
+        )
+        return [(row.issue_slug, row.reason) for row in rows]
+
+
+def _utc(moment: datetime) -> datetime:
+    # SQLite keeps no offset, so one instant must always be written the same way to dedupe
+    return moment.astimezone(UTC)

@@ -1,0 +1,390 @@
+"""Scheduled sends end to end, with an injected clock, a real SMTP server and both databases."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import Engine
+
+from newsletter.cli import main as cli_main
+from newsletter.config import Settings, load_settings
+from newsletter.delivery import issue_sent
+from newsletter.scheduled import RunOutcome, build_scheduler, run_due
+from newsletter.scheduling import Action
+from newsletter.store import notices
+from newsletter.store.database import make_engine
+from newsletter.store.subscribers import add_subscriber, ensure_lists
+from tests.conftest import REPO, TEST_SECRET, write_config
+from tests.smtpd import Received, SMTPServer
+
+SAMPLE = REPO / "issues" / "2026-11-20-flood-barrier-vote.md"
+EDITOR = "editor@test.example"
+READERS = [f"reader{i}@example.org" for i in range(5)]
+# Friday 2026-11-27 13:00 in Kyiv (EET, UTC+2)
+SLOT = datetime(2026, 11, 27, 11, 0, tzinfo=UTC)
+FRIDAY = date(2026, 11, 27)
+
+
+@pytest.fixture
+def project_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "proj"
+    (root / "issues").mkdir(parents=True)
+    shutil.copytree(REPO / "issues" / "images", root / "issues" / "images")
+    return root
+
+
+@pytest.fixture
+def live(project_dir: Path, database_url: str, smtpd: SMTPServer, engine: Engine) -> Settings:
+    """Settings on the test database and SMTP server, with five confirmed readers."""
+    path = write_config(project_dir, database_url=database_url, smtp_url=smtpd.url)
+    settings = load_settings(path, environ={"NEWSLETTER_SECRET_KEY": TEST_SECRET})
+    notices.ensure_table(engine)
+    with engine.begin() as conn:
+        ids = ensure_lists(conn, settings)
+        for reader in READERS:
+            add_subscriber(conn, reader, list_ids=[ids["weekly"]])
+    return settings
+
+
+def write_issue(
+    settings: Settings,
+    day: date,
+    slug: str,
+    *,
+    status: str = "ready",
+    send_at: str | None = None,
+    title: str | None = None,
+    hero: str | None = None,
+) -> Path:
+    text = SAMPLE.read_text(encoding="utf-8")
+    text = re.sub(r"(?m)^date: .*$", f"date: {day.isoformat()}", text, count=1)
+    text = re.sub(r"(?m)^status: .*$", f"status: {status}", text, count=1)
+    send_line = f"send_at: {send_at}" if send_at else ""
+    text = re.sub(r"(?m)^send_at: .*$", send_line, text, count=1)
+    if title:
+        text = re.sub(r"(?m)^title: .*$", f"title: {title}", text, count=1)
+    if hero:
+        text = re.sub(r"(?m)^  src: images/hero-river.png$", f"  src: {hero}", text, count=1)
+    path = settings.issues_dir / f"{day.isoformat()}-{slug}.md"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def readers_got(smtpd: SMTPServer) -> dict[str, int]:
+    counts = smtpd.handler.by_recipient()
+    return {r: counts.get(r, 0) for r in READERS}
+
+
+def editor_mail(smtpd: SMTPServer) -> list[Received]:
+    return [m for m in smtpd.handler.messages if m.rcpt_tos == [EDITOR]]
+
+
+def run(settings: Settings, engine: Engine, now: datetime, **kwargs: object) -> RunOutcome:
+    return run_due(settings, engine, now=now, **kwargs)  # type: ignore[arg-type]
+
+
+def test_due_issue_is_sent_once_and_the_editor_gets_a_report(
+    live: Settings, engine: Engine, smtpd: SMTPServer
+) -> None:
+    write_issue(live, FRIDAY, "river-week")
+    write_issue(live, FRIDAY + timedelta(days=7), "next-week")
+
+    early = run(live, engine, SLOT - timedelta(minutes=1))
+    assert early.decisions == []
+    assert smtpd.handler.messages == []
+
+    outcome = run(live, engine, SLOT + timedelta(seconds=30))
+    assert [d.action for d in outcome.decisions] == [Action.SEND]
+    assert readers_got(smtpd) == dict.fromkeys(READERS, 1)
+    [report] = editor_mail(smtpd)
+    subject = report.message["Subject"]
+    assert subject.startswith("[The Test Weekly] Sent: The flood barrier vote")
+    assert "5 delivered, 0 failed" in subject
+    body = report.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "Recipients:   5" in body
+    assert "Duration:" in body
+    assert issue_sent(engine, "river-week", "weekly")
+    assert outcome.ok
+
+
+def test_running_twice_sends_once(live: Settings, engine: Engine, smtpd: SMTPServer) -> None:
+    write_issue(live, FRIDAY, "river-week")
+    run(live, engine, SLOT)
+    before = len(smtpd.handler.messages)
+    again = run(live, engine, SLOT + timedelta(minutes=5))
+    assert again.decisions == []
+    assert len(smtpd.handler.messages) == before
+    assert readers_got(smtpd) == dict.fromkeys(READERS, 1)
+    assert len(editor_mail(smtpd)) == 1
+
+
+def test_draft_is_skipped_and_the_editor_told_once(
+    live: Settings, engine: Engine, smtpd: SMTPServer
+) -> None:
+    path = write_issue(live, FRIDAY, "river-week", status="draft")
+    outcome = run(live, engine, SLOT)
+    assert [d.action for d in outcome.decisions] == [Action.SKIP_DRAFT]
+    assert readers_got(smtpd) == dict.fromkeys(READERS, 0)
+    [notice] = editor_mail(smtpd)
+    assert "Not sent (draft)" in notice.message["Subject"]
+    body = notice.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "river-week" in body
+    assert "status: ready" in body
+
+    # cron runs every few minutes: the editor hears once, not every run
+    run(live, engine, SLOT + timedelta(minutes=5))
+    assert len(editor_mail(smtpd)) == 1
+
+    # made ready inside the grace: the next run sends it
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("status: draft", "status: ready"),
+        encoding="utf-8",
+    )
+    run(live, engine, SLOT + timedelta(minutes=10))
+    assert readers_got(smtpd) == dict.fromkeys(READERS, 1)
+
+
+def test_invalid_issue_is_skipped_with_the_checker_errors(
+    live: Settings, engine: Engine, smtpd: SMTPServer
+) -> None:
+    write_issue(live, FRIDAY, "river-week", hero="images/missing.png")
+    outcome = run(live, engine, SLOT)
+    assert [d.action for d in outcome.decisions] == [Action.SKIP_INVALID]
+    assert readers_got(smtpd) == dict.fromkeys(READERS, 0)
+    [notice] = editor_mail(smtpd)
+    body = notice.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "invalid" in body
+    assert "missing.png" in body
+
+
+def test_misfire_inside_the_grace_still_sends(
+    live: Settings, engine: Engine, smtpd: SMTPServer
+) -> None:
+    write_issue(live, FRIDAY, "river-week")
+    # down at 13:00, back at 13:20 local; the grace is 60 minutes
+    outcome = run(live, engine, SLOT + timedelta(minutes=20))
+    assert [d.action for d in outcome.decisions] == [Action.SEND]
+    assert readers_got(smtpd) == dict.fromkeys(READERS, 1)
+
+
+def test_misfire_outside_the_grace_reports_and_sends_only_when_told(
+    live: Settings, engine: Engine, smtpd: SMTPServer
+) -> None:
+    write_issue(live, FRIDAY, "river-week")
+    two_days_later = SLOT + timedelta(days=2)
+    outcome = run(live, engine, two_days_later)
+    assert [d.action for d in outcome.decisions] == [Action.SKIP_STALE]
+    assert readers_got(smtpd) == dict.fromkeys(READERS, 0)
+    [notice] = editor_mail(smtpd)
+    assert "Not sent (stale)" in notice.message["Subject"]
+    assert "--send-stale" in notice.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+    told = run(live, engine, two_days_later + timedelta(minutes=1), send_stale=True)
+    assert [d.action for d in told.decisions] == [Action.SEND]
+    assert readers_got(smtpd) == dict.fromkeys(READERS, 1)
+
+
+@pytest.mark.parametrize(
+    ("day", "utc_hour"),
+    [
+        (date(2026, 10, 30), 11),  # first Friday after the autumn change: EET, UTC+2
+        (date(2026, 4, 3), 10),  # first Friday after the spring change: EEST, UTC+3
+    ],
+)
+def test_dst_week_sends_at_1300_local(
+    live: Settings, engine: Engine, smtpd: SMTPServer, day: date, utc_hour: int
+) -> None:
+    write_issue(live, day, "dst-week")
+    slot = datetime.combine(day, datetime.min.time(), tzinfo=UTC).replace(hour=utc_hour)
+    # an hour early in UTC terms is 12:00 local: not yet
+    assert run(live, engine, slot - timedelta(minutes=1)).decisions == []
+    assert readers_got(smtpd) == dict.fromkeys(READERS, 0)
+    outcome = run(live, engine, slot)
+    assert [d.action for d in outcome.decisions] == [Action.SEND]
+    assert outcome.decisions[0].due.hour == 13
+    assert readers_got(smtpd) == dict.fromkeys(READERS, 1)
+
+
+def test_send_at_overrides_the_slot(live: Settings, engine: Engine, smtpd: SMTPServer) -> None:
+    # dated Friday, but to go out on Wednesday at 09:00 local (07:00 UTC)
+    write_issue(live, FRIDAY, "early-bird", send_at="2026-11-25 09:00")
+    wednesday = datetime(2026, 11, 25, 7, 0, tzinfo=UTC)
+    assert run(live, engine, wednesday - timedelta(minutes=1)).decisions == []
+    outcome = run(live, engine, wednesday + timedelta(minutes=1))
+    assert [d.action for d in outcome.decisions] == [Action.SEND]
+    assert readers_got(smtpd) == dict.fromkeys(READERS, 1)
+    assert run(live, engine, SLOT).decisions == []
+
+
+def test_two_schedulers_at_once_only_one_sends(
+    live: Settings, engine: Engine, smtpd: SMTPServer, database_url: str
+) -> None:
+    write_issue(live, FRIDAY, "river-week")
+    # a slow relay keeps the first run inside the lock while the second arrives
+    smtpd.handler.faults.data_delay = 0.2
+    barrier = threading.Barrier(2)
+    outcomes: list[RunOutcome] = []
+
+    def scheduler() -> None:
+        own_engine = make_engine(database_url)  # a separate pool, as a second process has
+        try:
+            barrier.wait()
+            outcomes.append(run(live, own_engine, SLOT))
+        finally:
+            own_engine.dispose()
+
+    threads = [threading.Thread(target=scheduler) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(o.lock_busy for o in outcomes) == [False, True]
+    assert readers_got(smtpd) == dict.fromkeys(READERS, 1)
+    assert len(editor_mail(smtpd)) == 1
+
+
+def _scheduler_cmd(config: Path, *args: str) -> list[str]:
+    return [sys.executable, str(REPO / "scheduler.py"), "--config", str(config), *args]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "NEWSLETTER_SECRET_KEY": TEST_SECRET}
+
+
+def test_two_scheduler_processes_at_once_only_one_sends(
+    live: Settings, engine: Engine, smtpd: SMTPServer
+) -> None:
+    write_issue(live, FRIDAY, "river-week")
+    smtpd.handler.faults.data_delay = 0.3
+    assert live.source is not None
+    cmd = _scheduler_cmd(live.source, "--once", "--now", (SLOT + timedelta(minutes=1)).isoformat())
+    procs = [subprocess.Popen(cmd, env=_env(), stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    logs = []
+    for proc in procs:
+        _, err = proc.communicate(timeout=90)
+        assert proc.returncode == 0, err
+        logs.append(err)
+    assert readers_got(smtpd) == dict.fromkeys(READERS, 1)
+    assert len(editor_mail(smtpd)) == 1
+    joined = "\n".join(logs)
+    # either the second found the lock taken, or it ran after the first and found nothing due
+    assert joined.count("event=sent ") == 1
+    assert re.search(r"^time=\S+ level=info event=sent list=weekly issue=river-week ", joined, re.M)
+
+
+def test_restart_mid_send_resumes_from_the_ledger(
+    live: Settings, engine: Engine, smtpd: SMTPServer
+) -> None:
+    write_issue(live, FRIDAY, "river-week")
+    smtpd.handler.faults.data_delay = 0.3
+    assert live.source is not None
+    now = SLOT + timedelta(minutes=1)
+    cmd = _scheduler_cmd(live.source, "--once", "--now", now.isoformat())
+    with subprocess.Popen(cmd, env=_env(), stderr=subprocess.DEVNULL) as proc:
+        deadline = time.monotonic() + 60
+        while len(smtpd.handler.messages) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    first_run = sum(readers_got(smtpd).values())
+    assert 2 <= first_run < len(READERS)
+    assert not issue_sent(engine, "river-week", "weekly")
+
+    smtpd.handler.faults.data_delay = 0.0
+    outcome = run(live, engine, now + timedelta(minutes=1))
+    assert [d.action for d in outcome.decisions] == [Action.RESUME]
+    got = readers_got(smtpd)
+    assert all(n >= 1 for n in got.values())
+    # at most the messages in flight when it died (one per connection) go out twice
+    assert sum(got.values()) <= len(READERS) + live.smtp.connections
+    assert issue_sent(engine, "river-week", "weekly")
+    assert len(editor_mail(smtpd)) == 1
+
+
+def test_cli_schedule_lists_upcoming_slots(live: Settings, engine: Engine) -> None:
+    write_issue(live, FRIDAY, "river-week")
+    write_issue(live, FRIDAY + timedelta(days=7), "december", status="draft")
+    assert live.source is not None
+    result = CliRunner().invoke(
+        cli_main,
+        ["--config", str(live.source), "schedule", "--count", "3", "--now", "2026-11-23T10:00Z"],
+        env={"NEWSLETTER_SECRET_KEY": TEST_SECRET},
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "weekly: fri 13:00 Europe/Kyiv" in lines
+    assert any(
+        "2026-11-27 13:00" in ln and "2026-11-27-river-week.md  [ready]" in ln for ln in lines
+    )
+    assert any("2026-12-04 13:00" in ln and "[draft]" in ln for ln in lines)
+    assert any("2026-12-11 13:00" in ln and "no issue yet" in ln for ln in lines)
+    assert any(ln.startswith("business: no weekly slot") for ln in lines)
+
+
+def test_bad_schedule_is_a_clear_error(project_dir: Path, tmp_path: Path) -> None:
+    config = write_config(project_dir, database_url=f"sqlite:///{tmp_path / 'x.db'}")
+    config.write_text(
+        config.read_text().replace("fri 13:00 Europe/Kyiv", "5 13:00 Europe/Kyiv"),
+        encoding="utf-8",
+    )
+    proc = subprocess.run(
+        _scheduler_cmd(config, "--once"), env=_env(), capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 1
+    assert "lists.weekly.schedule" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_long_running_scheduler_jobs(live: Settings, engine: Engine) -> None:
+    scheduler = build_scheduler(live, engine)
+    try:
+        job = scheduler.get_job("slot:weekly")
+        assert "day_of_week='fri'" in str(job.trigger)
+        assert str(job.trigger.timezone) == "Europe/Kyiv"
+        assert job.coalesce is True
+        assert job.max_instances == 1
+        assert job.misfire_grace_time == 3600
+        assert job.next_run_time.astimezone(job.trigger.timezone).hour == 13
+        assert scheduler.get_job("slot:business") is None
+        assert scheduler.get_job("sweep") is not None
+        first_next = job.next_run_time
+    finally:
+        scheduler.shutdown(wait=False)
+
+    # restarted with the same schedule: the stored job (and its next run) is kept
+    again = build_scheduler(live, engine)
+    try:
+        assert again.get_job("slot:weekly").next_run_time == first_next
+    finally:
+        again.shutdown(wait=False)
+
+
+def test_sigterm_stops_the_long_running_scheduler_cleanly(live: Settings) -> None:
+    assert live.source is not None
+    with subprocess.Popen(
+        _scheduler_cmd(live.source), env=_env(), stderr=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stderr is not None
+        seen = []
+        for line in proc.stderr:
+            seen.append(line)
+            if "event=started" in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        _, rest = proc.communicate(timeout=30)
+    log = "".join(seen) + rest
+    assert proc.returncode == 0, log
+    assert "event=job_added job=slot:weekly" in log or "event=job_kept job=slot:weekly" in log
+    assert "event=stopping signal=SIGTERM" in log
+    assert log.rstrip().endswith("event=stopped")
