@@ -87,6 +87,8 @@ _SMTP_POLICY = email.policy.SMTP
 # characters a URL may carry into a quoted-printable body unescaped ("=" is the QP escape)
 _QP_SAFE_URL = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;%]*")
 _ASCII_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~\-]+@[A-Za-z0-9.\-]+")
+# a display name that can go into a quoted-string as it is (printable ASCII, not too long)
+_PLAIN_NAME = re.compile(r"[ -~]{1,60}")
 _QP_LINE = 75
 
 
@@ -98,6 +100,8 @@ class Personalization:
     unsubscribe_url: str
     unsubscribe_mailto: str
     message_id: str
+    # display name for the To header; None or empty gives the bare address
+    name: str | None = None
 
 
 class MessageTemplate:
@@ -166,7 +170,7 @@ class MessageTemplate:
             url_qp = _qp_encode(url)
         parts = [
             self._from,
-            self._to_line(person.to),
+            self._to_line(person.to, person.name),
             self._reply_to,
             self._subject,
             self._date(date),
@@ -182,12 +186,18 @@ class MessageTemplate:
         parts.append(self._end)
         return b"".join(parts)
 
-    def _to_line(self, to: str) -> bytes:
+    def _to_line(self, to: str, name: str | None) -> bytes:
         check_header_value(to, "recipient")
-        if _ASCII_ADDRESS.fullmatch(to):
+        if not _ASCII_ADDRESS.fullmatch(to):
+            # anything unusual takes the stdlib's encoder (rare, and still correct)
+            return _fold("To", address(name, to) if name else to)
+        if not name:
             return b"To: " + to.encode("ascii") + b"\r\n"
-        # display names and anything unusual take the stdlib's encoder (rare, and still correct)
-        return _fold("To", to)
+        check_header_value(name, "display name")
+        if _PLAIN_NAME.fullmatch(name):
+            quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+            return f'To: "{quoted}" <{to}>\r\n'.encode("ascii")
+        return _fold("To", address(name, to))
 
     def _date(self, date: datetime | None) -> bytes:
         when = date or datetime.now().astimezone()

@@ -6,8 +6,15 @@ is implicit TLS. The password comes from ``NEWSLETTER_SMTP_PASSWORD`` via settin
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import socket
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
@@ -15,6 +22,7 @@ import aiosmtplib
 from newsletter.config import Settings
 from newsletter.errors import (
     ConfigError,
+    DeliveryError,
     PermanentDeliveryError,
     TemporaryDeliveryError,
     TransportUnavailableError,
@@ -105,3 +113,288 @@ async def send_single(settings: Settings, message: EmailMessage) -> None:
         ) from exc
     except aiosmtplib.SMTPException as exc:
         raise TemporaryDeliveryError(str(exc)) from exc
+
+
+# --- bulk sending: a pool of connections with limits ----------------------------------------
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What the relay said about one message: accepted recipients and per-recipient refusals.
+
+    A message counts as delivered to ``accepted`` only after the final DATA reply was 2xx;
+    ``refused`` holds a :class:`TemporaryDeliveryError` or :class:`PermanentDeliveryError` for
+    each recipient the relay turned down at RCPT (partial acceptance).
+    """
+
+    accepted: tuple[str, ...]
+    refused: Mapping[str, DeliveryError]
+    code: int
+    reply: str
+
+
+class TokenBucket:
+    """At most ``rate`` acquisitions per second on average, with bursts up to ``burst``."""
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        burst: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        self.capacity = burst if burst is not None else max(1.0, rate)
+        self.tokens = self.capacity
+        self.clock = clock
+        self.sleep = sleep
+        self.updated = clock()
+
+    async def acquire(self) -> None:
+        while True:
+            now = self.clock()
+            self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+            self.updated = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return
+            await self.sleep((1 - self.tokens) / self.rate)
+
+
+class HourlyCap:
+    """At most ``cap`` messages in any rolling hour (relays with quotas)."""
+
+    WINDOW = 3600.0
+
+    def __init__(
+        self,
+        cap: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.cap = cap
+        self.clock = clock
+        self.sleep = sleep
+        self.sent: deque[float] = deque()
+
+    def seed(self, ages: Iterable[float]) -> None:
+        """Count messages sent earlier (``ages`` seconds ago), e.g. by a previous run."""
+        now = self.clock()
+        for age in sorted(ages, reverse=True):
+            if 0 <= age < self.WINDOW:
+                self.sent.append(now - age)
+
+    def wait_time(self) -> float:
+        now = self.clock()
+        while self.sent and self.sent[0] <= now - self.WINDOW:
+            self.sent.popleft()
+        if len(self.sent) < self.cap:
+            return 0.0
+        return self.sent[0] + self.WINDOW - now
+
+    async def acquire(self) -> None:
+        while (delay := self.wait_time()) > 0:
+            await self.sleep(delay)
+        self.sent.append(self.clock())
+
+
+class _Connection:
+    def __init__(self) -> None:
+        self.smtp: aiosmtplib.SMTP | None = None
+        self.sent = 0
+
+    def drop(self) -> None:
+        if self.smtp is not None:
+            self.smtp.close()
+        self.smtp = None
+        self.sent = 0
+
+
+class SmtpPool:
+    """``connections`` SMTP sessions shared by the delivery engine's senders.
+
+    Each connection opens lazily, reconnects after a drop, and is closed and replaced after
+    ``recycle_after`` messages (relays limit messages per session). Every command has its own
+    ``timeout``. Replies are classified into the package's delivery errors.
+    """
+
+    def __init__(
+        self,
+        endpoint: SmtpEndpoint,
+        *,
+        connections: int = 4,
+        timeout: float = 30.0,
+        recycle_after: int = 1000,
+        rate: float = 0.0,
+        hourly_cap: int = 0,
+        local_hostname: str | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.connections = max(1, connections)
+        self.timeout = timeout
+        self.recycle_after = recycle_after
+        self.bucket = TokenBucket(rate) if rate > 0 else None
+        self.hourly = HourlyCap(hourly_cap) if hourly_cap > 0 else None
+        self.local_hostname = local_hostname or socket.getfqdn()
+        self._idle: asyncio.LifoQueue[_Connection] = asyncio.LifoQueue()
+        self._all = [_Connection() for _ in range(self.connections)]
+        for conn in self._all:
+            self._idle.put_nowait(conn)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> SmtpPool:
+        options: dict[str, Any] = {
+            "connections": settings.smtp.connections,
+            "timeout": settings.smtp.timeout,
+            "recycle_after": settings.smtp.recycle_after,
+            "rate": settings.smtp.rate,
+            "hourly_cap": settings.smtp.hourly_cap,
+        }
+        options.update(overrides)
+        return cls(endpoint_from_settings(settings), **options)
+
+    @property
+    def where(self) -> str:
+        return f"{self.endpoint.hostname}:{self.endpoint.port}"
+
+    async def send(self, sender: str, recipients: Sequence[str], data: bytes) -> SendResult:
+        """One transaction; raises for message-level failures, returns per-recipient ones."""
+        if self.hourly is not None:
+            await self.hourly.acquire()
+        if self.bucket is not None:
+            await self.bucket.acquire()
+        conn = await self._idle.get()
+        try:
+            return await self._send_on(conn, sender, recipients, data)
+        finally:
+            self._idle.put_nowait(conn)
+
+    async def _send_on(
+        self, conn: _Connection, sender: str, recipients: Sequence[str], data: bytes
+    ) -> SendResult:
+        # a reused connection may have been closed by the server while idle; nothing was sent
+        # on it yet, so one fresh connection is tried before giving up
+        for attempt in (1, 2):
+            fresh = conn.smtp is None or not conn.smtp.is_connected
+            smtp = await self._connected(conn)
+            try:
+                await smtp.mail(sender)
+            except aiosmtplib.SMTPServerDisconnected:
+                conn.drop()
+                if attempt == 1 and not fresh:
+                    continue
+                raise TransportUnavailableError(
+                    f"the SMTP server at {self.where} closes the connection at MAIL FROM"
+                ) from None
+            except aiosmtplib.SMTPResponseException as exc:
+                await self._reset(conn, exc.code)
+                if exc.code >= 500:
+                    # the sender is refused for every message: stop rather than bounce everyone
+                    raise TransportUnavailableError(
+                        f"the SMTP server at {self.where} refuses the sender {sender}: "
+                        f"{exc.code} {exc.message}",
+                        code=exc.code,
+                    ) from exc
+                raise TemporaryDeliveryError(exc.message, code=exc.code) from exc
+            except aiosmtplib.SMTPTimeoutError as exc:
+                conn.drop()
+                raise TemporaryDeliveryError(f"timed out at MAIL FROM: {exc}") from exc
+            return await self._rcpt_and_data(conn, smtp, recipients, data)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _rcpt_and_data(
+        self, conn: _Connection, smtp: aiosmtplib.SMTP, recipients: Sequence[str], data: bytes
+    ) -> SendResult:
+        accepted: list[str] = []
+        refused: dict[str, DeliveryError] = {}
+        try:
+            for rcpt in recipients:
+                try:
+                    await smtp.rcpt(rcpt)
+                    accepted.append(rcpt)
+                except aiosmtplib.SMTPRecipientRefused as exc:
+                    refused[rcpt] = classify(exc.code, exc.message, recipient=rcpt)
+                    if exc.code == 421:
+                        raise
+            if not accepted:
+                await self._reset(conn, 0)
+                return SendResult((), refused, 0, "")
+            response = await smtp.data(data)
+        except aiosmtplib.SMTPResponseException as exc:
+            await self._reset(conn, exc.code)
+            error = classify(exc.code, exc.message)
+            raise error from exc
+        except (aiosmtplib.SMTPServerDisconnected, ConnectionError) as exc:
+            conn.drop()
+            raise TemporaryDeliveryError(f"connection lost during the transaction: {exc}") from exc
+        except aiosmtplib.SMTPTimeoutError as exc:
+            conn.drop()
+            raise TemporaryDeliveryError(f"timed out waiting for the server: {exc}") from exc
+        conn.sent += 1
+        if conn.sent >= self.recycle_after:
+            await self._quit(conn)
+        return SendResult(tuple(accepted), refused, response.code, response.message)
+
+    async def _connected(self, conn: _Connection) -> aiosmtplib.SMTP:
+        if conn.smtp is not None and conn.smtp.is_connected:
+            return conn.smtp
+        conn.drop()
+        ep = self.endpoint
+        smtp = aiosmtplib.SMTP(
+            hostname=ep.hostname,
+            port=ep.port,
+            use_tls=ep.use_tls,
+            start_tls=ep.start_tls,
+            timeout=self.timeout,
+            local_hostname=self.local_hostname,
+        )
+        try:
+            await smtp.connect()
+            if ep.username:
+                await smtp.login(ep.username, ep.password or "")
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            smtp.close()
+            raise TransportUnavailableError(
+                f"the SMTP server at {self.where} refused the login for {ep.username}: "
+                f"{exc.code} {exc.message}; check NEWSLETTER_SMTP_PASSWORD",
+                code=exc.code,
+            ) from exc
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            smtp.close()
+            raise TransportUnavailableError(
+                f"cannot reach the SMTP server at {self.where}: {exc}"
+            ) from exc
+        conn.smtp = smtp
+        return smtp
+
+    async def _reset(self, conn: _Connection, code: int) -> None:
+        # 421 means the server is closing the session; anything else leaves it usable after RSET
+        if code == 421 or conn.smtp is None:
+            conn.drop()
+            return
+        try:
+            await conn.smtp.rset()
+        except (aiosmtplib.SMTPException, OSError):
+            conn.drop()
+
+    async def _quit(self, conn: _Connection) -> None:
+        if conn.smtp is not None:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                await conn.smtp.quit()
+        conn.drop()
+
+    async def close(self) -> None:
+        """QUIT every open connection (politely; errors are ignored)."""
+        for conn in self._all:
+            await self._quit(conn)
+
+
+def classify(code: int, message: str, *, recipient: str | None = None) -> DeliveryError:
+    """A reply code as the package's error: 5xx permanent, anything else temporary."""
+    if 500 <= code < 600:
+        return PermanentDeliveryError(message, recipient=recipient, code=code)
+    return TemporaryDeliveryError(message, recipient=recipient, code=code)

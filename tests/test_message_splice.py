@@ -18,6 +18,7 @@ from newsletter.errors import InvalidAddressError
 from newsletter.message import (
     MessageTemplate,
     Personalization,
+    address,
     build_email_message,
     envelope_sender,
 )
@@ -86,9 +87,10 @@ def summary(msg: EmailMessage) -> dict[str, object]:
     return {"type": msg.get_content_type(), "headers": headers, "parts": parts}
 
 
-def person(to: str, token: str = "AbC-_12") -> Personalization:
+def person(to: str, token: str = "AbC-_12", name: str | None = None) -> Personalization:
     return Personalization(
         to=to,
+        name=name,
         unsubscribe_url=f"https://news.test.example/unsubscribe/{token}",
         unsubscribe_mailto=f"mailto:unsubscribe@test.example?subject=unsubscribe%20{token}",
         message_id=f"<1.2.{token}@test.example>",
@@ -100,7 +102,7 @@ def reference(rendered: RenderedIssue, settings: Settings, p: Personalization) -
         rendered,
         settings,
         settings.mailing_list(None),
-        to=p.to,
+        to=address(p.name, p.to) if p.name else p.to,
         unsubscribe_url=p.unsubscribe_url,
         unsubscribe_mailto=p.unsubscribe_mailto,
         message_id=p.message_id,
@@ -110,12 +112,19 @@ def reference(rendered: RenderedIssue, settings: Settings, p: Personalization) -
 
 
 @pytest.mark.parametrize(
-    "to", ["ann@example.org", "Ann Example <ann@example.org>", "Zoë Ünïcode <zoe@example.org>"]
+    ("to", "name"),
+    [
+        ("ann@example.org", None),
+        ("ann@example.org", "Ann Example"),
+        ("ann@example.org", 'Ann "the Editor" O\\Neil, Jr.'),
+        ("zoe@example.org", "Zoë Ünïcode"),
+        ("zoe@example.org", "Very long name " * 8),
+    ],
 )
-def test_spliced_message_equals_reference(settings: Settings, to: str) -> None:
+def test_spliced_message_equals_reference(settings: Settings, to: str, name: str | None) -> None:
     rendered = rendered_issue(HTML, TEXT)
     template = MessageTemplate(rendered, settings, settings.mailing_list(None))
-    p = person(to)
+    p = person(to, name=name)
     data = template.render(p, date=WHEN)
     spliced = parse(data)
     assert summary(spliced) == summary(reference(rendered, settings, p))

@@ -1,0 +1,590 @@
+"""The delivery engine: an issue to every recipient in the ledger, fast, resumable, once.
+
+The engine owns the two interfaces it needs, :class:`LedgerStore` and :class:`Transport`; the
+entry points (:func:`run_send`, ``newsletter send``/``worker``) wire in the SQL ledger and the
+SMTP pool. Claimed rows flow through a bounded queue to one sender per connection; outcomes are
+written back in small group commits, so a recipient is marked sent only after the relay
+accepted the message and at most the messages in flight are repeated after a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+
+from sqlalchemy import Engine
+
+from newsletter.config import Settings
+from newsletter.errors import (
+    DeliveryError,
+    NewsletterError,
+    PermanentDeliveryError,
+    TemporaryDeliveryError,
+    TransportUnavailableError,
+)
+from newsletter.message import (
+    MessageTemplate,
+    Personalization,
+    envelope_sender,
+    sender_domain,
+)
+from newsletter.model import RenderedIssue
+from newsletter.signing import DkimSigner
+from newsletter.store.ledger import Claimed, Failure, IssueRef, Outcome, SqlLedger, new_owner
+from newsletter.store.schema import DeliveryStatus, SendStatus
+from newsletter.tokens import TokenPurpose, make_token, unsubscribe_mailto, unsubscribe_url
+from newsletter.transport import SendResult, SmtpPool
+
+Clock = Callable[[], datetime]
+ProgressCallback = Callable[[int, int], None]
+
+
+class LedgerStore(Protocol):
+    """What the engine needs from the ledger."""
+
+    def claim(
+        self, issue: IssueRef, *, owner: str, now: datetime, lease_seconds: float, limit: int
+    ) -> Sequence[Claimed]: ...
+
+    def record(
+        self, issue: IssueRef, outcomes: Sequence[Outcome], *, owner: str, now: datetime
+    ) -> None: ...
+
+    def release(self, issue: IssueRef, *, owner: str, subscriber_ids: Sequence[int]) -> None: ...
+
+    def reap(self, issue: IssueRef, *, now: datetime) -> int: ...
+
+    def counts(self, issue: IssueRef) -> Mapping[DeliveryStatus, int]: ...
+
+    def next_attempt_at(self, issue: IssueRef) -> datetime | None: ...
+
+    def finish_if_done(self, issue: IssueRef, *, now: datetime) -> bool: ...
+
+
+class Transport(Protocol):
+    """What the engine needs from the SMTP side."""
+
+    connections: int
+
+    async def send(self, sender: str, recipients: Sequence[str], data: bytes) -> SendResult: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class SendReport:
+    """How a send (or one run of a resumed send) ended."""
+
+    issue_slug: str
+    list_slug: str
+    counts: Mapping[DeliveryStatus, int]
+    # recipients whose delivery failed or bounced, with the relay's last reply
+    failures: tuple[tuple[str, str], ...] = ()
+    duration_seconds: float = 0.0
+    # delivered by this run (the counts are the whole issue's)
+    sent_now: int = 0
+    created: int | None = None
+    paused: str | None = None
+    next_attempt_at: datetime | None = None
+
+    @property
+    def recipients(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def sent(self) -> int:
+        return self.counts.get(DeliveryStatus.SENT, 0)
+
+    @property
+    def failed(self) -> int:
+        return self.counts.get(DeliveryStatus.FAILED, 0) + self.counts.get(
+            DeliveryStatus.BOUNCED, 0
+        )
+
+    @property
+    def pending(self) -> int:
+        return self.counts.get(DeliveryStatus.PENDING, 0) + self.counts.get(
+            DeliveryStatus.SENDING, 0
+        )
+
+    @property
+    def finished(self) -> bool:
+        return self.pending == 0 and self.paused is None
+
+    @property
+    def rate(self) -> float:
+        return self.sent_now / self.duration_seconds if self.duration_seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Retry, lease and batching policy (from ``[delivery]``)."""
+
+    max_attempts: int = 8
+    retry_base_seconds: float = 60.0
+    retry_max_seconds: float = 3600.0
+    max_age: timedelta = timedelta(hours=48)
+    batch_size: int = 200
+    lease_seconds: float = 300.0
+    # how often outcomes are committed at most; bounds what a crash can repeat
+    flush_interval: float = 0.05
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Policy:
+        d = settings.delivery
+        return cls(
+            max_attempts=d.max_attempts,
+            retry_base_seconds=d.retry_base_seconds,
+            retry_max_seconds=d.retry_max_seconds,
+            max_age=timedelta(hours=d.max_age_hours),
+            batch_size=d.batch_size,
+            lease_seconds=d.lease_seconds,
+        )
+
+    def backoff(self, attempts: int, rng: random.Random) -> float:
+        """Exponential in the attempts so far, with +-25 % jitter so retries do not herd."""
+        base = min(self.retry_max_seconds, self.retry_base_seconds * 2 ** max(0, attempts - 1))
+        return float(base * rng.uniform(0.75, 1.25))
+
+
+@dataclass
+class _Job:
+    row: Claimed
+    data: bytes
+    sender: str
+
+
+@dataclass
+class _Run:
+    outcomes: list[Outcome] = field(default_factory=list)
+    released: list[int] = field(default_factory=list)
+    paused: TransportUnavailableError | None = None
+    sent: int = 0
+    done: int = 0
+
+
+class DeliveryEngine:
+    """Delivers one issue's due ledger rows through a transport."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        ledger: LedgerStore,
+        transport: Transport,
+        *,
+        policy: Policy | None = None,
+        clock: Clock | None = None,
+        owner: str | None = None,
+        signer: DkimSigner | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.ledger = ledger
+        self.transport = transport
+        self.policy = policy or Policy.from_settings(settings)
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.owner = owner or new_owner()
+        self.signer = signer
+        self.rng = rng or random.Random()
+        self.domain = sender_domain(settings)
+
+    async def deliver(
+        self,
+        issue: IssueRef,
+        template: MessageTemplate,
+        *,
+        on_progress: ProgressCallback | None = None,
+    ) -> _Run:
+        """Send every row that is due now; stops early (``paused``) if the relay is gone."""
+        run = _Run()
+        await asyncio.to_thread(self.ledger.reap, issue, now=self.clock())
+        queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=2 * self.transport.connections)
+        stopping = False
+
+        async def produce() -> None:
+            batch_limit = self.policy.batch_size
+            while run.paused is None:
+                rows = await asyncio.to_thread(
+                    self.ledger.claim,
+                    issue,
+                    owner=self.owner,
+                    now=self.clock(),
+                    lease_seconds=self.policy.lease_seconds,
+                    limit=batch_limit,
+                )
+                if not rows:
+                    return
+                for row in rows:
+                    if run.paused is not None:
+                        run.released.append(row.subscriber_id)
+                        continue
+                    if not row.active:
+                        run.outcomes.append(
+                            Outcome(
+                                row.subscriber_id,
+                                DeliveryStatus.FAILED,
+                                reply="skipped: unsubscribed or suppressed before delivery",
+                            )
+                        )
+                        run.done += 1
+                        continue
+                    try:
+                        job = self._job(issue, template, row)
+                    except NewsletterError as exc:
+                        # bad data in one row (say, a line break in a name) fails that row only
+                        run.outcomes.append(
+                            Outcome(
+                                row.subscriber_id,
+                                DeliveryStatus.FAILED,
+                                reply=f"cannot build the message: {exc}",
+                            )
+                        )
+                        run.done += 1
+                        continue
+                    await queue.put(job)
+
+        async def send() -> None:
+            while True:
+                job = await queue.get()
+                if job is None:
+                    return
+                if run.paused is not None:
+                    run.released.append(job.row.subscriber_id)
+                    continue
+                outcome = await self._send_one(job, run)
+                if outcome is None:
+                    run.released.append(job.row.subscriber_id)
+                    continue
+                run.outcomes.append(outcome)
+                run.done += 1
+                if outcome.status is DeliveryStatus.SENT:
+                    run.sent += 1
+                if on_progress is not None:
+                    on_progress(run.done, run.sent)
+
+        async def flush_forever() -> None:
+            while not stopping:
+                await asyncio.sleep(self.policy.flush_interval)
+                await self._flush(issue, run)
+
+        flusher = asyncio.create_task(flush_forever())
+        senders = [asyncio.create_task(send()) for _ in range(self.transport.connections)]
+        try:
+            await produce()
+        finally:
+            for _ in senders:
+                await queue.put(None)
+            results = await asyncio.gather(*senders, return_exceptions=True)
+            stopping = True
+            await flusher
+            # whatever is left (also after an error) is written before anything propagates
+            while not queue.empty():
+                leftover = queue.get_nowait()
+                if leftover is not None:
+                    run.released.append(leftover.row.subscriber_id)
+            await self._flush(issue, run)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return run
+
+    def _job(self, issue: IssueRef, template: MessageTemplate, row: Claimed) -> _Job:
+        token = make_token(
+            self.settings.secret_key, TokenPurpose.UNSUBSCRIBE, row.uid, issue.list_id
+        )
+        person = Personalization(
+            to=row.email,
+            name=row.name,
+            unsubscribe_url=unsubscribe_url(self.settings.publication.base_url, token),
+            unsubscribe_mailto=unsubscribe_mailto(self.domain, token),
+            # the same id on every attempt, so a copy repeated after a crash can be told apart
+            message_id=f"<{issue.id}.{row.subscriber_id}.{row.uid[:12]}@{self.domain}>",
+        )
+        data = template.render(person)
+        if self.signer is not None:
+            data = self.signer.sign(data)
+        return _Job(row, data, envelope_sender(self.settings, row.email))
+
+    async def _send_one(self, job: _Job, run: _Run) -> Outcome | None:
+        row = job.row
+        try:
+            result = await self.transport.send(job.sender, [row.email], job.data)
+        except TransportUnavailableError as exc:
+            if run.paused is None:
+                run.paused = exc
+            return None
+        except DeliveryError as exc:
+            return self._failed(row, exc)
+        if row.email in result.accepted:
+            return Outcome(row.subscriber_id, DeliveryStatus.SENT, result.code, result.reply)
+        error = result.refused.get(row.email) or TemporaryDeliveryError(
+            "the relay did not accept the recipient", recipient=row.email
+        )
+        return self._failed(row, error)
+
+    def _failed(self, row: Claimed, error: DeliveryError) -> Outcome:
+        now = self.clock()
+        if isinstance(error, PermanentDeliveryError):
+            return Outcome(
+                row.subscriber_id,
+                DeliveryStatus.BOUNCED,
+                error.code,
+                error.message,
+                email=row.email,
+            )
+        too_old = now - row.created_at >= self.policy.max_age
+        if row.attempts >= self.policy.max_attempts or too_old:
+            return Outcome(row.subscriber_id, DeliveryStatus.FAILED, error.code, error.message)
+        delay = self.policy.backoff(row.attempts, self.rng)
+        return Outcome(
+            row.subscriber_id,
+            DeliveryStatus.PENDING,
+            error.code,
+            error.message,
+            next_attempt_at=now + timedelta(seconds=delay),
+        )
+
+    async def _flush(self, issue: IssueRef, run: _Run) -> None:
+        outcomes, run.outcomes = run.outcomes, []
+        released, run.released = run.released, []
+        if outcomes:
+            await asyncio.to_thread(
+                self.ledger.record, issue, outcomes, owner=self.owner, now=self.clock()
+            )
+        if released:
+            await asyncio.to_thread(
+                self.ledger.release, issue, owner=self.owner, subscriber_ids=released
+            )
+
+
+# --- entry points ---------------------------------------------------------------------------
+
+
+def prepare_issue(
+    settings: Settings,
+    engine: Engine,
+    issue_path: Path,
+    *,
+    list_slug: str | None = None,
+    now: datetime | None = None,
+) -> tuple[IssueRef, RenderedIssue, int | None]:
+    """Load and render the issue once and record it with its ledger rows (idempotent).
+
+    A send that began earlier keeps the subject and bodies it was recorded with, so a resumed
+    send gives everyone the same issue even if the file changed since.
+    """
+    from newsletter.issues import load_issue
+    from newsletter.rendering import Renderer
+    from newsletter.store.subscribers import ensure_lists
+
+    issue = load_issue(issue_path, settings)
+    slug = list_slug or issue.list or settings.publication.default_list
+    settings.mailing_list(slug)  # a ConfigError naming the known lists
+    ledger = SqlLedger(engine)
+    ref = ledger.find_issue(issue.slug, slug)
+    if ref is not None:
+        rendered = RenderedIssue(
+            issue, ref.subject, issue.preheader, ref.html, ref.text, archive_url=""
+        )
+        return ref, rendered, None
+    rendered = Renderer(settings).render(issue)
+    with engine.begin() as conn:
+        list_id = ensure_lists(conn, settings)[slug]
+    ref, created = ledger.start_issue(
+        slug=issue.slug,
+        list_id=list_id,
+        list_slug=slug,
+        title=issue.title,
+        subject=rendered.subject,
+        issue_date=issue.date,
+        html=rendered.html,
+        text=rendered.text,
+        now=now or datetime.now(UTC),
+    )
+    return ref, rendered, created
+
+
+def run_send(
+    settings: Settings,
+    engine: Engine,
+    issue_path: Path,
+    *,
+    list_slug: str | None = None,
+    transport: Transport | None = None,
+    now: datetime | None = None,
+    progress: bool = False,
+    on_progress: ProgressCallback | None = None,
+    policy: Policy | None = None,
+) -> SendReport:
+    """Send ``issue_path`` to its list: everything due now, resuming any earlier run.
+
+    Calling it again on a finished issue sends nothing. When the relay is unreachable the
+    report says ``paused`` and the unsent rows stay pending for the next run.
+    """
+    started = time.monotonic()
+    ref, rendered, created = prepare_issue(
+        settings, engine, issue_path, list_slug=list_slug, now=now
+    )
+    template = MessageTemplate(rendered, settings, settings.mailing_list(ref.list_slug))
+    return asyncio.run(
+        _deliver(
+            settings,
+            SqlLedger(engine),
+            ref,
+            template,
+            transport=transport,
+            now=now,
+            progress=progress,
+            on_progress=on_progress,
+            policy=policy,
+            started=started,
+            created=created,
+        )
+    )
+
+
+async def _deliver(
+    settings: Settings,
+    ledger: SqlLedger,
+    ref: IssueRef,
+    template: MessageTemplate,
+    *,
+    transport: Transport | None,
+    now: datetime | None,
+    progress: bool,
+    on_progress: ProgressCallback | None,
+    policy: Policy | None,
+    started: float,
+    created: int | None,
+) -> SendReport:
+    own_transport = transport is None
+    pool: Transport = transport if transport is not None else SmtpPool.from_settings(settings)
+    clock: Clock = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
+    engine = DeliveryEngine(
+        settings,
+        ledger,
+        pool,
+        policy=policy,
+        clock=clock,
+        signer=DkimSigner.from_config(settings.dkim),
+    )
+    bar = _ProgressBar(ledger.counts(ref)) if progress else None
+    callback = on_progress
+    if bar is not None:
+        callback = bar.update
+    try:
+        if bar is not None:
+            with bar:
+                run = await engine.deliver(ref, template, on_progress=callback)
+        else:
+            run = await engine.deliver(ref, template, on_progress=callback)
+    finally:
+        if own_transport:
+            await pool.close()
+    return await asyncio.to_thread(
+        report_for, ledger, ref, now=clock(), run=run, started=started, created=created
+    )
+
+
+def report_for(
+    ledger: SqlLedger,
+    ref: IssueRef,
+    *,
+    now: datetime,
+    run: _Run | None = None,
+    started: float | None = None,
+    created: int | None = None,
+) -> SendReport:
+    finished = ledger.finish_if_done(ref, now=now)
+    paused = str(run.paused) if run is not None and run.paused is not None else None
+    if paused is not None and not finished:
+        ledger.set_status(ref, SendStatus.PAUSED)
+    failures = tuple((f.email, _reply(f)) for f in ledger.failures(ref, limit=50) if _final(f))
+    return SendReport(
+        issue_slug=ref.slug,
+        list_slug=ref.list_slug,
+        counts=ledger.counts(ref),
+        failures=failures,
+        duration_seconds=time.monotonic() - started if started is not None else 0.0,
+        sent_now=run.sent if run is not None else 0,
+        created=created,
+        paused=paused,
+        next_attempt_at=None if finished else ledger.next_attempt_at(ref),
+    )
+
+
+def _final(f: Failure) -> bool:
+    return f.status in (DeliveryStatus.FAILED, DeliveryStatus.BOUNCED)
+
+
+def _reply(f: Failure) -> str:
+    return f"{f.code} {f.reply}" if f.code else (f.reply or f.status.value)
+
+
+def issue_sent(engine: Engine, slug: str, list_slug: str) -> bool:
+    """True when every delivery of the issue to the list is done (sent, failed or bounced)."""
+    ref = SqlLedger(engine).find_issue(slug, list_slug)
+    if ref is None:
+        return False
+    counts = SqlLedger(engine).counts(ref)
+    return counts[DeliveryStatus.PENDING] == 0 and counts[DeliveryStatus.SENDING] == 0
+
+
+class _ProgressBar:
+    """A rich progress bar with rate and ETA on stderr."""
+
+    def __init__(self, counts: Mapping[DeliveryStatus, int]) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self.total = sum(counts.values())
+        self.already = (
+            self.total
+            - counts.get(DeliveryStatus.PENDING, 0)
+            - counts.get(DeliveryStatus.SENDING, 0)
+        )
+        self.progress = Progress(
+            TextColumn("sending"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:>7.0f} msg/s"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self.task = self.progress.add_task("send", total=self.total, rate=0.0)
+        self.started = time.monotonic()
+        self.last = 0.0
+
+    def __enter__(self) -> _ProgressBar:
+        self.progress.start()
+        self.progress.update(self.task, completed=self.already)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def update(self, done: int, sent: int) -> None:
+        now = time.monotonic()
+        if now - self.last < 0.1:
+            return
+        self.last = now
+        rate = sent / (now - self.started) if now > self.started else 0.0
+        self.progress.update(self.task, completed=self.already + done, rate=rate)
+
+
+def with_smtp_url(settings: Settings, smtp_url: str) -> Settings:
+    """``settings`` pointed at another relay (the demo's sink, a test server)."""
+    return replace(settings, smtp_url=smtp_url)

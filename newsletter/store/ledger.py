@@ -1,0 +1,582 @@
+"""The delivery ledger: one row per (issue, subscriber), claimed in leased batches.
+
+States: pending -> sending (claimed under a lease) -> sent / failed / bounced, or back to
+pending with a ``next_attempt_at`` after a temporary failure. The ledger, not memory, says who
+still needs an issue: a crashed sender's rows are reclaimed when its lease expires (at once
+when the owner was a process on this host that is gone). PostgreSQL claims with
+``FOR UPDATE SKIP LOCKED`` so workers on many machines share a send; SQLite claims with one
+``UPDATE ... RETURNING`` inside the engine's ``BEGIN IMMEDIATE``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import socket
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    exists,
+    func,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+
+from newsletter.errors import StoreError
+from newsletter.store.schema import (
+    DeliveryStatus,
+    SendStatus,
+    SubscriptionStatus,
+    SuppressionReason,
+    deliveries,
+    issues,
+    lists,
+    subscribers,
+    subscriptions,
+    suppressions,
+)
+from newsletter.store.subscribers import suppress
+
+_SQLITE_SHA256 = "newsletter_sha256"
+
+
+@dataclass(frozen=True)
+class IssueRef:
+    """An ``issues`` row: what a send is about."""
+
+    id: int
+    slug: str
+    list_id: int
+    list_slug: str
+    subject: str
+    html: str
+    text: str
+    status: SendStatus
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A delivery claimed for sending, with what the message needs about the subscriber."""
+
+    subscriber_id: int
+    uid: str
+    email: str
+    name: str | None
+    attempts: int
+    created_at: datetime
+    # still confirmed on the list and not suppressed (they may have left since the send began)
+    active: bool
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one claimed delivery."""
+
+    subscriber_id: int
+    status: DeliveryStatus
+    code: int | None = None
+    reply: str | None = None
+    next_attempt_at: datetime | None = None
+    # the address, for the suppression list when ``status`` is BOUNCED
+    email: str | None = None
+
+
+@dataclass(frozen=True)
+class Failure:
+    email: str
+    status: DeliveryStatus
+    code: int | None
+    reply: str | None
+    attempts: int
+
+
+def new_owner() -> str:
+    """A lease owner id: host and pid (so a dead local owner is noticed at once) plus a nonce."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def utc(value: datetime) -> datetime:
+    """Aware UTC; naive values (SQLite hands them back) are UTC already."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _insert(conn: Connection, table: Any) -> postgresql.Insert | sqlite.Insert:
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def _sha256_hex(value: str | None) -> str | None:
+    return None if value is None else hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def _email_hash(conn: Connection, column: Any) -> Any:
+    """SQL for the suppression key of an ``email_normalized`` column, on either database."""
+    if conn.dialect.name == "postgresql":
+        return func.encode(func.sha256(func.convert_to(column, literal("UTF8"))), literal("hex"))
+    # SQLite has no SHA-256; the same Python function the store uses is registered per connection
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    raw.create_function(_SQLITE_SHA256, 1, _sha256_hex, deterministic=True)
+    return getattr(func, _SQLITE_SHA256)(column)
+
+
+def _suppressed(conn: Connection) -> Any:
+    return exists().where(
+        suppressions.c.email_hash == _email_hash(conn, subscribers.c.email_normalized)
+    )
+
+
+class SqlLedger:
+    """The ledger on SQLite or PostgreSQL; implements the delivery engine's ``LedgerStore``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.postgres = engine.dialect.name == "postgresql"
+
+    # --- issues -----------------------------------------------------------------------------
+
+    def find_issue(self, slug: str, list_slug: str) -> IssueRef | None:
+        with self.engine.connect() as conn:
+            return self._find(conn, slug, list_slug)
+
+    def _find(self, conn: Connection, slug: str, list_slug: str) -> IssueRef | None:
+        row = conn.execute(
+            select(issues, lists.c.slug.label("list_slug"))
+            .join(lists, lists.c.id == issues.c.list_id)
+            .where(issues.c.slug == slug, lists.c.slug == list_slug)
+        ).first()
+        if row is None:
+            return None
+        return IssueRef(
+            id=row.id,
+            slug=row.slug,
+            list_id=row.list_id,
+            list_slug=row.list_slug,
+            subject=row.subject,
+            html=row.html,
+            text=row.text,
+            status=SendStatus(row.status),
+        )
+
+    def start_issue(
+        self,
+        *,
+        slug: str,
+        list_id: int,
+        list_slug: str,
+        title: str,
+        subject: str,
+        issue_date: date,
+        html: str,
+        text: str,
+        now: datetime,
+    ) -> tuple[IssueRef, int | None]:
+        """Record the issue and create its ledger rows, once; ``(issue, rows created)``.
+
+        The ``issues`` row and every recipient's delivery row are written in one transaction,
+        the rows by one ``INSERT ... SELECT`` over confirmed, non-suppressed subscribers. When
+        the issue exists already, nothing changes and the count is None: a rerun resumes the
+        send it began and does not pick up people who subscribed since.
+        """
+        now = utc(now)
+        when = datetime.combine(issue_date, time(0), tzinfo=UTC)
+        try:
+            with self.engine.begin() as conn:
+                created = conn.execute(
+                    _insert(conn, issues)
+                    .values(
+                        slug=slug,
+                        list_id=list_id,
+                        title=title,
+                        subject=subject,
+                        issue_date=when,
+                        status=SendStatus.SENDING.value,
+                        html=html,
+                        text=text,
+                        created_at=now,
+                    )
+                    .on_conflict_do_nothing(index_elements=["slug", "list_id"])
+                    .returning(issues.c.id)
+                ).scalar_one_or_none()
+                count: int | None = None
+                if created is not None:
+                    count = self._create_deliveries(conn, created, list_id, now)
+                ref = self._find(conn, slug, list_slug)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot record issue {slug!r}: {exc}") from exc
+        assert ref is not None
+        return ref, count
+
+    def _create_deliveries(
+        self, conn: Connection, issue_id: int, list_id: int, now: datetime
+    ) -> int:
+        recipients = (
+            select(
+                literal(issue_id),
+                subscriptions.c.subscriber_id,
+                literal(DeliveryStatus.PENDING.value),
+                literal(0),
+                bindparam("now_a", now, type_=deliveries.c.next_attempt_at.type),
+                bindparam("now_b", now, type_=deliveries.c.created_at.type),
+                bindparam("now_c", now, type_=deliveries.c.updated_at.type),
+            )
+            .select_from(
+                subscriptions.join(subscribers, subscribers.c.id == subscriptions.c.subscriber_id)
+            )
+            .where(
+                subscriptions.c.list_id == list_id,
+                subscriptions.c.status == SubscriptionStatus.CONFIRMED.value,
+                ~_suppressed(conn),
+            )
+        )
+        stmt = (
+            _insert(conn, deliveries)
+            .from_select(
+                [
+                    "issue_id",
+                    "subscriber_id",
+                    "status",
+                    "attempts",
+                    "next_attempt_at",
+                    "created_at",
+                    "updated_at",
+                ],
+                recipients,
+            )
+            .on_conflict_do_nothing(index_elements=["issue_id", "subscriber_id"])
+        )
+        conn.execute(stmt)
+        # the issue row is new in this transaction, so every row it has was just created
+        # (rowcount of INSERT ... SELECT is not reliable across drivers)
+        return int(
+            conn.execute(
+                select(func.count())
+                .select_from(deliveries)
+                .where(deliveries.c.issue_id == issue_id)
+            ).scalar_one()
+        )
+
+    # --- claiming ---------------------------------------------------------------------------
+
+    def claim(
+        self, issue: IssueRef, *, owner: str, now: datetime, lease_seconds: float, limit: int
+    ) -> list[Claimed]:
+        """Lease up to ``limit`` due deliveries to ``owner``; each claim counts as an attempt."""
+        now = utc(now)
+        expires = now + timedelta(seconds=lease_seconds)
+        d = deliveries.c
+        try:
+            with self.engine.begin() as conn:
+                ids: list[int] = []
+                for due in (
+                    # leases of senders that died, then rows whose (next) attempt is due
+                    and_(d.status == DeliveryStatus.SENDING.value, d.lease_expires_at < now),
+                    and_(d.status == DeliveryStatus.PENDING.value, d.next_attempt_at <= now),
+                ):
+                    if len(ids) >= limit:
+                        break
+                    pick = (
+                        select(d.subscriber_id)
+                        .where(d.issue_id == issue.id, due)
+                        .limit(limit - len(ids))
+                    )
+                    if self.postgres:
+                        pick = pick.with_for_update(skip_locked=True)
+                    stmt = (
+                        update(deliveries)
+                        .where(d.issue_id == issue.id, d.subscriber_id.in_(pick.scalar_subquery()))
+                        .values(
+                            status=DeliveryStatus.SENDING.value,
+                            lease_owner=owner,
+                            lease_expires_at=expires,
+                            attempts=d.attempts + 1,
+                            updated_at=now,
+                        )
+                        .returning(d.subscriber_id)
+                    )
+                    ids.extend(conn.execute(stmt).scalars())
+                if not ids:
+                    return []
+                return self._load_claimed(conn, issue, ids)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot claim deliveries: {exc}") from exc
+
+    def _load_claimed(self, conn: Connection, issue: IssueRef, ids: Sequence[int]) -> list[Claimed]:
+        s = subscribers.c
+        active = and_(
+            subscriptions.c.status == SubscriptionStatus.CONFIRMED.value, ~_suppressed(conn)
+        )
+        rows = conn.execute(
+            select(
+                deliveries.c.subscriber_id,
+                deliveries.c.attempts,
+                deliveries.c.created_at,
+                s.uid,
+                s.email,
+                s.name,
+                active.label("active"),
+            )
+            .select_from(
+                deliveries.join(subscribers, s.id == deliveries.c.subscriber_id).outerjoin(
+                    subscriptions,
+                    and_(
+                        subscriptions.c.subscriber_id == s.id,
+                        subscriptions.c.list_id == issue.list_id,
+                    ),
+                )
+            )
+            .where(deliveries.c.issue_id == issue.id, deliveries.c.subscriber_id.in_(ids))
+        )
+        return [
+            Claimed(
+                subscriber_id=r.subscriber_id,
+                uid=r.uid,
+                email=r.email,
+                name=r.name,
+                attempts=r.attempts,
+                created_at=utc(r.created_at),
+                active=bool(r.active),
+            )
+            for r in rows
+        ]
+
+    def release(self, issue: IssueRef, *, owner: str, subscriber_ids: Iterable[int]) -> None:
+        """Give unsent claimed rows back (the relay went away): not an attempt, due at once."""
+        params = [{"sid": sid} for sid in subscriber_ids]
+        if not params:
+            return
+        d = deliveries.c
+        stmt = (
+            update(deliveries)
+            .where(
+                d.issue_id == issue.id,
+                d.subscriber_id == bindparam("sid"),
+                d.status == DeliveryStatus.SENDING.value,
+                d.lease_owner == owner,
+            )
+            .values(
+                status=DeliveryStatus.PENDING.value,
+                attempts=d.attempts - 1,
+                lease_owner=None,
+                lease_expires_at=None,
+            )
+        )
+        with self.engine.begin() as conn:
+            conn.execute(stmt, params)
+
+    def reap(self, issue: IssueRef, *, now: datetime) -> int:
+        """Expire at once the leases of owners on this host whose process is gone."""
+        here = socket.gethostname()
+        d = deliveries.c
+        with self.engine.begin() as conn:
+            owners = conn.execute(
+                select(d.lease_owner)
+                .where(d.issue_id == issue.id, d.status == DeliveryStatus.SENDING.value)
+                .distinct()
+            ).scalars()
+            dead = [o for o in owners if o and _dead_local_owner(o, here)]
+            if not dead:
+                return 0
+            result = conn.execute(
+                update(deliveries)
+                .where(
+                    d.issue_id == issue.id,
+                    d.status == DeliveryStatus.SENDING.value,
+                    d.lease_owner.in_(dead),
+                )
+                .values(lease_expires_at=utc(now) - timedelta(seconds=1))
+            )
+            return int(result.rowcount or 0)
+
+    # --- outcomes ---------------------------------------------------------------------------
+
+    def record(
+        self, issue: IssueRef, outcomes: Sequence[Outcome], *, owner: str, now: datetime
+    ) -> None:
+        """Write outcomes in one transaction; bounces also go on the suppression list."""
+        if not outcomes:
+            return
+        now = utc(now)
+        d = deliveries.c
+        sent = [
+            {"sid": o.subscriber_id, "code": o.code, "reply": _clip(o.reply)}
+            for o in outcomes
+            if o.status is DeliveryStatus.SENT
+        ]
+        other = [
+            {
+                "sid": o.subscriber_id,
+                "st": o.status.value,
+                "code": o.code,
+                "reply": _clip(o.reply),
+                "next": utc(o.next_attempt_at) if o.next_attempt_at else None,
+            }
+            for o in outcomes
+            if o.status is not DeliveryStatus.SENT
+        ]
+        try:
+            with self.engine.begin() as conn:
+                if sent:
+                    # accepted is accepted, even when our lease ran out meanwhile
+                    conn.execute(
+                        update(deliveries)
+                        .where(
+                            d.issue_id == issue.id,
+                            d.subscriber_id == bindparam("sid"),
+                            d.status != DeliveryStatus.SENT.value,
+                        )
+                        .values(
+                            status=DeliveryStatus.SENT.value,
+                            last_code=bindparam("code"),
+                            last_reply=bindparam("reply"),
+                            sent_at=now,
+                            updated_at=now,
+                            lease_owner=None,
+                            lease_expires_at=None,
+                        ),
+                        sent,
+                    )
+                if other:
+                    # only while we still hold the lease: another worker may have sent it since
+                    conn.execute(
+                        update(deliveries)
+                        .where(
+                            d.issue_id == issue.id,
+                            d.subscriber_id == bindparam("sid"),
+                            d.status == DeliveryStatus.SENDING.value,
+                            d.lease_owner == owner,
+                        )
+                        .values(
+                            status=bindparam("st"),
+                            last_code=bindparam("code"),
+                            last_reply=bindparam("reply"),
+                            next_attempt_at=bindparam("next", type_=d.next_attempt_at.type),
+                            updated_at=now,
+                            lease_owner=None,
+                            lease_expires_at=None,
+                        ),
+                        other,
+                    )
+                for o in outcomes:
+                    if o.status is DeliveryStatus.BOUNCED and o.email:
+                        detail = f"{o.code} {o.reply}" if o.code else o.reply
+                        suppress(conn, o.email, SuppressionReason.BOUNCED, _clip(detail), now=now)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot record delivery outcomes: {exc}") from exc
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def counts(self, issue: IssueRef) -> dict[DeliveryStatus, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(deliveries.c.status, func.count())
+                .where(deliveries.c.issue_id == issue.id)
+                .group_by(deliveries.c.status)
+            )
+            found = {DeliveryStatus(status): int(n) for status, n in rows}
+        return {status: found.get(status, 0) for status in DeliveryStatus}
+
+    def next_attempt_at(self, issue: IssueRef) -> datetime | None:
+        """When the earliest deferred delivery (or expiring lease) becomes due; None if none."""
+        d = deliveries.c
+        with self.engine.connect() as conn:
+            pending = conn.execute(
+                select(func.min(d.next_attempt_at)).where(
+                    d.issue_id == issue.id, d.status == DeliveryStatus.PENDING.value
+                )
+            ).scalar()
+            leased = conn.execute(
+                select(func.min(d.lease_expires_at)).where(
+                    d.issue_id == issue.id, d.status == DeliveryStatus.SENDING.value
+                )
+            ).scalar()
+        times = [utc(t) for t in (pending, leased) if t is not None]
+        return min(times) if times else None
+
+    def failures(self, issue: IssueRef, *, limit: int = 20) -> list[Failure]:
+        """The last replies of deliveries that did not (yet) go through, newest first."""
+        d = deliveries.c
+        rows = []
+        with self.engine.connect() as conn:
+            rows = list(
+                conn.execute(
+                    select(subscribers.c.email, d.status, d.last_code, d.last_reply, d.attempts)
+                    .join(subscribers, subscribers.c.id == d.subscriber_id)
+                    .where(d.issue_id == issue.id, d.last_reply.is_not(None))
+                    .where(d.status != DeliveryStatus.SENT.value)
+                    .order_by(d.updated_at.desc())
+                    .limit(limit)
+                )
+            )
+        return [
+            Failure(r.email, DeliveryStatus(r.status), r.last_code, r.last_reply, r.attempts)
+            for r in rows
+        ]
+
+    def finish_if_done(self, issue: IssueRef, *, now: datetime) -> bool:
+        """Mark the issue finished when no delivery is pending or in flight; True if finished."""
+        d = deliveries.c
+        open_states = (DeliveryStatus.PENDING.value, DeliveryStatus.SENDING.value)
+        with self.engine.begin() as conn:
+            still_open = conn.execute(
+                select(d.subscriber_id)
+                .where(d.issue_id == issue.id, d.status.in_(open_states))
+                .limit(1)
+            ).first()
+            status = SendStatus.SENDING if still_open else SendStatus.FINISHED
+            conn.execute(
+                update(issues)
+                .where(issues.c.id == issue.id, issues.c.status != status.value)
+                .values(status=status.value, finished_at=None if still_open else utc(now))
+            )
+        return still_open is None
+
+    def set_status(self, issue: IssueRef, status: SendStatus) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(issues).where(issues.c.id == issue.id).values(status=status.value))
+
+    def sent_since(self, since: datetime) -> list[datetime]:
+        """When each message of the last while was accepted (seeds the hourly cap)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(deliveries.c.sent_at).where(deliveries.c.sent_at >= utc(since))
+            ).scalars()
+            return [utc(t) for t in rows]
+
+
+def _clip(value: str | None, limit: int = 1000) -> str | None:
+    return value if value is None or len(value) <= limit else value[:limit] + "..."
+
+
+def _dead_local_owner(owner: str, here: str) -> bool:
+    """True when ``owner`` names a process on this host that no longer exists."""
+    parts = owner.split(":")
+    if len(parts) < 3 or ":".join(parts[:-2]) != here:
+        return False
+    try:
+        pid = int(parts[-2])
+    except ValueError:
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

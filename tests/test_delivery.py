@@ -1,0 +1,354 @@
+"""Delivery end to end against a real SMTP server: ledger states, retries, bounces, outages."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, insert, select
+
+from newsletter.config import Settings
+from newsletter.delivery import (
+    Policy,
+    SendReport,
+    issue_sent,
+    prepare_issue,
+    run_send,
+    with_smtp_url,
+)
+from newsletter.store.ledger import SqlLedger
+from newsletter.store.schema import (
+    DeliveryStatus,
+    SendStatus,
+    SubscriptionStatus,
+    SuppressionReason,
+    deliveries,
+    issues,
+    subscribers,
+    suppressions,
+)
+from newsletter.store.subscribers import add_subscriber, ensure_lists, unsubscribe
+from newsletter.tokens import TokenPurpose, read_token
+from tests.smtpd import SMTPServer
+
+ISSUE = "2026-11-20-flood-barrier-vote.md"
+T0 = datetime(2026, 11, 20, 11, 0, tzinfo=UTC)
+FAST = Policy(retry_base_seconds=60, max_attempts=5, batch_size=50, flush_interval=0.01)
+
+
+def add_people(
+    engine: Engine,
+    settings: Settings,
+    emails: Sequence[str],
+    *,
+    list_slug: str = "weekly",
+    status: SubscriptionStatus = SubscriptionStatus.CONFIRMED,
+) -> dict[str, int]:
+    with engine.begin() as conn:
+        ids = ensure_lists(conn, settings)
+        return {
+            e: add_subscriber(
+                conn, e, list_ids=[ids[list_slug]], name=f"Reader {i}", status=status, now=T0
+            ).id
+            for i, e in enumerate(emails)
+        }
+
+
+def states(engine: Engine) -> dict[str, str]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(subscribers.c.email, deliveries.c.status).join(
+                subscribers, subscribers.c.id == deliveries.c.subscriber_id
+            )
+        )
+        return dict(rows)
+
+
+def send(
+    settings: Settings, engine: Engine, smtpd: SMTPServer, project: Path, **kw: object
+) -> SendReport:
+    kw.setdefault("now", T0)
+    kw.setdefault("policy", FAST)
+    return run_send(
+        with_smtp_url(settings, smtpd.url),
+        engine,
+        project / "issues" / ISSUE,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def people(engine: Engine, settings: Settings) -> list[str]:
+    emails = [f"reader{i}@example.org" for i in range(6)]
+    add_people(engine, settings, emails)
+    return emails
+
+
+def test_send_reaches_every_confirmed_subscriber_once(
+    engine: Engine, settings: Settings, smtpd: SMTPServer, project: Path, people: list[str]
+) -> None:
+    add_people(engine, settings, ["pending@example.org"], status=SubscriptionStatus.UNCONFIRMED)
+    add_people(engine, settings, ["business@example.org"], list_slug="business")
+    suppressed = add_people(engine, settings, ["gone@example.org"])
+    with engine.begin() as conn:
+        # a suppression row alone (subscription still confirmed) must keep them out
+        conn.execute(
+            insert(suppressions).values(
+                email_hash=hashlib.sha256(b"gone@example.org").hexdigest(),
+                email=None,
+                reason=SuppressionReason.UNSUBSCRIBED.value,
+                created_at=T0,
+            )
+        )
+    assert suppressed
+
+    report = send(settings, engine, smtpd, project)
+
+    assert report.finished
+    assert report.sent == len(people) == report.recipients
+    assert report.created == len(people)
+    assert smtpd.handler.by_recipient() == dict.fromkeys(people, 1)
+    assert set(states(engine).values()) == {"sent"}
+    assert issue_sent(engine, "flood-barrier-vote", "weekly")
+    with engine.connect() as conn:
+        row = conn.execute(select(issues)).one()
+    assert row.status == SendStatus.FINISHED.value
+    assert "%%UNSUBSCRIBE_URL%%" in row.html  # stored once for the archive, not per recipient
+
+    # each copy carries the recipient's own signed unsubscribe link and the RFC 8058 headers
+    with engine.connect() as conn:
+        uids = dict(conn.execute(select(subscribers.c.email, subscribers.c.uid)).all())
+    for received in smtpd.handler.messages:
+        msg = received.message
+        assert not msg.defects
+        rcpt = received.rcpt_tos[0]
+        assert str(msg["To"]) == f"{'Reader ' + str(people.index(rcpt))} <{rcpt}>"
+        assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        match = re.search(
+            r"<https://news\.test\.example/unsubscribe/([\w-]+)>", msg["List-Unsubscribe"]
+        )
+        assert match is not None
+        token = read_token(settings.secret_key, match.group(1), TokenPurpose.UNSUBSCRIBE)
+        assert token.subscriber_uid == uids[rcpt]
+        html = msg.get_body(("html",))
+        assert html is not None
+        assert match.group(1) in html.get_content()
+        assert received.mail_from == "weekly@test.example"
+
+    # running it again sends nothing
+    again = send(settings, engine, smtpd, project)
+    assert again.sent_now == 0
+    assert again.created is None
+    assert len(smtpd.handler.messages) == len(people)
+
+
+@pytest.mark.parametrize(
+    "reply", ["451 4.3.0 try later", "452 4.2.2 mailbox full", "421 4.7.0 bye"]
+)
+def test_temporary_rcpt_reply_is_retried_with_backoff(
+    engine: Engine,
+    settings: Settings,
+    smtpd: SMTPServer,
+    project: Path,
+    people: list[str],
+    reply: str,
+) -> None:
+    victim = people[2]
+    smtpd.handler.faults.rcpt[victim] = [reply, reply]
+
+    first = send(settings, engine, smtpd, project)
+    assert not first.finished
+    assert first.pending == 1
+    assert first.next_attempt_at is not None
+    # exponential backoff with jitter: about a minute after the first attempt
+    assert T0 + timedelta(seconds=40) <= first.next_attempt_at <= T0 + timedelta(seconds=80)
+    assert states(engine)[victim] == "pending"
+
+    # not due yet: nothing happens
+    assert send(settings, engine, smtpd, project, now=T0 + timedelta(seconds=30)).sent_now == 0
+    second = send(settings, engine, smtpd, project, now=T0 + timedelta(minutes=2))
+    assert second.pending == 1  # second 4xx; the next wait is about two minutes
+    assert second.next_attempt_at is not None
+    assert second.next_attempt_at >= T0 + timedelta(minutes=2, seconds=80)
+    third = send(settings, engine, smtpd, project, now=T0 + timedelta(hours=1))
+    assert third.finished
+    assert smtpd.handler.by_recipient() == dict.fromkeys(people, 1)
+    assert set(states(engine).values()) == {"sent"}
+
+
+@pytest.mark.parametrize(
+    ("where", "reply"),
+    [("rcpt", "550 5.1.1 no such user"), ("rcpt", "554 5.7.1 refused"), ("data", "554 5.6.0 bad")],
+)
+def test_permanent_reply_bounces_and_suppresses(
+    engine: Engine,
+    settings: Settings,
+    smtpd: SMTPServer,
+    project: Path,
+    people: list[str],
+    where: str,
+    reply: str,
+) -> None:
+    victim = people[0]
+    if where == "rcpt":
+        smtpd.handler.faults.rcpt[victim] = [reply]
+    else:
+        # with one connection the first message is the first in line
+        settings = dataclasses.replace(
+            settings, smtp=dataclasses.replace(settings.smtp, connections=1)
+        )
+        smtpd.handler.faults.data = [reply]
+
+    report = send(settings, engine, smtpd, project)
+
+    assert report.finished
+    bounced = [e for e, s in states(engine).items() if s == "bounced"]
+    assert len(bounced) == 1
+    assert report.failed == 1
+    assert report.failures[0][0] == bounced[0]
+    assert reply.split()[0] in report.failures[0][1]
+    counts = smtpd.handler.by_recipient()
+    assert counts == {e: 1 for e in people if e != bounced[0]}
+    with engine.connect() as conn:
+        row = conn.execute(select(suppressions)).one()
+    assert row.reason == SuppressionReason.BOUNCED.value
+    assert row.email == bounced[0]
+
+
+@pytest.mark.parametrize("fault", ["data_451", "data_421", "disconnect"])
+def test_temporary_data_reply_and_disconnect_in_data_are_retried(
+    engine: Engine,
+    settings: Settings,
+    smtpd: SMTPServer,
+    project: Path,
+    people: list[str],
+    fault: str,
+) -> None:
+    if fault == "disconnect":
+        smtpd.handler.faults.disconnect_in_data = 1
+    else:
+        smtpd.handler.faults.data = ["451 4.3.0 queue full" if fault == "data_451" else "421 bye"]
+
+    first = send(settings, engine, smtpd, project)
+    assert first.pending == 1
+    assert first.sent == len(people) - 1
+    assert first.next_attempt_at is not None
+    assert first.next_attempt_at > T0
+
+    final = send(settings, engine, smtpd, project, now=T0 + timedelta(hours=1))
+    assert final.finished
+    assert smtpd.handler.by_recipient() == dict.fromkeys(people, 1)
+
+
+def test_slow_server_times_out_and_is_retried(
+    engine: Engine, settings: Settings, smtpd: SMTPServer, project: Path, people: list[str]
+) -> None:
+    slow = dataclasses.replace(
+        settings, smtp=dataclasses.replace(settings.smtp, timeout=0.3, connections=2)
+    )
+    smtpd.handler.faults.data_delay = 0.6
+
+    first = send(slow, engine, smtpd, project)
+    assert first.pending == len(people)
+    assert set(states(engine).values()) == {"pending"}
+
+    smtpd.handler.faults.data_delay = 0
+    final = send(slow, engine, smtpd, project, now=T0 + timedelta(hours=1))
+    assert final.finished
+    # a timed-out message may still have been accepted later: at most one extra copy each
+    counts = smtpd.handler.by_recipient()
+    assert set(counts) == set(people)
+    assert all(1 <= n <= 2 for n in counts.values())
+
+
+def test_relay_down_pauses_and_resumes(
+    engine: Engine, settings: Settings, smtpd: SMTPServer, project: Path, people: list[str]
+) -> None:
+    smtpd.stop()
+    paused = send(settings, engine, smtpd, project)
+    assert paused.paused is not None
+    assert "cannot reach the SMTP server" in paused.paused
+    assert paused.pending == len(people)
+    assert not paused.finished
+    with engine.connect() as conn:
+        assert conn.execute(select(func.max(deliveries.c.attempts))).scalar() == 0
+        assert conn.execute(select(issues.c.status)).scalar() == SendStatus.PAUSED.value
+
+    smtpd.start()
+    resumed = send(settings, engine, smtpd, project)
+    assert resumed.finished
+    assert smtpd.handler.by_recipient() == dict.fromkeys(people, 1)
+
+
+def test_sender_refused_pauses_instead_of_bouncing_everyone(
+    engine: Engine, settings: Settings, smtpd: SMTPServer, project: Path, people: list[str]
+) -> None:
+    smtpd.handler.faults.mail = ["550 5.7.1 sender not allowed"] * 20
+    report = send(settings, engine, smtpd, project)
+    assert report.paused is not None
+    assert "refuses the sender" in report.paused
+    assert set(states(engine).values()) == {"pending"}
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(suppressions)).scalar() == 0
+
+
+def test_gives_up_after_max_attempts(
+    engine: Engine, settings: Settings, smtpd: SMTPServer, project: Path, people: list[str]
+) -> None:
+    victim = people[1]
+    smtpd.handler.faults.rcpt[victim] = ["451 4.3.0 later"] * 10
+    policy = dataclasses.replace(FAST, max_attempts=2)
+    send(settings, engine, smtpd, project, policy=policy)
+    final = send(settings, engine, smtpd, project, policy=policy, now=T0 + timedelta(hours=1))
+    assert final.finished
+    assert states(engine)[victim] == "failed"
+    assert final.failures == ((victim, "451 4.3.0 later"),)
+
+
+def test_gives_up_after_max_age(
+    engine: Engine, settings: Settings, smtpd: SMTPServer, project: Path, people: list[str]
+) -> None:
+    victim = people[1]
+    smtpd.handler.faults.rcpt[victim] = ["451 4.3.0 later"] * 10
+    send(settings, engine, smtpd, project)
+    final = send(settings, engine, smtpd, project, now=T0 + timedelta(hours=49))
+    assert final.finished
+    assert states(engine)[victim] == "failed"
+
+
+def test_unsubscribed_after_the_send_began_is_skipped(
+    engine: Engine, settings: Settings, smtpd: SMTPServer, project: Path, people: list[str]
+) -> None:
+    s = with_smtp_url(settings, smtpd.url)
+    ref, _, created = prepare_issue(s, engine, project / "issues" / ISSUE, now=T0)
+    assert created == len(people)
+    with engine.begin() as conn:
+        sid = conn.execute(
+            select(subscribers.c.id).where(subscribers.c.email == people[3])
+        ).scalar_one()
+        assert unsubscribe(conn, sid, ref.list_id, now=T0)
+
+    report = send(settings, engine, smtpd, project)
+    assert report.finished
+    assert states(engine)[people[3]] == "failed"
+    assert people[3] not in smtpd.handler.by_recipient()
+    assert len(smtpd.handler.messages) == len(people) - 1
+
+
+def test_ledger_rows_are_created_once_and_set_based(
+    engine: Engine, settings: Settings, project: Path, people: list[str]
+) -> None:
+    path = project / "issues" / ISSUE
+    ref, _, created = prepare_issue(settings, engine, path, now=T0)
+    assert created == len(people)
+    add_people(engine, settings, ["late@example.org"])
+    again, _, created_again = prepare_issue(settings, engine, path, now=T0)
+    assert again.id == ref.id
+    assert created_again is None
+    counts = SqlLedger(engine).counts(ref)
+    assert counts[DeliveryStatus.PENDING] == len(people)
