@@ -621,7 +621,8 @@ class _IssueParser:
         opening = tokens[0]
         name, rest = [*opening.info.strip().split(maxsplit=1), ""][:2]
         attrs = {m.group("key"): m.group("value") for m in _ATTR.finditer(rest)}
-        free = _one_line(_ATTR.sub("", rest))
+        # the free text is a heading: Markdown like any other, so entities and *emphasis* read
+        free = self.inline_text(_one_line(_ATTR.sub("", rest)), line).plain
         inner = tokens[1:-1]
         self.check_closed(opening, line)
         if name == "related":

@@ -35,8 +35,10 @@ def wrap(text: str, width: int = WIDTH, indent: str = "", subsequent: str | None
 
 
 def underline(text: str, char: str = "=") -> str:
-    """``text`` with a rule of ``char`` under it, as long as the text (capped at the width)."""
-    return f"{text}\n{char * min(len(text), WIDTH)}"
+    """``text`` wrapped, with a rule of ``char`` under it as long as its longest line."""
+    wrapped = wrap(text)
+    longest = max(len(line) for line in wrapped.split("\n"))
+    return f"{wrapped}\n{char * min(longest, WIDTH)}"
 
 
 def join_names(names: Iterable[str]) -> str:
