@@ -138,6 +138,7 @@ def _configure_logging(level: str) -> None:
     root.setLevel(level.upper())
     # APScheduler narrates every job at INFO; our own events already say what happened
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
 
 
 if __name__ == "__main__":

@@ -569,6 +569,7 @@ def upcoming(
     issues each would send, and ``send_at`` issues in that window. Reads; never sends."""
     schedules = list_schedules(settings)
     default_tz = ZoneInfo(settings.publication.timezone)
+    grace = timedelta(minutes=settings.scheduler.misfire_grace_minutes)
     pending: list[PlannedIssue] = []
     for path in sorted(settings.issues_dir.glob("*.md")):
         try:
@@ -604,6 +605,8 @@ def upcoming(
             state = "sending (resumes at the next run)"
         elif issue.status is IssueStatus.DRAFT:
             state = "draft"
+        elif due <= now and now - due > grace:
+            state = "stale: missed by more than the grace; send with --send-stale"
         else:
             errors = [p for p in check_issue(path, settings) if p.is_error]
             state = (
@@ -623,15 +626,19 @@ def upcoming(
     overdue = [p for p in pending if p.due <= now]
     slots: list[UpcomingSlot] = []
     horizon = now + timedelta(weeks=count)
+    slot_times: set[tuple[str, datetime]] = set()
     for list_slug, schedule in schedules.items():
         if schedule is None:
             continue
         stream = schedule.slots_from(now)
         for _ in range(count):
             at = next(stream)
-            on_slot = tuple(
-                p for p in pending if p.list_slug == list_slug and not p.send_at and p.due == at
-            )
+            slot_times.add((list_slug, at))
+            on_slot = tuple(p for p in pending if p.list_slug == list_slug and p.due == at)
             slots.append(UpcomingSlot(list_slug, at, on_slot))
-    timed = [p for p in pending if p.send_at and now < p.due <= horizon]
+    timed = [
+        p
+        for p in pending
+        if p.send_at and now < p.due <= horizon and (p.list_slug, p.due) not in slot_times
+    ]
     return overdue, slots, timed

@@ -12,6 +12,7 @@ import threading
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
@@ -368,6 +369,25 @@ def test_long_running_scheduler_jobs(live: Settings, engine: Engine) -> None:
         assert again.get_job("slot:weekly").next_run_time == first_next
     finally:
         again.shutdown(wait=False)
+
+
+def test_apscheduler_fires_the_stored_job_and_it_sends(
+    live: Settings, engine: Engine, smtpd: SMTPServer
+) -> None:
+    # real clock here: an issue whose send_at just passed, and the sweep due at once
+    just_now = datetime.now(UTC).astimezone(ZoneInfo("Europe/Kyiv")) - timedelta(minutes=1)
+    write_issue(live, just_now.date(), "right-now", send_at=just_now.strftime("%Y-%m-%d %H:%M"))
+    scheduler = build_scheduler(live, engine)
+    try:
+        scheduler.modify_job("sweep", next_run_time=datetime.now(UTC))
+        scheduler.resume()
+        deadline = time.monotonic() + 30
+        while not editor_mail(smtpd) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        scheduler.shutdown(wait=True)
+    assert readers_got(smtpd) == dict.fromkeys(READERS, 1)
+    assert "Sent:" in editor_mail(smtpd)[0].message["Subject"]
 
 
 def test_sigterm_stops_the_long_running_scheduler_cleanly(live: Settings) -> None:

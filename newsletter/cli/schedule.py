@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -54,14 +55,23 @@ def schedule(app: AppContext, count: int, now_text: str | None) -> None:
             click.echo(f"{slug}: no weekly slot (set lists.{slug}.schedule); send_at issues only")
         else:
             click.echo(f"{slug}: {sched}")
+        zone = sched.tz if sched is not None else ZoneInfo(settings.publication.timezone)
+        timeline: list[tuple[datetime, str]] = []
         for slot in (s for s in slots if s.list_slug == slug):
-            when = f"{fmt_time(slot.at)} ({slot.at.astimezone(UTC):%H:%M} UTC)"
+            when = _when(slot.at, zone)
             if not slot.issues:
-                click.echo(f"  {when}  no issue yet")
+                timeline.append((slot.at, f"  {when}  no issue yet"))
             for item in slot.issues:
-                click.echo(f"  {when}  {item.file}  [{item.state}]")
+                timeline.append((slot.at, f"  {when}  {item.file}  [{item.state}]"))
         for item in (t for t in timed if t.list_slug == slug):
-            click.echo(f"  {fmt_time(item.due)}  {item.file}  [{item.state}] (its own send_at)")
+            line = f"  {_when(item.due, zone)}  {item.file}  [{item.state}] (its own send_at)"
+            timeline.append((item.due, line))
+        for _, line in sorted(timeline, key=lambda entry: entry[0]):
+            click.echo(line)
+
+
+def _when(moment: datetime, zone: ZoneInfo) -> str:
+    return f"{fmt_time(moment.astimezone(zone))} ({moment.astimezone(UTC):%H:%M} UTC)"
 
 
 def _line(item: PlannedIssue) -> str:
