@@ -66,7 +66,7 @@ def states(engine: Engine) -> dict[str, str]:
                 subscribers, subscribers.c.id == deliveries.c.subscriber_id
             )
         )
-        return dict(rows)
+        return {row.email: row.status for row in rows}
 
 
 def send(
