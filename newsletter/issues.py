@@ -65,6 +65,9 @@ BLOCK_NAMES = ("related", "figure", "spotlight", "cta")
 HEADLINES_MIN, HEADLINES_MAX = 3, 6
 PREHEADER_MAX = 140
 
+# Control characters (and the noncharacters U+FFFE/U+FFFF) cannot appear in HTML or XML
+# and make the inliner fail; they only ever arrive by accident.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
 _FILE_NAME = re.compile(r"^(?P<date>\d{4}-\d{2}-\d{2})-(?P<slug>.+)$")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -163,7 +166,9 @@ _Loader.yaml_implicit_resolvers = {
 
 class _IssueParser:
     def __init__(self, text: str, path: Path, settings: Settings) -> None:
-        self.text = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+        text = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+        self.original = text
+        self.text = _CONTROL.sub("", text)
         self.path = path
         self.settings = settings
         self.problems: list[Problem] = []
@@ -192,6 +197,10 @@ class _IssueParser:
 
     def parse(self) -> ParseResult:
         self.check_file_name()
+        if self.text != self.original:
+            first = _CONTROL.search(self.original)
+            line = self.original[: first.start() if first else 0].count("\n") + 1
+            self.warn(line, "invisible control characters were removed (pasted from a PDF?)")
         front, body = self.split()
         meta = self.front_matter(front)
         for placeholder in PLACEHOLDERS:
