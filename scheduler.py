@@ -18,6 +18,7 @@ from pathlib import Path
 from types import FrameType
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 
 from newsletter.config import Settings, load_settings
 from newsletter.errors import NewsletterError, StoreError
@@ -55,6 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     except NewsletterError as exc:
         log_event("error", level=logging.ERROR, error=str(exc))
         return 1
+    except OperationalError as exc:
+        log_event("error", level=logging.ERROR, error=f"cannot use the database: {exc.orig}")
+        return 1
+    except Exception as exc:
+        # a bug or an unreachable database: say so in one event, with the traceback for a
+        # report; the ledger makes the next run safe
+        log_event("crashed", level=logging.CRITICAL, exc_info=True, error=repr(exc))
+        return 2
 
 
 def _run_forever(settings: Settings, engine: Engine, *, send_stale: bool) -> int:

@@ -53,6 +53,8 @@ log = logging.getLogger("newsletter.scheduler")
 _FILE_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})-")
 _BARE = re.compile(r"^[A-Za-z0-9_.:/@+-]+$")
 SWEEP_SECONDS = 60
+# one event is one line, whatever an error message or an issue title contains
+_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"})
 
 
 def format_kv(fields: Mapping[str, object]) -> str:
@@ -65,7 +67,7 @@ def format_kv(fields: Mapping[str, object]) -> str:
             value = value.isoformat(timespec="seconds")
         text = str(value)
         if not _BARE.match(text):
-            text = '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+            text = '"' + text.translate(_ESCAPES) + '"'
         parts.append(f"{key}={text}")
     return " ".join(parts)
 
@@ -75,11 +77,12 @@ def log_event(
     context: Mapping[str, object] | None = None,
     *,
     level: int = logging.INFO,
+    exc_info: bool = False,
     **fields: object,
 ) -> None:
     """One structured line: ``event=sent list=weekly issue=river-week sent=120``."""
     kv = {"event": event, **(context or {}), **fields}
-    log.log(level, "%s", format_kv(kv), extra={"kv": kv})
+    log.log(level, "%s", format_kv(kv), extra={"kv": kv}, exc_info=exc_info)
 
 
 class KeyValueFormatter(logging.Formatter):
@@ -452,7 +455,7 @@ def scheduled_run(list_slug: str | None) -> None:
         )
     except Exception as exc:
         # keep the scheduler alive; the next slot or sweep tries again
-        log_event("run_failed", level=logging.ERROR, list=list_slug, error=str(exc))
+        log_event("run_failed", level=logging.ERROR, exc_info=True, list=list_slug, error=exc)
 
 
 def build_scheduler(
