@@ -119,3 +119,7 @@ class TransportUnavailableError(DeliveryError):
 
 class SchedulerError(NewsletterError):
     """A schedule in the configuration is malformed, or the scheduler cannot take its lock."""
+
+
+class SinkError(NewsletterError):
+    """The local SMTP sink cannot start (port taken, Maildir not writable)."""

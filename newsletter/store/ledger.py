@@ -63,6 +63,8 @@ class IssueRef:
     html: str
     text: str
     status: SendStatus
+    title: str = ""
+    issue_date: date | None = None
 
 
 @dataclass(frozen=True)
@@ -159,18 +161,46 @@ class SqlLedger:
             .join(lists, lists.c.id == issues.c.list_id)
             .where(issues.c.slug == slug, lists.c.slug == list_slug)
         ).first()
-        if row is None:
-            return None
-        return IssueRef(
-            id=row.id,
-            slug=row.slug,
-            list_id=row.list_id,
-            list_slug=row.list_slug,
-            subject=row.subject,
-            html=row.html,
-            text=row.text,
-            status=SendStatus(row.status),
-        )
+        return None if row is None else _ref(row)
+
+    def open_issues(self) -> list[IssueRef]:
+        """Issues whose send has begun and not finished (what workers pick up)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(issues, lists.c.slug.label("list_slug"))
+                .join(lists, lists.c.id == issues.c.list_id)
+                .where(issues.c.status != SendStatus.FINISHED.value)
+                .order_by(issues.c.created_at)
+            )
+            return [_ref(row) for row in rows]
+
+    def find_by_slug(self, slug: str) -> list[IssueRef]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(issues, lists.c.slug.label("list_slug"))
+                .join(lists, lists.c.id == issues.c.list_id)
+                .where(issues.c.slug == slug)
+            )
+            return [_ref(row) for row in rows]
+
+    def count_recipients(self, list_id: int) -> int:
+        """How many people a send to the list would reach now (for ``--dry-run``)."""
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    select(func.count())
+                    .select_from(
+                        subscriptions.join(
+                            subscribers, subscribers.c.id == subscriptions.c.subscriber_id
+                        )
+                    )
+                    .where(
+                        subscriptions.c.list_id == list_id,
+                        subscriptions.c.status == SubscriptionStatus.CONFIRMED.value,
+                        ~_suppressed(conn),
+                    )
+                ).scalar_one()
+            )
 
     def start_issue(
         self,
@@ -556,6 +586,21 @@ class SqlLedger:
                 select(deliveries.c.sent_at).where(deliveries.c.sent_at >= utc(since))
             ).scalars()
             return [utc(t) for t in rows]
+
+
+def _ref(row: Any) -> IssueRef:
+    return IssueRef(
+        id=row.id,
+        slug=row.slug,
+        list_id=row.list_id,
+        list_slug=row.list_slug,
+        subject=row.subject,
+        html=row.html,
+        text=row.text,
+        status=SendStatus(row.status),
+        title=row.title,
+        issue_date=utc(row.issue_date).date(),
+    )
 
 
 def _clip(value: str | None, limit: int = 1000) -> str | None:

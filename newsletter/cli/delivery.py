@@ -1,0 +1,393 @@
+"""``newsletter send|worker|status|sink|demo``: delivering issues and watching them go out."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from sqlalchemy import Engine
+
+from newsletter.cli import AppContext, main, pass_app
+from newsletter.config import Settings
+from newsletter.delivery import SendReport, run_send, run_worker
+from newsletter.errors import NewsletterError
+from newsletter.message import MessageTemplate, Personalization, envelope_sender, sender_domain
+from newsletter.model import IssueStatus, RenderedIssue
+from newsletter.sink import Sink, count_messages
+from newsletter.store.database import make_engine, migrate
+from newsletter.store.ledger import IssueRef, SqlLedger
+from newsletter.store.schema import DeliveryStatus
+from newsletter.tokens import TokenPurpose, make_token, unsubscribe_mailto, unsubscribe_url
+from newsletter.transport import SmtpPool
+
+# EX_TEMPFAIL (sysexits.h): the send is not finished; running it again will continue it
+EXIT_INCOMPLETE = 75
+
+DEMO_SUBSCRIBERS = (
+    ("ada@example.org", "Ada Lovelace"),
+    ("grace@example.org", "Grace Hopper"),
+    ("alan@example.org", "Alan Turing"),
+    ("katherine@example.org", "Katherine Johnson"),
+    ("edsger@example.org", "Edsger Dijkstra"),
+)
+
+
+def _open(settings: Settings) -> Engine:
+    from newsletter.cli.subscribers import open_store
+
+    return open_store(settings)
+
+
+def _issue_path(settings: Settings, issue: str) -> Path:
+    path = Path(issue)
+    if path.exists():
+        return path
+    candidate = settings.issues_dir / issue
+    if candidate.exists():
+        return candidate
+    matches = sorted(settings.issues_dir.glob(f"*{issue}*.md"))
+    if len(matches) == 1:
+        return matches[0]
+    raise NewsletterError(f"{issue}: no such issue file (looked in {settings.issues_dir})")
+
+
+def _check(settings: Settings, path: Path) -> None:
+    from newsletter.checks import check_issue
+
+    problems = check_issue(path, settings)
+    errors = [p for p in problems if p.is_error]
+    if errors:
+        for problem in errors:
+            click.secho(str(problem), fg="red", err=True)
+        click.secho(
+            f"not sending: {len(errors)} error(s) in {path}; fix them (see `newsletter check`)",
+            fg="red",
+            err=True,
+        )
+        sys.exit(1)
+
+
+list_option = click.option(
+    "--list",
+    "list_slug",
+    metavar="LIST",
+    help="List to send to (default: the issue's `list`, else the publication's default).",
+)
+
+
+@main.command("send")
+@click.argument("issue")
+@list_option
+@click.option("--test", "test_to", metavar="ADDR", help="Send one marked test copy to ADDR.")
+@click.option("--dry-run", is_flag=True, help="Show what would be sent; send nothing.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@pass_app
+def send_command(
+    app: AppContext,
+    issue: str,
+    list_slug: str | None,
+    test_to: str | None,
+    dry_run: bool,
+    no_progress: bool,
+) -> None:
+    """Send ISSUE (a file or slug) to every confirmed subscriber of the list.
+
+    Safe to run again: a send that was interrupted continues where it stopped, and a finished
+    one sends nothing.
+    """
+    settings = app.settings
+    path = _issue_path(settings, issue)
+    _check(settings, path)
+    if test_to:
+        _send_test(settings, path, test_to, list_slug)
+        return
+    engine = _open(settings)
+    try:
+        if dry_run:
+            _dry_run(settings, engine, path, list_slug)
+            return
+        report = run_send(settings, engine, path, list_slug=list_slug, progress=not no_progress)
+    finally:
+        engine.dispose()
+    _print_report(report, rerun=f"newsletter send {issue}")
+
+
+def _print_report(report: SendReport, *, rerun: str) -> None:
+    if report.created is None and report.sent_now == 0 and report.finished:
+        click.echo(
+            f"{report.issue_slug} was already sent to {report.list_slug}; nothing new to send."
+        )
+    else:
+        click.echo(
+            f"{report.issue_slug} to {report.list_slug}: {report.sent_now} sent now "
+            f"in {report.duration_seconds:.1f} s ({report.rate:.0f} msg/s)"
+        )
+    click.echo("  " + _counts_line(report.counts))
+    for email, reply in report.failures[:10]:
+        click.echo(f"  failed: {email}: {reply}")
+    if len(report.failures) > 10:
+        click.echo(f"  ... see `newsletter status {report.issue_slug}` for all failures")
+    if report.paused is not None:
+        click.secho(
+            f"relay unreachable, {report.pending} pending, run `{rerun}` again ({report.paused})",
+            fg="yellow",
+            err=True,
+        )
+        sys.exit(EXIT_INCOMPLETE)
+    if report.pending:
+        when = _when(report.next_attempt_at)
+        click.secho(
+            f"{report.pending} deferred after temporary failures; next retry {when}. "
+            f"Run `{rerun}` again then, or keep `newsletter worker` running.",
+            fg="yellow",
+            err=True,
+        )
+        sys.exit(EXIT_INCOMPLETE)
+
+
+def _counts_line(counts: Mapping[DeliveryStatus, int]) -> str:
+    return ", ".join(f"{status.value} {counts.get(status, 0)}" for status in DeliveryStatus)
+
+
+def _when(value: datetime | None) -> str:
+    if value is None:
+        return "when a lease expires"
+    return "at " + value.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _dry_run(settings: Settings, engine: Engine, path: Path, list_slug: str | None) -> None:
+    from newsletter.issues import load_issue
+    from newsletter.rendering import Renderer
+    from newsletter.store.subscribers import list_ids
+
+    issue = load_issue(path, settings)
+    slug = list_slug or issue.list or settings.publication.default_list
+    mailing_list = settings.mailing_list(slug)
+    rendered = Renderer(settings).render(issue)
+    ledger = SqlLedger(engine)
+    with engine.connect() as conn:
+        list_id = list_ids(conn).get(slug)
+    recipients = ledger.count_recipients(list_id) if list_id is not None else 0
+    size = len(_sample(settings, rendered, mailing_list.slug))
+    click.echo("Dry run: nothing is sent or recorded.")
+    click.echo(f"  issue:      {issue.slug} ({path})")
+    click.echo(f"  subject:    {rendered.subject}")
+    click.echo(f"  from:       {settings.publication.sender}")
+    click.echo(f"  list:       {slug} ({mailing_list.name})")
+    click.echo(f"  relay:      {settings.smtp_url} ({settings.smtp.connections} connections)")
+    click.echo(f"  message:    about {size / 1024:.0f} KiB each")
+    ref = ledger.find_issue(issue.slug, slug)
+    if ref is None:
+        click.echo(f"  recipients: {recipients} (confirmed, not suppressed)")
+    else:
+        counts = ledger.counts(ref)
+        click.echo(f"  already begun: {_counts_line(counts)}")
+        open_rows = counts[DeliveryStatus.PENDING] + counts[DeliveryStatus.SENDING]
+        click.echo(f"  would send: {open_rows} (the rest of the recorded send)")
+
+
+def _sample(settings: Settings, rendered: RenderedIssue, list_slug: str) -> bytes:
+    template = MessageTemplate(rendered, settings, settings.mailing_list(list_slug))
+    token = make_token(settings.secret_key, TokenPurpose.UNSUBSCRIBE, "0" * 32, 0)
+    return template.render(_person(settings, "reader@example.org", token))
+
+
+def _person(settings: Settings, to: str, token: str) -> Personalization:
+    domain = sender_domain(settings)
+    return Personalization(
+        to=to,
+        unsubscribe_url=unsubscribe_url(settings.publication.base_url, token),
+        unsubscribe_mailto=unsubscribe_mailto(domain, token),
+        message_id=f"<test.{int(time.time() * 1000)}.{token[:8]}@{domain}>",
+    )
+
+
+def _send_test(settings: Settings, path: Path, to: str, list_slug: str | None) -> None:
+    from newsletter.issues import load_issue
+    from newsletter.rendering import Renderer
+    from newsletter.store.subscribers import normalize_email
+
+    address = normalize_email(to)
+    issue = load_issue(path, settings)
+    slug = list_slug or issue.list or settings.publication.default_list
+    rendered = Renderer(settings).render(issue)
+    template = MessageTemplate(
+        rendered, settings, settings.mailing_list(slug), subject_prefix="[TEST] "
+    )
+    # a token for no subscriber: the link works as a link but unsubscribes nobody
+    token = make_token(settings.secret_key, TokenPurpose.UNSUBSCRIBE, "0" * 32, 0)
+    data = template.render(_person(settings, address, token))
+
+    async def go() -> None:
+        pool = SmtpPool.from_settings(settings, connections=1)
+        try:
+            result = await pool.send(envelope_sender(settings, address), [address], data)
+        finally:
+            await pool.close()
+        if address not in result.accepted:
+            raise result.refused[address]
+
+    asyncio.run(go())
+    click.echo(f"Test copy of {issue.slug} sent to {address} (subject starts with [TEST]).")
+
+
+@main.command("worker")
+@click.option("--until-done", is_flag=True, help="Exit once no send is left open.")
+@click.option("--poll", default=5.0, show_default=True, help="Seconds between looks for work.")
+@pass_app
+def worker_command(app: AppContext, until_done: bool, poll: float) -> None:
+    """Deliver every open send; run as many as you like against one PostgreSQL database."""
+    settings = app.settings
+    engine = _open(settings)
+
+    def say(message: str) -> None:
+        stamp = datetime.now(UTC).astimezone().strftime("%H:%M:%S")
+        click.echo(f"[{stamp}] {message}")
+
+    say(f"worker started; relay {settings.smtp_url}, {settings.smtp.connections} connections")
+    try:
+        total = run_worker(settings, engine, until_done=until_done, poll_seconds=poll, on_event=say)
+    except KeyboardInterrupt:
+        say("stopped; unfinished rows go back to the queue when their lease expires")
+        return
+    finally:
+        engine.dispose()
+    say(f"no open sends left; {total} messages sent")
+
+
+@main.command("status")
+@click.argument("issue")
+@list_option
+@pass_app
+def status_command(app: AppContext, issue: str, list_slug: str | None) -> None:
+    """Counts by state and the last errors of ISSUE's sends (a file or slug)."""
+    settings = app.settings
+    slug = issue
+    path = Path(issue)
+    if path.suffix == ".md" or path.exists():
+        from newsletter.issues import slug_for
+
+        slug = slug_for(path)
+    engine = _open(settings)
+    try:
+        ledger = SqlLedger(engine)
+        refs = [r for r in ledger.find_by_slug(slug) if list_slug in (None, r.list_slug)]
+        if not refs:
+            click.echo(f"{slug}: not sent yet")
+            return
+        for ref in refs:
+            _show_status(ledger, ref)
+    finally:
+        engine.dispose()
+
+
+def _show_status(ledger: SqlLedger, ref: IssueRef) -> None:
+    counts = ledger.counts(ref)
+    total = sum(counts.values())
+    click.echo(f"{ref.slug} to {ref.list_slug}: {ref.status.value}, {total} recipients")
+    for status in DeliveryStatus:
+        click.echo(f"  {status.value:<8} {counts[status]:>8}")
+    if counts[DeliveryStatus.PENDING] or counts[DeliveryStatus.SENDING]:
+        click.echo(f"  next attempt {_when(ledger.next_attempt_at(ref))}")
+    failures = ledger.failures(ref, limit=10)
+    if failures:
+        click.echo("  last errors:")
+        for f in failures:
+            code = f"{f.code} " if f.code else ""
+            click.echo(
+                f"    {f.email}: {f.status.value} after {f.attempts} attempt(s): {code}{f.reply}"
+            )
+
+
+@main.command("sink")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8025, show_default=True, type=int)
+@click.option("--maildir", type=click.Path(path_type=Path, file_okay=False), default=None)
+@pass_app
+def sink_command(app: AppContext, host: str, port: int, maildir: Path | None) -> None:
+    """Run a local SMTP server that stores every message it gets in a Maildir."""
+    settings = app.settings
+    target = maildir or settings.maildir
+    sink = Sink(target, host=host, port=port)
+    sink.start()
+    click.echo(f"SMTP sink on {sink.url}, storing into {target}/new (Ctrl-C to stop)")
+    click.echo(f'Point newsletter at it with smtp_url = "{sink.url}"')
+    seen = 0
+    try:
+        while True:
+            time.sleep(1)
+            if sink.handler.received != seen:
+                seen = sink.handler.received
+                click.echo(f"  {seen} message(s) received")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sink.stop()
+    click.echo(f"sink stopped; {sink.handler.received} message(s) received")
+
+
+@main.command("demo")
+@pass_app
+def demo_command(app: AppContext) -> None:
+    """Set up the local store, add demo subscribers and send the newest ready issue to a sink."""
+    from newsletter.store.subscribers import add_subscriber, ensure_lists
+
+    settings = app.settings
+    engine = make_engine(settings.database_url)
+    try:
+        migrate(engine)
+        with engine.begin() as conn:
+            ids = ensure_lists(conn, settings)
+        click.echo(f"1. Database ready ({settings.database_url}); lists: {', '.join(sorted(ids))}")
+        path = _newest_ready(settings)
+        from newsletter.issues import load_issue
+
+        issue = load_issue(path, settings)
+        slug = issue.list or settings.publication.default_list
+        added = 0
+        with engine.begin() as conn:
+            for email, name in DEMO_SUBSCRIBERS:
+                try:
+                    add_subscriber(conn, email, list_ids=[ids[slug]], name=name, source="demo")
+                    added += 1
+                except NewsletterError as exc:
+                    click.echo(f"   skipped {email}: {exc}")
+        click.echo(f"2. Demo subscribers on {slug}: {', '.join(e for e, _ in DEMO_SUBSCRIBERS)}")
+        with Sink(settings.maildir) as sink:
+            click.echo(f"3. SMTP sink listening on {sink.url}, storing into {sink.maildir}")
+            report = run_send(replace(settings, smtp_url=sink.url), engine, path, progress=False)
+            received = sink.handler.received
+    finally:
+        engine.dispose()
+    click.echo(f"4. Sent {issue.slug} ({path.name}) to {slug}:")
+    click.echo("   " + _counts_line(report.counts))
+    if received == 0 and report.finished:
+        click.echo("   Nothing new: this issue already went to everyone on the list.")
+    else:
+        click.echo(f"   {received} message(s) delivered to the sink just now.")
+    new = settings.maildir / "new"
+    click.echo(f"5. The messages are in {new} ({count_messages(settings.maildir)} in total).")
+    sample = sorted(new.iterdir(), key=lambda p: p.stat().st_mtime)[-1:] if new.exists() else []
+    for file in sample:
+        click.echo(f"   Open one: {file}")
+    if report.paused is not None or report.pending:
+        sys.exit(EXIT_INCOMPLETE)
+
+
+def _newest_ready(settings: Settings) -> Path:
+    from newsletter.issues import load_issue
+
+    for path in sorted(settings.issues_dir.glob("*.md"), reverse=True):
+        try:
+            issue = load_issue(path, settings)
+        except NewsletterError:
+            continue
+        if issue.status is IssueStatus.READY:
+            return path
+    raise NewsletterError(f"no issue with `status: ready` in {settings.issues_dir}")
