@@ -216,3 +216,28 @@ def test_the_archive_is_not_reconsidered() -> None:
 def test_the_clock_must_be_aware() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         _decide(datetime(2026, 11, 20, 12))
+
+
+@given(st.text(max_size=40))
+def test_parser_never_fails_with_anything_but_a_schedule_error(text: str) -> None:
+    problem: SchedulerError | None = None
+    try:
+        schedule = parse_schedule(text, default_timezone="Europe/Kyiv")
+    except SchedulerError as exc:
+        problem = exc
+    if problem is not None:
+        assert str(problem).startswith("schedule: ")
+    else:
+        # whatever parsed round-trips through its canonical form
+        assert parse_schedule(str(schedule), default_timezone="UTC") == schedule
+
+
+@given(
+    st.sampled_from([*WEEKDAYS, "Monday", "FRIDAY", "sun"]),
+    st.integers(0, 23),
+    st.integers(0, 59),
+)
+def test_every_named_slot_parses(day: str, hour: int, minute: int) -> None:
+    schedule = parse_schedule(f"  {day}\t{hour}:{minute:02d}  UTC ", default_timezone="Europe/Kyiv")
+    assert (schedule.hour, schedule.minute, schedule.timezone) == (hour, minute, "UTC")
+    assert schedule.weekday in WEEKDAYS
