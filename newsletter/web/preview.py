@@ -134,6 +134,27 @@ def preview_recipient(settings: Settings) -> str:
     return settings.publication.editor_email or "reader@example.com"
 
 
+class PreviewRenderer(Renderer):
+    """A renderer that remembers its last HTML.
+
+    ``check_issue`` renders an issue to measure its size and the preview renders the same
+    issue right after; the second MJML and inlining pass would only repeat the first. The
+    context is a function of the issue and the settings, so an equal issue gives equal HTML.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self._last: tuple[Issue, str] | None = None
+
+    def render_html(self, issue: Issue, context: dict[str, Any] | None = None) -> str:
+        last = self._last
+        if last is not None and last[0] == issue:
+            return last[1]
+        html = super().render_html(issue, context)
+        self._last = (issue, html)
+        return html
+
+
 class PreviewState:
     """Settings, renderer and cached previews; swapped or dropped when watched files change.
 
@@ -146,15 +167,15 @@ class PreviewState:
         self.reload_settings = reload_settings
         self.config_error: str | None = None
         self.generation = 0
-        self._renderer: Renderer | None = None
+        self._renderer: PreviewRenderer | None = None
         self._pages: Environment | None = None
         self._cache: dict[Path, tuple[tuple[int, int, int], IssuePreview]] = {}
         self._lock = threading.Lock()
 
     @property
-    def renderer(self) -> Renderer:
+    def renderer(self) -> PreviewRenderer:
         if self._renderer is None:
-            self._renderer = Renderer(self.settings)
+            self._renderer = PreviewRenderer(self.settings)
         return self._renderer
 
     @property

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 KEEPALIVE_SECONDS = 15.0
 # watchfiles yields once no further change arrived for this long; an editor's atomic save
 # (write temp file, rename) is a burst of events a few milliseconds apart.
-STEP_MS = 30
+STEP_MS = 15
 # ...and never waits longer than this to yield a burst that keeps going.
 DEBOUNCE_MS = 200
 
