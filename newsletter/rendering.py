@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import posixpath
+import re
 from collections.abc import Sequence
 from datetime import date
 from typing import Any
@@ -34,6 +35,7 @@ from newsletter.plaintext import join_names, tidy, underline, wrap
 
 HTML_TEMPLATE = "issue.mjml.j2"
 TEXT_TEMPLATE = "issue.txt.j2"
+CSS_TEMPLATE = "email.css.j2"
 CARD_BACKGROUND = "#f6f5f1"
 SPOTLIGHT_BACKGROUND = "#f3efe4"
 # Invisible characters after the preheader keep inboxes from padding the preview with body
@@ -106,7 +108,7 @@ class Renderer:
             # Everything from the issue is escaped in the HTML; the text part is not HTML.
             autoescape=jinja2.select_autoescape(
                 enabled_extensions=("mjml.j2", "html.j2", "html"),
-                disabled_extensions=("txt.j2",),
+                disabled_extensions=("txt.j2", "css.j2"),
                 default_for_string=True,
                 default=True,
             ),
@@ -124,6 +126,8 @@ class Renderer:
         try:
             self.html_template = self.env.get_template(HTML_TEMPLATE)
             self.text_template = self.env.get_template(TEXT_TEMPLATE)
+            # The CSS depends only on the brand: render it once, and premailer parses it once.
+            self.css = self.env.get_template(CSS_TEMPLATE).render(brand=settings.brand)
         except jinja2.TemplateError as exc:
             raise RenderError(f"template {directory}: {_describe(exc)}") from None
 
@@ -173,23 +177,33 @@ class Renderer:
             raise RenderError(f"MJML could not compile the issue: {exc}") from None
 
     def inline_css(self, html: str) -> str:
-        """Move the CSS onto the elements; media queries and Outlook conditionals stay."""
+        """Put the CSS of ``email.css.j2`` onto the elements; MJML's own ``<style>`` stays as is.
+
+        MJML's head styles (resets, the column and media-query rules, Outlook fixes) are meant
+        to stay in ``<head>``; premailer is told to leave them alone, which keeps the
+        conditionals intact, the HTML small and the inliner fast (it only matches our rules).
+        """
+        marked = _MJML_STYLE.sub(_ignore_style, html)
         inliner = premailer.Premailer(
-            html,
+            marked,
+            css_text=[self.css],
             allow_network=False,
-            keep_style_tags=True,  # the @media rules that stack columns on phones live there
-            strip_important=False,  # those rules need !important to beat inline styles
+            keep_style_tags=False,
+            strip_important=False,  # the media queries need !important to beat inline styles
             remove_classes=False,  # and they select by class
             disable_validation=True,
+            cache_css_parsing=True,
             # MJML already wrote pixel widths on images; premailer would replace them with 100%
             disable_basic_attributes=["width", "height"],
-            cache_css_parsing=True,
             cssutils_logging_level=logging.CRITICAL,
         )
         try:
             result = str(inliner.transform())
         except Exception as exc:  # premailer wraps cssutils and lxml, which raise freely
             raise RenderError(f"CSS inlining failed: {exc}") from None
+        # premailer drops the marker from the styles it skipped, except those with a media
+        # attribute, which it skips before it looks at the marker
+        result = result.replace(_IGNORE_ATTRIBUTE, "")
         # lxml drops the doctype; without it clients fall back to quirks mode
         if not result.lstrip().lower().startswith("<!doctype"):
             result = "<!doctype html>\n" + result
@@ -220,6 +234,15 @@ class Renderer:
 def render_issue(issue: Issue, settings: Settings) -> RenderedIssue:
     """One-off rendering; build a :class:`Renderer` instead when rendering many."""
     return Renderer(settings).render(issue)
+
+
+_IGNORE_ATTRIBUTE = ' data-premailer="ignore"'
+# A <style> tag outside Outlook's conditional comments (those premailer cannot see anyway).
+_MJML_STYLE = re.compile(r"(<!--\[if.*?<!\[endif\]-->)|<style\b", re.DOTALL)
+
+
+def _ignore_style(match: re.Match[str]) -> str:
+    return match.group(1) or "<style" + _IGNORE_ATTRIBUTE
 
 
 def _describe(exc: jinja2.TemplateError) -> str:

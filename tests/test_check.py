@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import email
 import email.policy
+import math
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from newsletter.checks import GMAIL_CLIP_BYTES, Problem, Severity, check_issue, email_size
+from newsletter.checks import (
+    GMAIL_CLIP_BYTES,
+    SIZE_WARNING_BYTES,
+    Problem,
+    Severity,
+    check_issue,
+    email_size,
+)
 from newsletter.cli import main
 from newsletter.config import Settings
+from newsletter.issues import load_issue
+from newsletter.rendering import Renderer
 from tests.conftest import TEST_SECRET
 
 GOOD_FRONT = """---
@@ -238,10 +248,22 @@ def test_warnings(settings: Settings) -> None:
 
 def test_size_warning_and_clip_error(settings: Settings) -> None:
     paragraph = "Words " * 150 + "\n\n"
-    near = check_issue(write(settings, GOOD_FRONT + "## News\n\n" + paragraph * 68), settings)
+    renderer = Renderer(settings)
+
+    def size(paragraphs: int) -> int:
+        text = GOOD_FRONT + "## News\n\n" + paragraph * paragraphs
+        issue = load_issue(write(settings, text), settings)
+        return email_size(renderer.render_html(issue))
+
+    base, per = size(1), (size(11) - size(1)) / 10
+    near_count = math.ceil((SIZE_WARNING_BYTES + 2048 - base) / per) + 1
+    over_count = math.ceil((GMAIL_CLIP_BYTES + 2048 - base) / per) + 1
+    near_text = GOOD_FRONT + "## News\n\n" + paragraph * near_count
+    near = check_issue(write(settings, near_text), settings)
     assert [p.severity for p in near] == [Severity.WARNING]
     assert "close to Gmail's 102 KB clipping limit" in near[0].message
-    over = check_issue(write(settings, GOOD_FRONT + "## News\n\n" + paragraph * 90), settings)
+    over_text = GOOD_FRONT + "## News\n\n" + paragraph * over_count
+    over = check_issue(write(settings, over_text), settings)
     assert [p.severity for p in over] == [Severity.ERROR]
     assert "Gmail clips" in over[0].message
 
