@@ -129,7 +129,7 @@ def run_due(
     now: datetime,
     send_stale: bool = False,
     lists: Collection[str] | None = None,
-    transport: Any = None,
+    transport: delivery.Transport | None = None,
 ) -> RunOutcome:
     """Send every issue that is due at ``now``; report skips and sends to the editor.
 
@@ -179,7 +179,9 @@ def plan(
         try:
             issue = issues.load_issue(path, settings)
         except IssueError as exc:
-            decision = _unreadable(settings, schedules, path, file_date, exc, now, default_tz)
+            decision = _unreadable(
+                settings, engine, schedules, path, file_date, exc, now, default_tz
+            )
             if decision is not None and (lists is None or decision.list_slug in lists):
                 result.append((path, decision))
             continue
@@ -232,6 +234,7 @@ def send_started(engine: Engine, slug: str, list_slug: str) -> bool:
 
 def _unreadable(
     settings: Settings,
+    engine: Engine,
     schedules: Mapping[str, Schedule | None],
     path: Path,
     file_date: date | None,
@@ -246,6 +249,8 @@ def _unreadable(
     due = due_at(file_date, None, schedules.get(list_slug), default_tz=default_tz)
     if due is None or due > now or now - due > LOOKBACK:
         return None
+    if delivery.issue_sent(engine, issues.slug_for(path), list_slug):
+        return None  # went out before the file was broken; nothing to tell
     return Decision(
         issues.slug_for(path),
         list_slug,
@@ -263,7 +268,7 @@ def _send(
     decision: Decision,
     *,
     now: datetime,
-    transport: Any,
+    transport: delivery.Transport | None,
     out: RunOutcome,
 ) -> None:
     fields: dict[str, object] = {"list": decision.list_slug, "issue": decision.slug}
@@ -277,6 +282,10 @@ def _send(
         )
     except NewsletterError as exc:
         error = str(exc)
+    except Exception as exc:
+        # one issue's crash must not hold up the others; the ledger keeps its place
+        log_event("send_crashed", fields, level=logging.ERROR, exc_info=True)
+        error = f"unexpected {type(exc).__name__}: {exc}"
     elapsed = timedelta(seconds=time.monotonic() - clock)
     summary = _summary(decision, report, started=now, finished=now + elapsed, error=error)
     out.sent.append(summary)
@@ -434,7 +443,7 @@ class Runtime:
     settings: Settings
     engine: Engine
     send_stale: bool = False
-    transport: Any = None
+    transport: delivery.Transport | None = None
     current: ClassVar[Runtime | None] = None
 
 
@@ -459,7 +468,11 @@ def scheduled_run(list_slug: str | None) -> None:
 
 
 def build_scheduler(
-    settings: Settings, engine: Engine, *, send_stale: bool = False, transport: Any = None
+    settings: Settings,
+    engine: Engine,
+    *,
+    send_stale: bool = False,
+    transport: delivery.Transport | None = None,
 ) -> Any:
     """A started-but-paused APScheduler with one slot job per scheduled list and a sweep.
 

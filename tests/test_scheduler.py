@@ -169,6 +169,36 @@ def test_invalid_issue_is_skipped_with_the_checker_errors(
     assert "missing.png" in body
 
 
+def test_unreadable_issue_file_is_reported_not_sent(
+    live: Settings, engine: Engine, smtpd: SMTPServer
+) -> None:
+    broken = live.issues_dir / f"{FRIDAY.isoformat()}-broken.md"
+    broken.write_text("---\ntitle: [unclosed\n---\nbody\n", encoding="utf-8")
+    outcome = run(live, engine, SLOT)
+    assert [(d.slug, d.action) for d in outcome.decisions] == [("broken", Action.SKIP_INVALID)]
+    [notice] = editor_mail(smtpd)
+    body = notice.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert f"newsletter check {broken.name}" in body
+
+
+def test_relay_outage_pauses_and_a_later_run_resumes_past_the_grace(
+    live: Settings, engine: Engine, smtpd: SMTPServer
+) -> None:
+    write_issue(live, FRIDAY, "river-week")
+    smtpd.stop()
+    paused = run(live, engine, SLOT)
+    assert [d.action for d in paused.decisions] == [Action.SEND]
+    assert not paused.sent[0].finished
+    assert not issue_sent(engine, "river-week", "weekly")
+    smtpd.start()  # same port
+    # three hours later, well past the grace: a send that began is finished regardless
+    resumed = run(live, engine, SLOT + timedelta(hours=3))
+    assert [d.action for d in resumed.decisions] == [Action.RESUME]
+    assert readers_got(smtpd) == dict.fromkeys(READERS, 1)
+    [report] = editor_mail(smtpd)
+    assert "5 delivered" in report.message["Subject"]
+
+
 def test_misfire_inside_the_grace_still_sends(
     live: Settings, engine: Engine, smtpd: SMTPServer
 ) -> None:
