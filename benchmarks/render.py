@@ -17,6 +17,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -77,14 +78,15 @@ def main() -> None:
         compiled = renderer.compile_mjml(mjml_source)
         md = markdown_parser()
 
-        parse = median_ms(lambda: parse_issue(text, path=path, settings=settings), args.repeat)
-        jinja = median_ms(lambda: renderer.render_mjml(issue, renderer.context(issue)), args.repeat)
-        mjml = median_ms(lambda: renderer.compile_mjml(mjml_source), args.repeat)
-        inline = median_ms(lambda: renderer.inline_css(compiled), args.repeat)
-        plain = median_ms(lambda: renderer.render_text(issue, context), args.repeat)
-        whole = median_ms(lambda: renderer.render(issue), args.repeat)
-        ref_md = median_ms(lambda: md.parse(text), args.repeat)
-        ref_mjml = median_ms(lambda: mjml2html(mjml_source, fonts={}), args.repeat)
+        n = args.repeat
+        parse = median_ms(partial(parse_issue, text, path=path, settings=settings), n)
+        jinja = median_ms(partial(renderer.render_mjml, issue), n)
+        mjml = median_ms(partial(renderer.compile_mjml, mjml_source), n)
+        inline = median_ms(partial(renderer.inline_css, compiled), n)
+        plain = median_ms(partial(renderer.render_text, issue, context), n)
+        whole = median_ms(partial(renderer.render, issue), n)
+        ref_md = median_ms(partial(md.parse, text), n)
+        ref_mjml = median_ms(partial(mjml2html, mjml_source, fonts={}), n)
         total = parse + jinja + mjml + inline + plain
         print(
             f"{issue.slug:<26}{parse:7.2f}{jinja:7.2f}{mjml:7.2f}{inline:8.2f}{plain:7.2f}"
