@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
+from types import FunctionType, TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -55,7 +55,11 @@ def is_local(url: str) -> bool:
 
 
 class LiveServer:
-    """An ASGI app served by uvicorn in a thread on a free loopback port."""
+    """An ASGI app served by uvicorn in a thread on a free loopback port.
+
+    ``app`` may also be a function of the server's URL, for apps that must know their own
+    address (a public base URL that the browser can actually load images from).
+    """
 
     def __init__(self, app: Any) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -63,6 +67,8 @@ class LiveServer:
         self.sock.bind(("127.0.0.1", 0))
         self.port: int = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        if isinstance(app, FunctionType):
+            app = app(self.url)
         config = uvicorn.Config(
             app,
             log_level="warning",
