@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from newsletter.checks import check_issue
 from newsletter.config import Settings
 from newsletter.errors import IssueError
 from newsletter.issues import load_issue, parse_issue, slug_for
@@ -18,6 +20,7 @@ from newsletter.model import (
     Quote,
     RelatedStories,
 )
+from tests.conftest import REPO
 
 FRONT = """---
 title: Test issue
@@ -289,3 +292,19 @@ def test_parse_result_collects_everything(settings: Settings) -> None:
     assert any("'titel'" in m and "did you mean 'title'" in m for m in messages)
     assert any("status 'redy'" in m and "did you mean 'ready'" in m for m in messages)
     assert any("section 'Empty' is empty" in m for m in messages)
+
+
+def test_documented_examples_parse_cleanly(settings: Settings) -> None:
+    """Every example in docs/issue-format.md, assembled into one issue, passes check."""
+    doc = (REPO / "docs" / "issue-format.md").read_text(encoding="utf-8")
+    front = re.findall(r"```yaml\n(.*?)```", doc, re.DOTALL)[0]
+    bodies = re.findall(r"```markdown\n(.*?)```", doc, re.DOTALL)
+    assert len(bodies) >= 7
+    path = settings.issues_dir / "2026-11-20-docs.md"
+    path.write_text(front + "\n## Examples\n\n" + "\n".join(bodies), encoding="utf-8")
+    problems = check_issue(path, settings)
+    assert [str(p) for p in problems if p.is_error] == []
+    issue = load_issue(path, settings)
+    assert issue.hero is not None
+    assert issue.spotlight is not None
+    assert issue.cta is not None
