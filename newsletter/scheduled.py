@@ -137,7 +137,6 @@ def run_due(
     with ``lock_busy`` set (that scheduler is doing this very work).
     """
     schedules = list_schedules(settings)
-    notices.ensure_table(engine)  # INTERIM until migration 0005
     outcome = RunOutcome(now=now)
     with try_lock(engine) as acquired:
         if not acquired:

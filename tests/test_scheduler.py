@@ -23,7 +23,6 @@ from newsletter.config import Settings, load_settings
 from newsletter.delivery import issue_sent
 from newsletter.scheduled import RunOutcome, build_scheduler, run_due
 from newsletter.scheduling import Action
-from newsletter.store import notices
 from newsletter.store.database import make_engine
 from newsletter.store.subscribers import add_subscriber, ensure_lists
 from tests.conftest import REPO, TEST_SECRET, write_config
@@ -50,7 +49,6 @@ def live(project_dir: Path, database_url: str, smtpd: SMTPServer, engine: Engine
     """Settings on the test database and SMTP server, with five confirmed readers."""
     path = write_config(project_dir, database_url=database_url, smtp_url=smtpd.url)
     settings = load_settings(path, environ={"NEWSLETTER_SECRET_KEY": TEST_SECRET})
-    notices.ensure_table(engine)
     with engine.begin() as conn:
         ids = ensure_lists(conn, settings)
         for reader in READERS:

@@ -4,39 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import (
-    Column,
-    DateTime,
-    Engine,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    UniqueConstraint,
-    insert,
-    select,
-)
+from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
-# INTERIM until migration 0005 lands: the table lives in its own metadata
-_interim = MetaData()
-scheduler_notices = Table(
-    "scheduler_notices",
-    _interim,
-    Column("id", Integer, primary_key=True),
-    Column("list_slug", String(100), nullable=False),
-    Column("issue_slug", String(200), nullable=False),
-    Column("due_at", DateTime(timezone=True), nullable=False),
-    Column("reason", String(20), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    UniqueConstraint(
-        "list_slug", "issue_slug", "due_at", "reason", name="uq_scheduler_notices_issue"
-    ),
-)
-
-
-def ensure_table(engine: Engine) -> None:
-    _interim.create_all(engine)
+from newsletter.store.schema import scheduler_notices
 
 
 def claim_notice(

@@ -154,3 +154,19 @@ deliveries = Table(
     Column("sent_at", DateTime(timezone=True), nullable=True),
     Index("ix_deliveries_issue_status", "issue_id", "status", "next_attempt_at"),
 )
+
+# One row per editor notice the scheduler sent ("skipped: draft", "skipped: stale", ...), so a
+# scheduler run every few minutes from cron tells the editor once, not every run.
+scheduler_notices = Table(
+    "scheduler_notices",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("list_slug", String(100), nullable=False),
+    Column("issue_slug", String(200), nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("reason", String(20), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint(
+        "list_slug", "issue_slug", "due_at", "reason", name="uq_scheduler_notices_issue"
+    ),
+)
