@@ -234,3 +234,20 @@ def test_send_me_a_test_when_the_relay_is_down(client: TestClient) -> None:
     response = client.post(f"/issues/{NAME}/send-test", data={"form_token": token.group(1)})
     assert response.status_code == 200
     assert "cannot reach the SMTP server" in response.text
+
+
+def test_without_an_editor_address_the_button_says_what_to_set(
+    project: Path, tmp_path: Path, smtpd: SMTPServer, issue_file: Path
+) -> None:
+    config = write_config(
+        project, database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", smtp_url=smtpd.url
+    )
+    config.write_text(config.read_text().replace('editor_email = "editor@test.example"\n', ""))
+    client = TestClient(create_preview_app(load(project), watch_files=False))
+    page = client.get(f"/issues/{NAME}").text
+    assert '<button type="submit" id="send-test" disabled>' in page
+    token = re.search(r'name="form_token" value="([^"]+)"', page)
+    assert token is not None
+    response = client.post(f"/issues/{NAME}/send-test", data={"form_token": token.group(1)})
+    assert "Set publication.editor_email" in response.text
+    assert smtpd.handler.messages == []

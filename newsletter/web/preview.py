@@ -419,10 +419,10 @@ async def send_test(request: Request) -> Response:
     elif preview.rendered is None:
         kind, text = "error", "This issue has errors; fix them before sending a test."
     else:
-        message = sample_message(
-            preview.rendered, settings, to=recipient, subject_prefix=TEST_SUBJECT_PREFIX
-        )
         try:
+            message = sample_message(
+                preview.rendered, settings, to=recipient, subject_prefix=TEST_SUBJECT_PREFIX
+            )
             await send_single(settings, message)
         except NewsletterError as exc:
             kind, text = "error", f"The test was not sent: {exc}"
