@@ -154,6 +154,21 @@ def test_draft_is_skipped_and_the_editor_told_once(
     assert readers_got(smtpd) == dict.fromkeys(READERS, 1)
 
 
+def test_a_notice_that_could_not_be_mailed_is_tried_again(
+    live: Settings, engine: Engine, smtpd: SMTPServer
+) -> None:
+    write_issue(live, FRIDAY, "river-week", status="draft")
+    smtpd.stop()
+    failed = run(live, engine, SLOT)
+    assert not failed.ok
+    assert "report to the editor failed" in failed.errors[0]
+    smtpd.start()
+    retried = run(live, engine, SLOT + timedelta(minutes=5))
+    assert retried.ok
+    [notice] = editor_mail(smtpd)
+    assert "Not sent (draft)" in notice.message["Subject"]
+
+
 def test_invalid_issue_is_skipped_with_the_checker_errors(
     live: Settings, engine: Engine, smtpd: SMTPServer
 ) -> None:
