@@ -95,7 +95,8 @@ def test_subscribe_confirm_flow_sends_branded_multipart_email(
     assert message["Subject"] == "Please confirm your subscription to The Test Weekly"
     assert message.get_content_type() == "multipart/alternative"
     html = message.get_body(preferencelist=("html",))
-    assert html is not None and "The Test Weekly" in html.get_content()
+    assert html is not None
+    assert "The Test Weekly" in html.get_content()
     assert status_of(engine, "reader@example.org") is SubscriptionStatus.UNCONFIRMED
 
     link = confirm_link(message)
@@ -144,7 +145,8 @@ def test_honeypot_looks_like_success_but_does_nothing(
     client: TestClient, smtpd: SMTPServer, engine: Engine
 ) -> None:
     r = client.post("/subscribe", data={"email": "bot@example.org", "website": "http://spam"})
-    assert r.status_code == 200 and "Check your inbox" in r.text
+    assert r.status_code == 200
+    assert "Check your inbox" in r.text
     assert sent(smtpd) == []
     assert status_of(engine, "bot@example.org") is None
 
@@ -177,7 +179,8 @@ def test_invalid_addresses_and_crlf_are_refused_and_escaped(
         data={"email": "x@example.org\r\nBcc: victim@example.org", "name": "<b>n</b>"},
     )
     assert r.status_code == 400
-    assert "<b>n</b>" not in r.text and "&lt;b&gt;n&lt;/b&gt;" in r.text
+    assert "<b>n</b>" not in r.text
+    assert "&lt;b&gt;n&lt;/b&gt;" in r.text
     r = client.post("/subscribe", data={"email": "<script>alert(1)</script>@x"})
     assert r.status_code == 400
     assert "<script>" not in r.text
@@ -203,7 +206,9 @@ def test_crlf_and_html_in_name_never_reach_header_or_markup(
     assert "&lt;img" in html.get_content()
     with engine.begin() as conn:
         sub = find_by_email(conn, "eve@example.org")
-    assert sub is not None and sub.name is not None and "\n" not in sub.name
+    assert sub is not None
+    assert sub.name is not None
+    assert "\n" not in sub.name
 
 
 def test_idn_address_is_sent_in_ascii(client: TestClient, smtpd: SMTPServer) -> None:
