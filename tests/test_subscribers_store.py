@@ -1,0 +1,252 @@
+"""The subscriber store on SQLite and PostgreSQL, and address normalisation."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+import pytest
+from email_validator import EmailNotValidError, validate_email
+from hypothesis import given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine, select
+
+from newsletter.config import Settings
+from newsletter.errors import InvalidAddressError, StoreError, SuppressedError
+from newsletter.store.schema import SubscriptionStatus, SuppressionReason, suppressions
+from newsletter.store.subscribers import (
+    _fast_normalize,
+    add_subscriber,
+    clean_name,
+    confirm_subscriber,
+    count_subscribers,
+    email_hash,
+    ensure_lists,
+    erase,
+    find_by_email,
+    find_by_uid,
+    is_suppressed,
+    iter_subscribers,
+    normalize_email,
+    request_subscription,
+    suppress,
+    unsubscribe,
+)
+
+
+@pytest.mark.parametrize(
+    ("address", "normalized"),
+    [
+        ("Alice@Example.COM", "alice@example.com"),
+        ("  bob@example.org\t", "bob@example.org"),
+        ("user@bücher.de", "user@bücher.de"),
+        ("user@xn--bcher-kva.de", "user@bücher.de"),
+        ("USER@BÜCHER.DE", "user@bücher.de"),
+        ("first.last+tag@sub.example.co.uk", "first.last+tag@sub.example.co.uk"),
+    ],
+)
+def test_normalize_email(address: str, normalized: str) -> None:
+    assert normalize_email(address) == normalized
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "",
+        "   ",
+        "no-at-sign",
+        "a@b",
+        "a@localhost",
+        "two@@example.org",
+        "x@example.org\r\nBcc: victim@example.org",
+        "x@example.org\n",
+        "x\x00@example.org",
+        "Name <x@example.org>",
+        "a..b@example.org",
+        "x@exa mple.org",
+        "x@example.test",
+    ],
+)
+def test_normalize_email_refuses(address: str) -> None:
+    with pytest.raises(InvalidAddressError):
+        normalize_email(address)
+
+
+def test_email_hash_is_sha256_of_normalized() -> None:
+    assert email_hash("a@example.org") == hashlib.sha256(b"a@example.org").hexdigest()
+
+
+ATEXT = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+/=?^_`{|}~-."
+
+
+LDH = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-"
+
+
+@hyp_settings(max_examples=400, deadline=None)
+@given(
+    local=st.text(alphabet=ATEXT, min_size=1, max_size=70),
+    labels=st.lists(
+        st.text(
+            alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-",
+            min_size=1,
+            max_size=12,
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    tld=st.sampled_from(["org", "COM", "de", "test", "local", "x", "museum", "1a", "onion"]),
+)
+def test_property_fast_path_agrees_with_email_validator(
+    local: str, labels: list[str], tld: str
+) -> None:
+    """The fast path may decline anything, but what it accepts email-validator accepts too."""
+    address = f"{local}@{'.'.join([*labels, tld])}"
+    fast = _fast_normalize(address)
+    if fast is None:
+        return
+    try:
+        slow = validate_email(address, check_deliverability=False).normalized.lower()
+    except EmailNotValidError as exc:
+        pytest.fail(f"fast path accepted {address!r}, email-validator says {exc}")
+    assert fast == slow
+
+
+@given(st.text(max_size=60))
+def test_property_normalize_email_never_lets_line_breaks_through(text: str) -> None:
+    try:
+        result = normalize_email(text)
+    except InvalidAddressError:
+        return
+    assert "\r" not in result
+    assert "\n" not in result
+    assert result == result.lower()
+    assert normalize_email(result) == result  # idempotent
+
+
+@given(st.text(max_size=80))
+def test_property_clean_name_is_header_safe(text: str) -> None:
+    cleaned = clean_name(text)
+    if cleaned is not None:
+        assert cleaned == cleaned.strip()
+        assert not any(ch in cleaned for ch in "\r\n\x00\u2028\u2029")
+        assert len(cleaned) <= 200
+
+
+@pytest.fixture
+def lists(engine: Engine, settings: Settings) -> dict[str, int]:
+    with engine.begin() as conn:
+        return ensure_lists(conn, settings)
+
+
+def test_ensure_lists_is_idempotent(engine: Engine, settings: Settings) -> None:
+    with engine.begin() as conn:
+        first = ensure_lists(conn, settings)
+        second = ensure_lists(conn, settings)
+    assert first == second
+    assert set(first) == {"weekly", "business"}
+
+
+def test_add_is_case_insensitive_and_idempotent(engine: Engine, lists: dict[str, int]) -> None:
+    with engine.begin() as conn:
+        a = add_subscriber(conn, "Sam@Example.org", list_ids=[lists["weekly"]], name="Sam")
+        b = add_subscriber(conn, "sam@EXAMPLE.org", list_ids=[lists["weekly"]], name="Other")
+        assert a.id == b.id
+        assert b.name == "Sam"
+        assert b.email == "Sam@Example.org"
+        assert count_subscribers(conn) == 1
+        assert count_subscribers(conn, list_id=lists["weekly"]) == 1
+        assert len(a.uid) == 32
+        assert find_by_uid(conn, a.uid) == b
+        (sub,) = b.subscriptions
+        assert sub.status is SubscriptionStatus.CONFIRMED
+        assert sub.created_at.tzinfo is not None
+
+
+def test_suppress_is_idempotent_and_ends_subscriptions(
+    engine: Engine, lists: dict[str, int]
+) -> None:
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    with engine.begin() as conn:
+        s = add_subscriber(conn, "x@example.org", list_ids=list(lists.values()))
+        suppress(conn, "X@example.org", SuppressionReason.BOUNCED, "550 no such user", now=when)
+        suppress(conn, "x@example.org", SuppressionReason.UNSUBSCRIBED)
+        assert is_suppressed(conn, "x@EXAMPLE.org")
+        rows = conn.execute(select(suppressions)).all()
+        assert len(rows) == 1
+        assert rows[0].reason == "bounced"  # the first reason stays
+        found = find_by_uid(conn, s.uid)
+        assert found is not None
+        assert {x.status for x in found.subscriptions} == {SubscriptionStatus.UNSUBSCRIBED}
+        assert all(x.unsubscribed_at == when for x in found.subscriptions)
+        with pytest.raises(SuppressedError):
+            add_subscriber(conn, "x@example.org", list_ids=[lists["weekly"]])
+        outcome = request_subscription(conn, "x@example.org", list_ids=[lists["weekly"]])
+        assert outcome.suppressed
+        assert outcome.pending == ()
+        assert confirm_subscriber(conn, s.uid) is None
+
+
+def test_erase_keeps_only_the_hash(engine: Engine, lists: dict[str, int]) -> None:
+    with engine.begin() as conn:
+        add_subscriber(conn, "gdpr@example.org", list_ids=[lists["weekly"]], name="Private")
+        suppress(conn, "gdpr@example.org", SuppressionReason.COMPLAINED, "abuse report")
+        assert erase(conn, "GDPR@example.org")
+        assert find_by_email(conn, "gdpr@example.org") is None
+        (row,) = conn.execute(select(suppressions)).all()
+        assert row.email is None
+        assert row.detail is None
+        assert row.email_hash == email_hash("gdpr@example.org")
+        assert row.reason == "complained"
+        assert is_suppressed(conn, "gdpr@example.org")
+        with pytest.raises(SuppressedError):
+            add_subscriber(conn, "gdpr@example.org", list_ids=[lists["weekly"]])
+        # erasing someone never seen still records the hash
+        assert not erase(conn, "never@example.org")
+        assert is_suppressed(conn, "never@example.org")
+
+
+def test_double_opt_in_in_the_store(engine: Engine, lists: dict[str, int]) -> None:
+    with engine.begin() as conn:
+        outcome = request_subscription(
+            conn, "new@example.org", list_ids=[lists["weekly"], lists["business"]]
+        )
+        assert outcome.subscriber is not None
+        assert set(outcome.pending) == {lists["weekly"], lists["business"]}
+        assert outcome.subscriber.confirmed_at is None
+        confirmed = confirm_subscriber(conn, outcome.subscriber.uid)
+        assert confirmed is not None
+        assert confirmed.confirmed_at is not None
+        assert {s.status for s in confirmed.subscriptions} == {SubscriptionStatus.CONFIRMED}
+        # asking again once confirmed needs no email
+        again = request_subscription(conn, "new@example.org", list_ids=[lists["weekly"]])
+        assert again.pending == ()
+
+
+def test_leaving_a_list_is_not_undone_by_the_operator(
+    engine: Engine, lists: dict[str, int]
+) -> None:
+    with engine.begin() as conn:
+        s = add_subscriber(conn, "l@example.org", list_ids=[lists["weekly"]])
+        assert unsubscribe(conn, s.id, lists["weekly"])
+        assert not unsubscribe(conn, s.id, lists["weekly"])  # already done
+        with pytest.raises(StoreError, match="only they can re-join"):
+            add_subscriber(conn, "l@example.org", list_ids=[lists["weekly"]])
+        # other lists are fine
+        add_subscriber(conn, "l@example.org", list_ids=[lists["business"]])
+
+
+def test_iter_subscribers_pages_filters_and_limits(engine: Engine, lists: dict[str, int]) -> None:
+    with engine.begin() as conn:
+        for i in range(25):
+            ids = [lists["weekly"]] if i % 2 else [lists["weekly"], lists["business"]]
+            add_subscriber(conn, f"p{i:02d}@example.org", list_ids=ids)
+        everyone = list(iter_subscribers(conn))
+        assert len(everyone) == 25
+        business = list(iter_subscribers(conn, list_id=lists["business"]))
+        assert len(business) == 13
+        assert all(len(s.subscriptions) == 1 for s in business)
+        page = list(iter_subscribers(conn, list_id=lists["weekly"], limit=5, offset=20))
+        assert [s.email for s in page] == [f"p{i:02d}@example.org" for i in range(20, 25)]
+        none = list(iter_subscribers(conn, status=SubscriptionStatus.UNSUBSCRIBED))
+        assert none == []
