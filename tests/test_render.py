@@ -249,3 +249,16 @@ def test_wrap_keeps_long_urls_and_hyphenated_urls_whole() -> None:
 def test_wrap_never_loses_words(words: int) -> None:
     text = " ".join(f"word{n}" for n in range(words))
     assert wrap(text).split() == text.split()
+
+
+def test_logo_has_alt_and_width(settings: Settings, sample: Issue) -> None:
+    branded = dataclasses.replace(
+        settings,
+        brand=dataclasses.replace(
+            settings.brand, logo_url="https://news.test.example/images/logo.png", logo_alt=None
+        ),
+    )
+    doc = lxml.html.fromstring(Renderer(branded).render(sample).html)
+    logo = doc.xpath("//img[contains(@src, 'logo.png')]")[0]
+    assert logo.get("alt") == "The Test Weekly"  # falls back to the publication name
+    assert logo.get("width") == "180"
