@@ -64,6 +64,13 @@ class Sink:
         return self.handler.path
 
     def start(self) -> None:
+        # aiosmtpd only notices a taken port after its ready timeout; find out at once
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((self.host, self.port))
+            except OSError as exc:
+                raise SinkError(f"cannot listen on {self.host}:{self.port}: {exc}") from exc
         kwargs: dict[str, Any] = {"hostname": self.host, "port": self.port}
         self.controller = Controller(self.handler, ready_timeout=10, decode_data=False, **kwargs)
         try:

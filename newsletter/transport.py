@@ -154,14 +154,14 @@ class TokenBucket:
         self.updated = clock()
 
     async def acquire(self) -> None:
-        while True:
-            now = self.clock()
-            self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-            self.updated = now
-            if self.tokens >= 1:
-                self.tokens -= 1
-                return
-            await self.sleep((1 - self.tokens) / self.rate)
+        # reserve a token now (the balance may go negative) and sleep until it is ours, so
+        # concurrent senders queue fairly without polling
+        now = self.clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        self.tokens -= 1
+        if self.tokens < 0:
+            await self.sleep(-self.tokens / self.rate)
 
 
 class HourlyCap:
@@ -190,7 +190,7 @@ class HourlyCap:
 
     def wait_time(self) -> float:
         now = self.clock()
-        while self.sent and self.sent[0] <= now - self.WINDOW:
+        while self.sent and self.sent[0] <= now - self.WINDOW + 1e-6:
             self.sent.popleft()
         if len(self.sent) < self.cap:
             return 0.0

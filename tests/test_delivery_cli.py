@@ -1,0 +1,154 @@
+"""The delivery commands as a person runs them: send, --test, --dry-run, status, demo."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import Engine
+
+from newsletter.cli import main
+from newsletter.config import load_settings
+from newsletter.store.database import make_engine, migrate
+from tests.conftest import REPO, TEST_SECRET, write_config
+from tests.smtpd import SMTPServer
+from tests.test_delivery import ISSUE, add_people
+
+ENV = {"NEWSLETTER_SECRET_KEY": TEST_SECRET}
+
+
+@pytest.fixture
+def store(project: Path, database_url: str, smtpd: SMTPServer) -> tuple[Path, Engine]:
+    config = write_config(project, database_url=database_url, smtp_url=smtpd.url)
+    engine = make_engine(database_url)
+    migrate(engine)
+    settings = load_settings(config, environ=ENV)
+    add_people(engine, settings, [f"r{i}@example.org" for i in range(4)])
+    yield config, engine
+    engine.dispose()
+
+
+def run(config: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["--config", str(config), *args], env=ENV)
+    return result.exit_code, result.output
+
+
+def test_send_then_again_then_status(
+    store: tuple[Path, Engine], smtpd: SMTPServer, project: Path
+) -> None:
+    config, _ = store
+    issue = str(project / "issues" / ISSUE)
+    code, out = run(config, "send", issue, "--no-progress")
+    assert code == 0, out
+    assert "4 sent now" in out
+    assert smtpd.handler.by_recipient() == {f"r{i}@example.org": 1 for i in range(4)}
+
+    code, out = run(config, "send", issue, "--no-progress")
+    assert code == 0, out
+    assert "already sent" in out
+    assert len(smtpd.handler.messages) == 4
+
+    code, out = run(config, "status", issue)
+    assert code == 0, out
+    assert "flood-barrier-vote to weekly: finished, 4 recipients" in out
+    assert "sent" in out
+
+
+def test_relay_down_exits_non_zero_and_says_run_again(
+    store: tuple[Path, Engine], smtpd: SMTPServer, project: Path
+) -> None:
+    config, _ = store
+    smtpd.stop()
+    code, out = run(config, "send", ISSUE, "--no-progress")
+    assert code == 75
+    assert "relay unreachable, 4 pending, run `newsletter send" in out
+    smtpd.start()
+    code, out = run(config, "send", ISSUE, "--no-progress")
+    assert code == 0, out
+    assert len(smtpd.handler.messages) == 4
+
+
+def test_bounce_is_listed_and_status_shows_last_error(
+    store: tuple[Path, Engine], smtpd: SMTPServer
+) -> None:
+    config, _ = store
+    smtpd.handler.faults.rcpt["r1@example.org"] = ["550 5.1.1 unknown user"]
+    code, out = run(config, "send", ISSUE, "--no-progress")
+    assert code == 0, out
+    assert "failed: r1@example.org: 550 5.1.1 unknown user" in out
+    code, out = run(config, "status", "flood-barrier-vote")
+    assert "r1@example.org: bounced after 1 attempt(s): 550 5.1.1 unknown user" in out
+
+
+def test_deferred_retry_exits_incomplete(store: tuple[Path, Engine], smtpd: SMTPServer) -> None:
+    config, _ = store
+    smtpd.handler.faults.rcpt["r2@example.org"] = ["451 4.3.0 later"]
+    code, out = run(config, "send", ISSUE, "--no-progress")
+    assert code == 75
+    assert "1 deferred after temporary failures" in out
+
+
+def test_dry_run_sends_and_records_nothing(store: tuple[Path, Engine], smtpd: SMTPServer) -> None:
+    config, _ = store
+    code, out = run(config, "send", ISSUE, "--dry-run")
+    assert code == 0, out
+    assert "recipients: 4" in out
+    assert smtpd.handler.messages == []
+    code, out = run(config, "status", "flood-barrier-vote")
+    assert "not sent yet" in out
+
+
+def test_test_copy_goes_to_one_address_marked(
+    store: tuple[Path, Engine], smtpd: SMTPServer
+) -> None:
+    config, _ = store
+    code, out = run(config, "send", ISSUE, "--test", "Editor@Example.org")
+    assert code == 0, out
+    assert [m.rcpt_tos for m in smtpd.handler.messages] == [["editor@example.org"]]
+    assert str(smtpd.handler.messages[0].message["Subject"]).startswith("[TEST] ")
+    code, out = run(config, "status", "flood-barrier-vote")
+    assert "not sent yet" in out
+
+
+def test_issue_with_errors_is_not_sent(
+    store: tuple[Path, Engine], smtpd: SMTPServer, project: Path
+) -> None:
+    config, _ = store
+    bad = project / "issues" / "2026-12-11-broken.md"
+    bad.write_text("---\ntitle: x\n---\n", encoding="utf-8")
+    code, out = run(config, "send", str(bad), "--no-progress")
+    assert code == 1
+    assert "not sending" in out
+    assert smtpd.handler.messages == []
+
+
+def test_demo_from_a_fresh_directory(tmp_path: Path) -> None:
+    """The README's main job: embedded defaults, nothing else running, and re-runnable."""
+    root = tmp_path / "clone"
+    root.mkdir()
+    shutil.copy(REPO / "newsletter.toml", root / "newsletter.toml")
+    shutil.copytree(REPO / "issues", root / "issues")
+    if (REPO / "templates").exists():
+        shutil.copytree(REPO / "templates", root / "templates")
+    # no configuration from the environment: the embedded defaults only
+    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("NEWSLETTER_")}
+    runner = CliRunner()
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        first = runner.invoke(main, ["demo"], env=env)
+        second = runner.invoke(main, ["demo"], env=env)
+    finally:
+        os.chdir(cwd)
+    assert first.exit_code == 0, first.output
+    assert "5 message(s) delivered to the sink just now" in first.output
+    maildir = root / "var" / "maildir" / "new"
+    files = list(maildir.iterdir())
+    assert len(files) == 5
+    assert str(maildir) in first.output
+    assert second.exit_code == 0, second.output
+    assert "Nothing new" in second.output
+    assert len(list(maildir.iterdir())) == 5
