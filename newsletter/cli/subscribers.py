@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import click
@@ -22,7 +23,7 @@ from newsletter.cli import AppContext, main, pass_app
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError, StoreError
 from newsletter.store.database import make_engine, migrate, schema_is_current
-from newsletter.store.importing import RejectsWriter, export_csv, import_csv
+from newsletter.store.importing import ImportReport, RejectsWriter, export_csv, import_csv
 from newsletter.store.schema import SubscriptionStatus, SuppressionReason
 from newsletter.store.subscribers import (
     add_subscriber,
@@ -46,21 +47,25 @@ def _display_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def open_store(settings: Settings) -> Engine:
-    """An engine on a database whose schema is current; otherwise say to run ``init``."""
+@contextmanager
+def open_store(settings: Settings) -> Iterator[Engine]:
+    """An engine on a database whose schema is current (otherwise: run ``init``), disposed after."""
     engine = make_engine(settings.database_url)
     try:
-        current = schema_is_current(engine)
-    except Exception as exc:  # the driver's own errors: unreachable server, bad URL
-        raise StoreError(
-            f"cannot open the database at {_display_url(settings.database_url)}: {exc}"
-        ) from None
-    if not current:
-        raise StoreError(
-            f"the database at {_display_url(settings.database_url)} is not set up or is "
-            "out of date; run `newsletter init`"
-        )
-    return engine
+        try:
+            current = schema_is_current(engine)
+        except Exception as exc:  # the driver's own errors: unreachable server, bad URL
+            raise StoreError(
+                f"cannot open the database at {_display_url(settings.database_url)}: {exc}"
+            ) from None
+        if not current:
+            raise StoreError(
+                f"the database at {_display_url(settings.database_url)} is not set up or is "
+                "out of date; run `newsletter init`"
+            )
+        yield engine
+    finally:
+        engine.dispose()
 
 
 def _one_list(conn: Connection, settings: Settings, slug: str | None) -> tuple[str, int]:
@@ -117,14 +122,14 @@ def add(
 ) -> None:
     """Subscribe EMAIL on your authority (they agreed elsewhere). Suppressed addresses refused."""
     settings = app.settings
-    engine = open_store(settings)
-    status = SubscriptionStatus.UNCONFIRMED if unconfirmed else SubscriptionStatus.CONFIRMED
-    with engine.begin() as conn:
-        ids = resolve_lists(conn, settings, list_slugs)
-        subscriber = add_subscriber(
-            conn, email, list_ids=ids.values(), name=name, source="cli", status=status
-        )
-    click.echo(f"{subscriber.email_normalized}: {status.value} on {', '.join(ids)}")
+    with open_store(settings) as engine:
+        status = SubscriptionStatus.UNCONFIRMED if unconfirmed else SubscriptionStatus.CONFIRMED
+        with engine.begin() as conn:
+            ids = resolve_lists(conn, settings, list_slugs)
+            subscriber = add_subscriber(
+                conn, email, list_ids=ids.values(), name=name, source="cli", status=status
+            )
+        click.echo(f"{subscriber.email_normalized}: {status.value} on {', '.join(ids)}")
 
 
 @subscribers_group.command("import")
@@ -157,38 +162,42 @@ def import_(
     number and the reason. Running the same import again changes nothing.
     """
     settings = app.settings
-    engine = open_store(settings)
-    with engine.begin() as conn:
-        slug, list_id = _one_list(conn, settings, list_slug)
-    rejects_path = rejects or file.with_name(file.stem + ".rejects.csv")
-    console = Console(stderr=True)
-    size = file.stat().st_size if file.exists() else 0
-    sink = RejectsWriter(rejects_path)
-    with (
-        closing(sink),
-        Progress(
-            TextColumn("[bold]importing"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-            disable=no_progress or not console.is_terminal,
-        ) as progress,
-    ):
-        task = progress.add_task("import", total=size)
-        report = import_csv(
-            engine,
-            file,
-            list_id=list_id,
-            list_slug=slug,
-            on_reject=sink,
-            on_header=sink.set_header,
-            delimiter=delimiter,
-            encoding=encoding,
-            progress=lambda done: progress.update(task, completed=done),
-        )
+    with open_store(settings) as engine:
+        with engine.begin() as conn:
+            slug, list_id = _one_list(conn, settings, list_slug)
+        rejects_path = rejects or file.with_name(file.stem + ".rejects.csv")
+        console = Console(stderr=True)
+        size = file.stat().st_size if file.exists() else 0
+        sink = RejectsWriter(rejects_path)
+        with (
+            closing(sink),
+            Progress(
+                TextColumn("[bold]importing"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=console,
+                transient=True,
+                disable=no_progress or not console.is_terminal,
+            ) as progress,
+        ):
+            task = progress.add_task("import", total=size)
+            report = import_csv(
+                engine,
+                file,
+                list_id=list_id,
+                list_slug=slug,
+                on_reject=sink,
+                on_header=sink.set_header,
+                delimiter=delimiter,
+                encoding=encoding,
+                progress=lambda done: progress.update(task, completed=done),
+            )
+    _print_report(report, slug, rejects_path)
+
+
+def _print_report(report: ImportReport, slug: str, rejects_path: Path) -> None:
     if report.delimiter != ",":
         names = {";": "semicolons", "\t": "tabs", "|": "pipes"}
         click.echo(f"note: the file uses {names.get(report.delimiter, report.delimiter)}")
@@ -231,16 +240,16 @@ def import_(
 def export(app: AppContext, list_slug: str | None, status: str, output: Path | None) -> None:
     """Write the subscribers of LIST as CSV (re-importable with `subscribers import`)."""
     settings = app.settings
-    engine = open_store(settings)
-    with engine.begin() as conn:
-        _, list_id = _one_list(conn, settings, list_slug)
-        if output is None:
-            count = export_csv(conn, sys.stdout, list_id=list_id, status=_status(status))
-        else:
-            with output.open("w", encoding="utf-8", newline="") as fh:
-                count = export_csv(conn, fh, list_id=list_id, status=_status(status))
-    if output is not None:
-        click.echo(f"{count} subscribers written to {output}", err=True)
+    with open_store(settings) as engine:
+        with engine.begin() as conn:
+            _, list_id = _one_list(conn, settings, list_slug)
+            if output is None:
+                count = export_csv(conn, sys.stdout, list_id=list_id, status=_status(status))
+            else:
+                with output.open("w", encoding="utf-8", newline="") as fh:
+                    count = export_csv(conn, fh, list_id=list_id, status=_status(status))
+        if output is not None:
+            click.echo(f"{count} subscribers written to {output}", err=True)
 
 
 @subscribers_group.command("list")
@@ -252,8 +261,7 @@ def export(app: AppContext, list_slug: str | None, status: str, output: Path | N
 def list_(app: AppContext, list_slug: str | None, status: str, limit: int, offset: int) -> None:
     """Show subscribers of LIST, oldest first."""
     settings = app.settings
-    engine = open_store(settings)
-    with engine.begin() as conn:
+    with open_store(settings) as engine, engine.begin() as conn:
         _, list_id = _one_list(conn, settings, list_slug)
         for sub in iter_subscribers(
             conn, list_id=list_id, status=_status(status), limit=limit, offset=offset
@@ -270,13 +278,13 @@ def list_(app: AppContext, list_slug: str | None, status: str, limit: int, offse
 def count(app: AppContext, list_slug: str | None) -> None:
     """Count subscribers of LIST by status."""
     settings = app.settings
-    engine = open_store(settings)
-    with engine.begin() as conn:
-        slug, list_id = _one_list(conn, settings, list_slug)
-        counts = counts_by_status(conn, list_id)
-        total = count_subscribers(conn)
-    parts = ", ".join(f"{n} {status.value}" for status, n in counts.items())
-    click.echo(f"{slug}: {parts} ({total} subscribers in the store)")
+    with open_store(settings) as engine:
+        with engine.begin() as conn:
+            slug, list_id = _one_list(conn, settings, list_slug)
+            counts = counts_by_status(conn, list_id)
+            total = count_subscribers(conn)
+        parts = ", ".join(f"{n} {status.value}" for status, n in counts.items())
+        click.echo(f"{slug}: {parts} ({total} subscribers in the store)")
 
 
 @subscribers_group.command("remove")
@@ -292,23 +300,23 @@ def count(app: AppContext, list_slug: str | None) -> None:
 def remove(app: AppContext, email: str, list_slug: str | None, erase_data: bool) -> None:
     """Unsubscribe EMAIL from LIST, or (without --list) from everything, for good."""
     settings = app.settings
-    engine = open_store(settings)
-    normalized = normalize_email(email)
-    with engine.begin() as conn:
-        if erase_data:
-            deleted = erase(conn, normalized)
-            what = "personal data deleted" if deleted else "no subscriber record"
-            click.echo(f"{normalized}: {what}; address hash kept on the suppression list")
-            return
-        if list_slug:
-            ((slug, list_id),) = resolve_lists(conn, settings, [list_slug]).items()
-            subscriber = find_by_email(conn, normalized)
-            if subscriber is None or not unsubscribe(conn, subscriber.id, list_id):
-                raise StoreError(f"{normalized} is not subscribed to {slug}")
-            click.echo(f"{normalized}: unsubscribed from {slug}")
-            return
-        suppress(conn, normalized, SuppressionReason.UNSUBSCRIBED, "removed with the CLI")
-        click.echo(f"{normalized}: unsubscribed from all lists and suppressed")
+    with open_store(settings) as engine:
+        normalized = normalize_email(email)
+        with engine.begin() as conn:
+            if erase_data:
+                deleted = erase(conn, normalized)
+                what = "personal data deleted" if deleted else "no subscriber record"
+                click.echo(f"{normalized}: {what}; address hash kept on the suppression list")
+                return
+            if list_slug:
+                ((slug, list_id),) = resolve_lists(conn, settings, [list_slug]).items()
+                subscriber = find_by_email(conn, normalized)
+                if subscriber is None or not unsubscribe(conn, subscriber.id, list_id):
+                    raise StoreError(f"{normalized} is not subscribed to {slug}")
+                click.echo(f"{normalized}: unsubscribed from {slug}")
+                return
+            suppress(conn, normalized, SuppressionReason.UNSUBSCRIBED, "removed with the CLI")
+            click.echo(f"{normalized}: unsubscribed from all lists and suppressed")
 
 
 @subscribers_group.command("show")
@@ -317,26 +325,28 @@ def remove(app: AppContext, email: str, list_slug: str | None, erase_data: bool)
 def show(app: AppContext, email: str) -> None:
     """Everything the store holds about EMAIL."""
     settings = app.settings
-    engine = open_store(settings)
-    with engine.begin() as conn:
-        subscriber = find_by_email(conn, email)
-        reason = suppression_reason(conn, email)
-    if subscriber is None and reason is None:
-        raise NewsletterError(f"{normalize_email(email)} is not in the store")
-    if subscriber is not None:
-        click.echo(f"email:      {subscriber.email}")
-        click.echo(f"name:       {subscriber.name or '-'}")
-        click.echo(f"source:     {subscriber.source or '-'}")
-        click.echo(f"created:    {subscriber.created_at.isoformat(timespec='seconds')}")
-        confirmed = subscriber.confirmed_at
-        click.echo(f"confirmed:  {confirmed.isoformat(timespec='seconds') if confirmed else '-'}")
-        for key, value in subscriber.attributes.items():
-            click.echo(f"attribute:  {key} = {value}")
-        for sub in subscriber.subscriptions:
-            when = sub.unsubscribed_at or sub.confirmed_at or sub.created_at
+    with open_store(settings) as engine:
+        with engine.begin() as conn:
+            subscriber = find_by_email(conn, email)
+            reason = suppression_reason(conn, email)
+        if subscriber is None and reason is None:
+            raise NewsletterError(f"{normalize_email(email)} is not in the store")
+        if subscriber is not None:
+            click.echo(f"email:      {subscriber.email}")
+            click.echo(f"name:       {subscriber.name or '-'}")
+            click.echo(f"source:     {subscriber.source or '-'}")
+            click.echo(f"created:    {subscriber.created_at.isoformat(timespec='seconds')}")
+            confirmed = subscriber.confirmed_at
             click.echo(
-                f"list:       {sub.list_slug}: {sub.status.value} "
-                f"since {when.isoformat(timespec='seconds')}"
+                f"confirmed:  {confirmed.isoformat(timespec='seconds') if confirmed else '-'}"
             )
-    if reason is not None:
-        click.echo(f"suppressed: {reason.value}")
+            for key, value in subscriber.attributes.items():
+                click.echo(f"attribute:  {key} = {value}")
+            for sub in subscriber.subscriptions:
+                when = sub.unsubscribed_at or sub.confirmed_at or sub.created_at
+                click.echo(
+                    f"list:       {sub.list_slug}: {sub.status.value} "
+                    f"since {when.isoformat(timespec='seconds')}"
+                )
+        if reason is not None:
+            click.echo(f"suppressed: {reason.value}")

@@ -17,14 +17,14 @@ from newsletter.web.app import create_app
 def serve(app: AppContext, host: str, port: int) -> None:
     """Serve subscribe, confirm, unsubscribe and the archive (behind a TLS proxy in production)."""
     settings = app.settings
-    engine = open_store(settings)
-    click.echo(f"Serving {settings.publication.name} on http://{host}:{port}/ (Ctrl-C stops)")
-    uvicorn.run(
-        create_app(settings, engine=engine),
-        host=host,
-        port=port,
-        proxy_headers=True,
-        forwarded_allow_ips="127.0.0.1",
-        server_header=False,
-        log_level="info",
-    )
+    with open_store(settings) as engine:
+        click.echo(f"Serving {settings.publication.name} on http://{host}:{port}/ (Ctrl-C stops)")
+        uvicorn.run(
+            create_app(settings, engine=engine),
+            host=host,
+            port=port,
+            proxy_headers=True,
+            forwarded_allow_ips="127.0.0.1",
+            server_header=False,
+            log_level="info",
+        )
