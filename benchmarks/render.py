@@ -33,14 +33,17 @@ from newsletter.issues import markdown_parser, parse_issue  # noqa: E402
 from newsletter.rendering import Renderer  # noqa: E402
 
 
-def median_ms(func: Callable[[], Any], repeat: int) -> float:
-    func()  # warm: caches, lazily built parsers
-    samples = []
+def medians_ms(funcs: dict[str, Callable[[], Any]], repeat: int) -> dict[str, float]:
+    """Median ms per function, run round-robin so a busy machine slows them all alike."""
+    for func in funcs.values():
+        func()  # warm: caches, lazily built parsers
+    samples: dict[str, list[float]] = {name: [] for name in funcs}
     for _ in range(repeat):
-        start = time.perf_counter()
-        func()
-        samples.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples)
+        for name, func in funcs.items():
+            start = time.perf_counter()
+            func()
+            samples[name].append((time.perf_counter() - start) * 1000)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def naive_inline(html: str, css: str) -> str:
@@ -76,7 +79,7 @@ def main() -> None:
     renderer.render(first.issue)
     cold = (time.perf_counter() - start) * 1000
 
-    print(f"render benchmark: median of {args.repeat} warm runs per stage, in ms")
+    print(f"render benchmark: median of {args.repeat} warm runs per stage (interleaved), in ms")
     print(f"first render in this process (templates, CSS parse, caches): {cold:.1f} ms\n")
     header = (
         f"{'issue':<26}{'parse':>7}{'jinja':>7}{'mjml':>7}{'inline':>8}{'text':>7}"
@@ -96,16 +99,24 @@ def main() -> None:
         compiled = renderer.compile_mjml(mjml_source)
         md = markdown_parser()
 
-        n = args.repeat
-        parse = median_ms(partial(parse_issue, text, path=path, settings=settings), n)
-        jinja = median_ms(partial(renderer.render_mjml, issue), n)
-        mjml = median_ms(partial(renderer.compile_mjml, mjml_source), n)
-        inline = median_ms(partial(renderer.inline_css, compiled), n)
-        plain = median_ms(partial(renderer.render_text, issue, context), n)
-        whole = median_ms(partial(renderer.render, issue), n)
-        ref_md = median_ms(partial(md.parse, text), n)
-        ref_mjml = median_ms(partial(mjml2html, mjml_source, fonts={}), n)
-        naive = median_ms(partial(naive_inline, compiled, renderer.css), n)
+        m = medians_ms(
+            {
+                "parse": partial(parse_issue, text, path=path, settings=settings),
+                "jinja": partial(renderer.render_mjml, issue),
+                "mjml": partial(renderer.compile_mjml, mjml_source),
+                "inline": partial(renderer.inline_css, compiled),
+                "text": partial(renderer.render_text, issue, context),
+                "whole": partial(renderer.render, issue),
+                "md": partial(md.parse, text),
+                "ref_mjml": partial(mjml2html, mjml_source, fonts={}),
+                "naive": partial(naive_inline, compiled, renderer.css),
+            },
+            args.repeat,
+        )
+        parse, jinja, mjml, inline, plain = (
+            m[k] for k in ("parse", "jinja", "mjml", "inline", "text")
+        )
+        whole, ref_md, ref_mjml, naive = m["whole"], m["md"], m["ref_mjml"], m["naive"]
         total = parse + jinja + mjml + inline + plain
         print(
             f"{issue.slug:<26}{parse:7.2f}{jinja:7.2f}{mjml:7.2f}{inline:8.2f}{plain:7.2f}"
