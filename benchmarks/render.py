@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from newsletter.config import load_settings  # noqa: E402
-from newsletter.issues import markdown_parser, parse_issue  # noqa: E402
+from newsletter.issues import parse_issue  # noqa: E402
+from newsletter.markup import markdown_parser  # noqa: E402
 from newsletter.rendering import Renderer  # noqa: E402
 
 

@@ -11,24 +11,21 @@ from __future__ import annotations
 
 import difflib
 import html
-import posixpath
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import yaml
-from markdown_it import MarkdownIt
 from markdown_it.token import Token
-from mdit_py_plugins.container import container_plugin
 
 from newsletter.config import Settings
 from newsletter.diagnostics import Problem, Severity
 from newsletter.errors import IssueError
+from newsletter.markup import InlineReader, join, markdown_parser, one_line, plain
 from newsletter.model import (
     PLACEHOLDERS,
     Block,
@@ -128,30 +125,9 @@ def parse_issue(text: str, *, path: Path, settings: Settings) -> ParseResult:
     return _IssueParser(text, path, settings).parse()
 
 
-_MD: MarkdownIt | None = None
-
-
-def markdown_parser() -> MarkdownIt:
-    """The shared Markdown parser: CommonMark, raw HTML off (escaped), typographic quotes."""
-    global _MD
-    if _MD is None:
-        md = MarkdownIt("commonmark", {"html": False, "typographer": True})
-        md.enable(["replacements", "smartquotes", "strikethrough"])
-        # One generic container so an unknown or misspelled block name is reported, not
-        # silently read as text; the name is the first word of its info string.
-        container_plugin(md, "block", validate=lambda params, *_: bool(params.strip()))
-        _MD = md
-    return _MD
-
-
 def _did_you_mean(word: str, choices: Iterable[str]) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _one_line(value: str) -> str:
-    """Collapse all whitespace (CR/LF included) so the value is safe in a header."""
-    return " ".join(value.split())
 
 
 class _Loader(yaml.SafeLoader):
@@ -172,6 +148,7 @@ class _IssueParser:
         self.path = path
         self.settings = settings
         self.problems: list[Problem] = []
+        self.markup = InlineReader(settings, self.report)
         self.key_lines: dict[tuple[str | int, ...], int] = {}
         self.body_offset = 0  # zero-based file line where the body starts
         self.spotlight: Spotlight | None = None
@@ -179,6 +156,9 @@ class _IssueParser:
         self.first_text: str | None = None
 
     # -- problems -----------------------------------------------------------------------------
+
+    def report(self, severity: Severity, line: int, message: str) -> None:
+        self.problems.append(Problem(self.path, line, severity, message))
 
     def error(self, line: int, message: str) -> None:
         self.problems.append(Problem(self.path, line, Severity.ERROR, message))
@@ -299,7 +279,7 @@ class _IssueParser:
         if isinstance(value, bool) or value is None or isinstance(value, dict | list):
             self.error(self.key_line(*key), f"{'.'.join(map(str, key))} must be text")
             return None
-        return _one_line(str(value))
+        return one_line(str(value))
 
     def fields(self, data: Mapping[str, Any]) -> dict[str, Any] | None:
         for key in data:
@@ -400,13 +380,13 @@ class _IssueParser:
         if value.get("caption") is not None:
             text = self.text_value(value["caption"], "hero", "caption")
             if text:
-                caption = self.inline_text(text, self.key_line("hero", "caption"))
+                caption = self.markup.text(text, self.key_line("hero", "caption"))
         credit = None
         if value.get("credit") is not None:
             credit = self.text_value(value["credit"], "hero", "credit")
         if not src or not alt:
             return None
-        self.check_image_src(src, self.key_line("hero", "src"))
+        self.markup.image_src(src, self.key_line("hero", "src"))
         return Image(src=src, alt=alt, caption=caption, credit=credit or None, line=line)
 
     def headlines(self, value: Any) -> tuple[Inline, ...]:
@@ -418,7 +398,7 @@ class _IssueParser:
         for index, item in enumerate(value):
             text = self.text_value(item, "headlines", index)
             if text:
-                result.append(self.inline_text(text, self.key_line("headlines", index)))
+                result.append(self.markup.text(text, self.key_line("headlines", index)))
         if not HEADLINES_MIN <= len(result) <= HEADLINES_MAX:
             self.warn(
                 line,
@@ -471,7 +451,7 @@ class _IssueParser:
         """The inbox preview: the headlines if any, else the opening paragraph, trimmed."""
         headlines: Sequence[Inline] = meta.get("headlines", ())
         if headlines:
-            text = " · ".join(_one_line(h.plain) for h in headlines)
+            text = " · ".join(one_line(h.plain) for h in headlines)
         else:
             text = self.first_text or str(meta["title"])
         if len(text) > PREHEADER_MAX:
@@ -511,7 +491,7 @@ class _IssueParser:
                 if token.tag == "h1":
                     self.warn(line, "use '##' for sections; the title comes from the front matter")
                 close_section()
-                text = _one_line(_plain(tokens[index + 1].children or []))
+                text = one_line(plain(tokens[index + 1].children or []))
                 if not text:
                     self.error(line, "a section heading is empty")
                 heading, blocks = (text, line), []
@@ -548,7 +528,7 @@ class _IssueParser:
             return self.quote(tokens[1:-1], line)
         if kind == "heading_open":
             # ### and below have no slot in a digest; keep the words as a bold line.
-            text = html.escape(_plain(tokens[1].children or []), quote=False)
+            text = html.escape(plain(tokens[1].children or []), quote=False)
             self.warn(line, "only '##' headings start sections; this one is shown as bold text")
             return [Paragraph(Inline(f"<strong>{text}</strong>", html.unescape(text)), line=line)]
         if kind in ("fence", "code_block"):
@@ -579,11 +559,11 @@ class _IssueParser:
         images = [c for c in children if c.type == "image"]
         others = [c for c in children if c.type not in ("image", "softbreak", "hardbreak")]
         if len(images) == 1 and not any(c.type != "text" or c.content.strip() for c in others):
-            image = self.image(images[0], line)
+            image = self.markup.image(images[0], line)
             return [Figure(image, line=line)] if image else []
-        result = self.inline(children, line)
+        result = self.markup.inline(children, line)
         if self.first_text is None and result.plain:
-            self.first_text = _one_line(result.plain)
+            self.first_text = one_line(result.plain)
         return [Paragraph(result, line=line)]
 
     def unknown_block(self, name: str, line: int) -> None:
@@ -605,20 +585,22 @@ class _IssueParser:
             elif token.type == "list_item_close":
                 depth -= 1
                 if depth == 0:
-                    items.append(_join(current))
+                    items.append(join(current))
             elif token.type == "inline":
                 if depth > 1:
                     self.warn(self.line_of(token), "nested lists are flattened in email")
-                current.append(self.inline(token.children or [], self.line_of(token)))
+                current.append(self.markup.inline(token.children or [], self.line_of(token)))
         return items
 
     def quote(self, tokens: Sequence[Token], line: int) -> list[Block]:
         paragraphs = [
-            self.inline(t.children or [], self.line_of(t)) for t in tokens if t.type == "inline"
+            self.markup.inline(t.children or [], self.line_of(t))
+            for t in tokens
+            if t.type == "inline"
         ]
         attribution = None
         if len(paragraphs) > 1 and _ATTRIBUTION.match(paragraphs[-1].plain):
-            attribution = _one_line(_ATTRIBUTION.sub("", paragraphs.pop().plain))
+            attribution = one_line(_ATTRIBUTION.sub("", paragraphs.pop().plain))
         if not paragraphs:
             self.error(line, "the quote is empty")
             return []
@@ -631,7 +613,7 @@ class _IssueParser:
         name, rest = [*opening.info.strip().split(maxsplit=1), ""][:2]
         attrs = {m.group("key"): m.group("value") for m in _ATTR.finditer(rest)}
         # the free text is a heading: Markdown like any other, so entities and *emphasis* read
-        free = self.inline_text(_one_line(_ATTR.sub("", rest)), line).plain
+        free = self.markup.text(one_line(_ATTR.sub("", rest)), line).plain
         inner = tokens[1:-1]
         self.check_closed(opening, line)
         if name == "related":
@@ -690,9 +672,9 @@ class _IssueParser:
         close = next(
             (i for i, c in enumerate(children) if c.type == "link_close"), len(children) - 1
         )
-        url = self.check_url(str(children[0].attrGet("href") or ""), line)
-        title = _one_line(_plain(children[1:close]))
-        teaser = _one_line(_TEASER_SEP.sub("", _plain(children[close + 1 :]), count=1))
+        url = self.markup.url(str(children[0].attrGet("href") or ""), line)
+        title = one_line(plain(children[1:close]))
+        teaser = one_line(_TEASER_SEP.sub("", plain(children[close + 1 :]), count=1))
         if not title:
             self.error(line, "a related story needs a title as its link text; " + usage)
             return None
@@ -707,12 +689,12 @@ class _IssueParser:
             return []
         first = inlines[0].children or []
         image_token = next(c for c in first if c.type == "image")
-        image = self.image(image_token, self.line_of(inlines[0]))
+        image = self.markup.image(image_token, self.line_of(inlines[0]))
         if image is None:
             return []
-        captions = [self.inline(t.children or [], self.line_of(t)) for t in inlines[1:]]
-        caption = _join(captions) if captions else image.caption
-        credit = _one_line(attrs.get("credit", "")) or None
+        captions = [self.markup.inline(t.children or [], self.line_of(t)) for t in inlines[1:]]
+        caption = join(captions) if captions else image.caption
+        credit = one_line(attrs.get("credit", "")) or None
         return [
             Figure(
                 Image(image.src, image.alt, caption=caption, credit=credit, line=image.line),
@@ -733,7 +715,7 @@ class _IssueParser:
         if not blocks:
             self.error(line, "the spotlight is empty")
             return
-        label = _one_line(attrs.get("label", "")) or "Spotlight"
+        label = one_line(attrs.get("label", "")) or "Spotlight"
         self.spotlight = Spotlight(heading=heading, blocks=tuple(blocks), label=label, line=line)
 
     def cta_block(self, tokens: Sequence[Token], line: int) -> None:
@@ -754,125 +736,13 @@ class _IssueParser:
         ):
             self.error(self.line_of(inlines[-1]), usage)
             return
-        url = self.check_url(str(button[0].attrGet("href") or ""), self.line_of(inlines[-1]))
-        label = _one_line(_plain(button[1:-1]))
-        text = _join([self.inline(t.children or [], self.line_of(t)) for t in inlines[:-1]])
+        url = self.markup.url(str(button[0].attrGet("href") or ""), self.line_of(inlines[-1]))
+        label = one_line(plain(button[1:-1]))
+        text = join([self.markup.inline(t.children or [], self.line_of(t)) for t in inlines[:-1]])
         if not label:
             self.error(self.line_of(inlines[-1]), "the button has no label; " + usage)
             return
         self.cta = CallToAction(text=text, button_label=label, url=url, line=line)
-
-    # -- inline -------------------------------------------------------------------------------
-
-    def inline_text(self, source: str, line: int) -> Inline:
-        """Inline Markdown from the front matter (headlines, captions)."""
-        env: dict[str, Any] = {}
-        tokens = markdown_parser().parseInline(source, env)
-        return self.inline(tokens[0].children or [] if tokens else [], line)
-
-    def image(self, token: Token, line: int) -> Image | None:
-        src = str(token.attrGet("src") or "")
-        alt = _one_line(_plain(token.children or []) or token.content)
-        if not alt:
-            self.error(line, f"image {src!r} has no alt text; write ![what it shows]({src})")
-            return None
-        src = self.check_image_src(src, line)
-        title = token.attrGet("title")
-        caption = self.inline_text(str(title), line) if title else None
-        return Image(src=src, alt=alt, caption=caption, line=line)
-
-    def check_image_src(self, src: str, line: int) -> str:
-        parts = urlsplit(src)
-        if parts.scheme in ("http", "https"):
-            if not parts.netloc:
-                self.error(line, f"image address {src!r} has no host")
-            return src
-        if parts.scheme or parts.netloc or src.startswith("/"):
-            self.error(line, f"image {src!r}: use a path under issues/ or an https:// URL")
-            return src
-        normal = posixpath.normpath(src)
-        if normal.startswith("..") or not src:
-            self.error(line, f"image {src!r} points outside the issues folder")
-        return src
-
-    def check_url(self, url: str, line: int) -> str:
-        """Links must work from an inbox: absolute http(s) or mailto; '/path' means our site."""
-        parts = urlsplit(url)
-        if url.startswith("/") and not url.startswith("//"):
-            return self.settings.publication.base_url.rstrip("/") + url
-        web = parts.scheme in ("http", "https")
-        if web and parts.hostname and ("." in parts.hostname or parts.hostname == "localhost"):
-            return url
-        if parts.scheme == "mailto" and "@" in parts.path:
-            return url
-        self.error(line, f"malformed link {url!r}; use a full https:// address or mailto:")
-        return url
-
-    def inline(self, children: Sequence[Token], line: int) -> Inline:
-        """Escaped HTML and plain text (links as ``text <url>``) for one run of inline tokens."""
-        out_html: list[str] = []
-        out_text: list[str] = []
-        plain: list[str] = []
-        links: list[tuple[str, int]] = []  # (url, text position) of open links
-        for child in children:
-            kind = child.type
-            if kind == "text":
-                if "](" in child.content and not links:
-                    # markdown-it leaves a link it refuses (javascript:, data:, a bad bracket)
-                    # as literal text; the reader would see the raw syntax
-                    self.error(
-                        line,
-                        "this looks like a link Markdown could not read: check the brackets and "
-                        "use an https:// or mailto: address (malformed link)",
-                    )
-                out_html.append(html.escape(child.content, quote=False))
-                out_text.append(child.content)
-                plain.append(child.content)
-            elif kind == "softbreak":
-                out_html.append("\n")
-                out_text.append(" ")
-                plain.append(" ")
-                line += 1
-            elif kind == "hardbreak":
-                out_html.append("<br>\n")
-                out_text.append("\n")
-                plain.append(" ")
-                line += 1
-            elif kind == "code_inline":
-                out_html.append(f"<code>{html.escape(child.content, quote=False)}</code>")
-                out_text.append(child.content)
-                plain.append(child.content)
-            elif kind in (
-                "em_open",
-                "em_close",
-                "strong_open",
-                "strong_close",
-                "s_open",
-                "s_close",
-            ):
-                tag = {"em": "em", "strong": "strong", "s": "s"}[kind.rsplit("_", 1)[0]]
-                out_html.append(f"<{'/' if child.nesting < 0 else ''}{tag}>")
-            elif kind == "link_open":
-                url = self.check_url(str(child.attrGet("href") or ""), line)
-                out_html.append(f'<a href="{html.escape(url)}">')
-                links.append((url, len(out_text)))
-            elif kind == "link_close" and links:
-                url, start = links.pop()
-                out_html.append("</a>")
-                label = "".join(out_text[start:]).strip()
-                if label not in (url, url.removeprefix("mailto:")):
-                    out_text.append(f" <{url}>")
-            elif kind == "image":
-                alt = _plain(child.children or []) or child.content
-                self.warn(
-                    line,
-                    "images inside a sentence are shown as their alt text; put the "
-                    "image on its own line to show it",
-                )
-                out_html.append(html.escape(alt, quote=False))
-                out_text.append(alt)
-                plain.append(alt)
-        return Inline("".join(out_html), "".join(out_text), plain="".join(plain))
 
 
 def _matching_close(tokens: Sequence[Token], index: int) -> int:
@@ -885,25 +755,3 @@ def _matching_close(tokens: Sequence[Token], index: int) -> int:
         if depth == 0:
             return pos
     return len(tokens) - 1
-
-
-def _plain(children: Sequence[Token]) -> str:
-    parts = []
-    for child in children:
-        if child.type in ("text", "code_inline"):
-            parts.append(child.content)
-        elif child.type in ("softbreak", "hardbreak"):
-            parts.append(" ")
-        elif child.type == "image":
-            parts.append(_plain(child.children or []) or child.content)
-    return "".join(parts)
-
-
-def _join(parts: Sequence[Inline]) -> Inline:
-    if len(parts) == 1:
-        return parts[0]
-    return Inline(
-        "<br>\n".join(p.html for p in parts),
-        "\n".join(p.text for p in parts),
-        plain=" ".join(p.plain for p in parts),
-    )

@@ -1,0 +1,199 @@
+"""Markdown in issues: the shared parser, and inline runs turned into escaped HTML plus text.
+
+An :class:`InlineReader` converts markdown-it inline tokens into :class:`~newsletter.model.Inline`
+values and checks what they point at (links that work from an inbox, image paths inside the
+issues folder), reporting problems through a callback so the issue parser can collect them all.
+"""
+
+from __future__ import annotations
+
+import html
+import posixpath
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+from mdit_py_plugins.container import container_plugin
+
+from newsletter.config import Settings
+from newsletter.diagnostics import Severity
+from newsletter.model import Image, Inline
+
+# (severity, line, message): how a reader hands a problem back to whoever collects them
+Report = Callable[[Severity, int, str], None]
+
+_MD: MarkdownIt | None = None
+
+
+def markdown_parser() -> MarkdownIt:
+    """The shared Markdown parser: CommonMark, raw HTML off (escaped), typographic quotes."""
+    global _MD
+    if _MD is None:
+        md = MarkdownIt("commonmark", {"html": False, "typographer": True})
+        md.enable(["replacements", "smartquotes", "strikethrough"])
+        # One generic container so an unknown or misspelled block name is reported, not
+        # silently read as text; the name is the first word of its info string.
+        container_plugin(md, "block", validate=lambda params, *_: bool(params.strip()))
+        _MD = md
+    return _MD
+
+
+def one_line(value: str) -> str:
+    """Collapse all whitespace (CR/LF included) so the value is safe in a header."""
+    return " ".join(value.split())
+
+
+class InlineReader:
+    """Inline Markdown to :class:`Inline`, checking links and images as it goes."""
+
+    def __init__(self, settings: Settings, report: Report) -> None:
+        self.settings = settings
+        self.report = report
+
+    def text(self, source: str, line: int) -> Inline:
+        """Inline Markdown from the front matter (headlines, captions)."""
+        env: dict[str, Any] = {}
+        tokens = markdown_parser().parseInline(source, env)
+        return self.inline(tokens[0].children or [] if tokens else [], line)
+
+    def image(self, token: Token, line: int) -> Image | None:
+        """An image token as an Image (its title is the caption); None if it has no alt text."""
+        src = str(token.attrGet("src") or "")
+        alt = one_line(plain(token.children or []) or token.content)
+        if not alt:
+            self.report(
+                Severity.ERROR,
+                line,
+                f"image {src!r} has no alt text; write ![what it shows]({src})",
+            )
+            return None
+        src = self.image_src(src, line)
+        title = token.attrGet("title")
+        caption = self.text(str(title), line) if title else None
+        return Image(src=src, alt=alt, caption=caption, line=line)
+
+    def image_src(self, src: str, line: int) -> str:
+        """Images are https:// URLs or paths inside the issues folder, nothing else."""
+        parts = urlsplit(src)
+        if parts.scheme in ("http", "https"):
+            if not parts.netloc:
+                self.report(Severity.ERROR, line, f"image address {src!r} has no host")
+            return src
+        if parts.scheme or parts.netloc or src.startswith("/"):
+            self.report(
+                Severity.ERROR, line, f"image {src!r}: use a path under issues/ or an https:// URL"
+            )
+            return src
+        normal = posixpath.normpath(src)
+        if normal.startswith("..") or not src:
+            self.report(Severity.ERROR, line, f"image {src!r} points outside the issues folder")
+        return src
+
+    def url(self, url: str, line: int) -> str:
+        """Links must work from an inbox: absolute http(s) or mailto; '/path' means our site."""
+        parts = urlsplit(url)
+        if url.startswith("/") and not url.startswith("//"):
+            return self.settings.publication.base_url.rstrip("/") + url
+        web = parts.scheme in ("http", "https")
+        if web and parts.hostname and ("." in parts.hostname or parts.hostname == "localhost"):
+            return url
+        if parts.scheme == "mailto" and "@" in parts.path:
+            return url
+        self.report(
+            Severity.ERROR, line, f"malformed link {url!r}; use a full https:// address or mailto:"
+        )
+        return url
+
+    def inline(self, children: Sequence[Token], line: int) -> Inline:
+        """Escaped HTML and plain text (links as ``text <url>``) for one run of inline tokens."""
+        out_html: list[str] = []
+        out_text: list[str] = []
+        words: list[str] = []
+        links: list[tuple[str, int]] = []  # (url, text position) of open links
+        for child in children:
+            kind = child.type
+            if kind == "text":
+                if "](" in child.content and not links:
+                    # markdown-it leaves a link it refuses (javascript:, data:, a bad bracket)
+                    # as literal text; the reader would see the raw syntax
+                    self.report(
+                        Severity.ERROR,
+                        line,
+                        "this looks like a link Markdown could not read: check the brackets and "
+                        "use an https:// or mailto: address (malformed link)",
+                    )
+                out_html.append(html.escape(child.content, quote=False))
+                out_text.append(child.content)
+                words.append(child.content)
+            elif kind == "softbreak":
+                out_html.append("\n")
+                out_text.append(" ")
+                words.append(" ")
+                line += 1
+            elif kind == "hardbreak":
+                out_html.append("<br>\n")
+                out_text.append("\n")
+                words.append(" ")
+                line += 1
+            elif kind == "code_inline":
+                out_html.append(f"<code>{html.escape(child.content, quote=False)}</code>")
+                out_text.append(child.content)
+                words.append(child.content)
+            elif kind in (
+                "em_open",
+                "em_close",
+                "strong_open",
+                "strong_close",
+                "s_open",
+                "s_close",
+            ):
+                tag = {"em": "em", "strong": "strong", "s": "s"}[kind.rsplit("_", 1)[0]]
+                out_html.append(f"<{'/' if child.nesting < 0 else ''}{tag}>")
+            elif kind == "link_open":
+                url = self.url(str(child.attrGet("href") or ""), line)
+                out_html.append(f'<a href="{html.escape(url)}">')
+                links.append((url, len(out_text)))
+            elif kind == "link_close" and links:
+                url, start = links.pop()
+                out_html.append("</a>")
+                label = "".join(out_text[start:]).strip()
+                if label not in (url, url.removeprefix("mailto:")):
+                    out_text.append(f" <{url}>")
+            elif kind == "image":
+                alt = plain(child.children or []) or child.content
+                self.report(
+                    Severity.WARNING,
+                    line,
+                    "images inside a sentence are shown as their alt text; put the "
+                    "image on its own line to show it",
+                )
+                out_html.append(html.escape(alt, quote=False))
+                out_text.append(alt)
+                words.append(alt)
+        return Inline("".join(out_html), "".join(out_text), plain="".join(words))
+
+
+def plain(children: Sequence[Token]) -> str:
+    """The words of inline tokens, without markup or link targets."""
+    parts = []
+    for child in children:
+        if child.type in ("text", "code_inline"):
+            parts.append(child.content)
+        elif child.type in ("softbreak", "hardbreak"):
+            parts.append(" ")
+        elif child.type == "image":
+            parts.append(plain(child.children or []) or child.content)
+    return "".join(parts)
+
+
+def join(parts: Sequence[Inline]) -> Inline:
+    """Several paragraphs as one run, with line breaks between them."""
+    if len(parts) == 1:
+        return parts[0]
+    return Inline(
+        "<br>\n".join(p.html for p in parts),
+        "\n".join(p.text for p in parts),
+        plain=" ".join(p.plain for p in parts),
+    )
