@@ -336,9 +336,11 @@ def test_build_writes_html_text_and_eml(settings: Settings, tmp_path: Path) -> N
     assert f"wrote {out_dir / 'flood-barrier-vote.html'}" in out
     html = (out_dir / "flood-barrier-vote.html").read_text(encoding="utf-8")
     assert "%%UNSUBSCRIBE_URL%%" in html  # the placeholder is for delivery to fill
-    message = email.message_from_bytes(
-        (out_dir / "flood-barrier-vote.eml").read_bytes(), policy=email.policy.default
-    )
+    raw = (out_dir / "flood-barrier-vote.eml").read_bytes()
+    # the header as a client reads it: plain <URL>s, not RFC 2047 encoded-words
+    assert b"\nList-Unsubscribe: <https://news.test.example/unsubscribe/" in raw
+    assert b"=?utf-8?" not in raw
+    message = email.message_from_bytes(raw, policy=email.policy.default)
     assert isinstance(message, EmailMessage)
     assert message["To"] == "Sample Reader <reader@example.com>"
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
