@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,7 @@ def test_messy_file_keeps_every_valid_row(
     assert alice is not None
     assert alice.attributes == {"City": "Kyiv"}
     assert alice.source == "import:messy.csv"
+    assert re.fullmatch("[0-9a-f]{32}", alice.uid)  # what unsubscribe tokens carry
 
     # running it again changes nothing and reports the same rejects
     again, rejects_again = run(engine, path, lists["weekly"])
