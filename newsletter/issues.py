@@ -615,7 +615,8 @@ class _IssueParser:
         # the free text is a heading: Markdown like any other, so entities and *emphasis* read
         free = self.markup.text(one_line(_ATTR.sub("", rest)), line).plain
         inner = tokens[1:-1]
-        self.check_closed(opening, line)
+        if name in BLOCK_NAMES:  # an unknown name is reported once, below, not twice
+            self.check_closed(opening, line)
         if name == "related":
             return self.related(inner, line, heading=free)
         if name == "figure":

@@ -37,12 +37,20 @@ def issue_paths(settings: Settings, paths: Sequence[Path]) -> list[Path]:
     """The files named, or every ``*.md`` in the issues folder when none are."""
     if paths:
         return list(paths)
-    found = sorted(settings.issues_dir.glob("*.md"))
+    found = [_shorter(path) for path in sorted(settings.issues_dir.glob("*.md"))]
     if not found:
         raise IssueError(
             "no issue files (*.md) here; name one or add some", path=settings.issues_dir
         )
     return found
+
+
+def _shorter(path: Path) -> Path:
+    """``issues/x.md`` rather than ``/home/editor/site/issues/x.md`` when under the cwd."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
 
 
 @main.command()
