@@ -15,10 +15,10 @@ from newsletter.config import Settings
 from newsletter.diagnostics import Problem, Severity
 from newsletter.errors import IssueError, NewsletterError
 from newsletter.issues import parse_issue, read_issue_text
-from newsletter.model import UNSUBSCRIBE_URL_PLACEHOLDER, Block, Figure, Image, Issue
-from newsletter.rendering import Renderer
+from newsletter.model import UNSUBSCRIBE_URL_PLACEHOLDER, Issue
+from newsletter.rendering import Renderer, displayed_images
 
-__all__ = ["Problem", "Severity", "check_issue", "email_size"]
+__all__ = ["Problem", "Severity", "check_issue", "email_size", "image_width"]
 
 # Gmail hides everything after the first 102 KB of HTML behind "[Message clipped]" -- and the
 # footer with the unsubscribe link is at the end.
@@ -51,21 +51,30 @@ def email_size(html: str) -> int:
     return len(html.replace(UNSUBSCRIBE_URL_PLACEHOLDER, _SAMPLE_UNSUBSCRIBE_URL).encode())
 
 
-def issue_images(issue: Issue) -> Iterator[Image]:
-    """Every image the issue shows: hero, figures in the intro, sections and spotlight."""
-    if issue.hero:
-        yield issue.hero
-    groups: list[tuple[Block, ...]] = [issue.intro, *(s.blocks for s in issue.sections)]
-    if issue.spotlight:
-        groups.append(issue.spotlight.blocks)
-    for blocks in groups:
-        for block in blocks:
-            if isinstance(block, Figure):
-                yield block.image
+def image_width(path: Path) -> int | None:
+    """The pixel width of a PNG, GIF or JPEG file from its header; None if not recognised."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(64 * 1024)  # a JPEG's frame header comes after its metadata
+    except OSError:
+        return None
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and len(head) >= 24:
+        return int.from_bytes(head[16:20], "big")
+    if head[:6] in (b"GIF87a", b"GIF89a") and len(head) >= 10:
+        return int.from_bytes(head[6:8], "little")
+    if head.startswith(b"\xff\xd8"):
+        pos = 2
+        while pos + 9 <= len(head) and head[pos] == 0xFF:
+            marker, length = head[pos + 1], int.from_bytes(head[pos + 2 : pos + 4], "big")
+            # SOF0..SOF15 carry the frame size; C4 (DHT), C8 (JPG) and CC (DAC) do not
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                return int.from_bytes(head[pos + 7 : pos + 9], "big")
+            pos += 2 + length
+    return None
 
 
 def _check_images(issue: Issue, settings: Settings) -> Iterator[Problem]:
-    for image in issue_images(issue):
+    for image, shown_at in displayed_images(issue):
         if image.src.startswith(("http://", "https://")):
             continue
         line = image.line or 1
@@ -77,7 +86,8 @@ def _check_images(issue: Issue, settings: Settings) -> Iterator[Problem]:
                 Severity.ERROR,
                 f"image {image.src!r} not found (looked for {file})",
             )
-        elif file.stat().st_size > IMAGE_WARNING_BYTES:
+            continue
+        if file.stat().st_size > IMAGE_WARNING_BYTES:
             size = file.stat().st_size // 1024
             yield Problem(
                 issue.path,
@@ -85,6 +95,15 @@ def _check_images(issue: Issue, settings: Settings) -> Iterator[Problem]:
                 Severity.WARNING,
                 f"image {image.src!r} is {size} KB; phones on slow connections will wait "
                 f"for it (aim for under {IMAGE_WARNING_BYTES // 1024} KB)",
+            )
+        width = image_width(file)
+        if width is not None and width < shown_at:
+            yield Problem(
+                issue.path,
+                line,
+                Severity.WARNING,
+                f"image {image.src!r} is {width} px wide but shown {shown_at} px wide, so it "
+                f"will look blurry; export it at {shown_at * 2} px for sharp screens",
             )
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import posixpath
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import Any, ClassVar
 
@@ -41,6 +42,45 @@ SPOTLIGHT_BACKGROUND = "#f3efe4"
 # Invisible characters after the preheader keep inboxes from padding the preview with body
 # text ("View this issue in your browser...").
 PREHEADER_FILLER = "\u034f\u200c\u00a0" * 30
+
+
+@dataclass(frozen=True)
+class Widths:
+    """Pixel widths of the layout; images are shown at these sizes on a desktop."""
+
+    email: int = 600
+    hero: int = 600
+    figure: int = 544  # a section's column less 28 px padding each side
+    spotlight_image: int = 212  # the picture beside the spotlight text (42 % column)
+    spotlight_figure: int = 308  # a figure inside that text column
+
+
+WIDTHS = Widths()
+
+
+def displayed_images(issue: Issue) -> Iterator[tuple[Image, int]]:
+    """Every image the issue shows, with the width it is shown at on a desktop."""
+    if issue.hero:
+        yield issue.hero, WIDTHS.hero
+    for blocks in (issue.intro, *(s.blocks for s in issue.sections)):
+        for block in blocks:
+            if isinstance(block, Figure):
+                yield block.image, WIDTHS.figure
+    if issue.spotlight:
+        image, rest = _spotlight_layout(issue.spotlight.blocks)
+        if image:
+            yield image, WIDTHS.spotlight_image
+        for block in rest:
+            if isinstance(block, Figure):
+                yield block.image, WIDTHS.spotlight_figure if image else WIDTHS.figure
+
+
+def _spotlight_layout(blocks: Sequence[Block]) -> tuple[Image | None, Sequence[Block]]:
+    """A spotlight opening with a figure (and more after it) puts the picture beside the text."""
+    first = blocks[0] if blocks else None
+    if isinstance(first, Figure) and len(blocks) > 1:
+        return first.image, blocks[1:]
+    return None, blocks
 
 
 def image_url(src: str, settings: Settings) -> str:
@@ -133,13 +173,9 @@ class Renderer:
 
     def context(self, issue: Issue) -> dict[str, Any]:
         settings = self.settings
-        spotlight_image: Image | None = None
-        spotlight_blocks: Sequence[Block] = ()
-        if issue.spotlight:
-            spotlight_blocks = issue.spotlight.blocks
-            first = spotlight_blocks[0]
-            if isinstance(first, Figure) and len(spotlight_blocks) > 1:
-                spotlight_image, spotlight_blocks = first.image, spotlight_blocks[1:]
+        spotlight_image, spotlight_blocks = _spotlight_layout(
+            issue.spotlight.blocks if issue.spotlight else ()
+        )
         return {
             "issue": issue,
             "publication": settings.publication,
@@ -159,6 +195,7 @@ class Renderer:
             "spotlight_all": issue.spotlight.blocks if issue.spotlight else (),
             "card_background": CARD_BACKGROUND,
             "spotlight_background": SPOTLIGHT_BACKGROUND,
+            "widths": WIDTHS,
         }
 
     # -- the stages ---------------------------------------------------------------------------

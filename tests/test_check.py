@@ -18,6 +18,7 @@ from newsletter.checks import (
     Severity,
     check_issue,
     email_size,
+    image_width,
 )
 from newsletter.cli import main
 from newsletter.config import Settings
@@ -363,3 +364,31 @@ def test_build_refuses_a_broken_issue_before_writing(settings: Settings, tmp_pat
     assert code == 1
     assert f"error: {bad}:7: section 'Empty' is empty" in err
     assert not out_dir.exists()
+
+
+def test_image_width_from_headers(tmp_path: Path) -> None:
+    png = tmp_path / "a.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + (1234).to_bytes(4, "big") + b"\0" * 9)
+    gif = tmp_path / "a.gif"
+    gif.write_bytes(b"GIF89a" + (321).to_bytes(2, "little") + b"\x10\x00" + b"\0" * 8)
+    # a JPEG with an APP0 segment before its baseline frame header (SOF0)
+    app0 = b"\xff\xe0" + (16).to_bytes(2, "big") + b"JFIF\0" + b"\0" * 9
+    sof0 = b"\xff\xc0" + (17).to_bytes(2, "big") + b"\x08" + (90).to_bytes(2, "big")
+    jpeg = tmp_path / "a.jpg"
+    jpeg.write_bytes(b"\xff\xd8" + app0 + sof0 + (1600).to_bytes(2, "big") + b"\x03" + b"\0" * 9)
+    other = tmp_path / "a.txt"
+    other.write_bytes(b"not an image")
+    assert image_width(png) == 1234
+    assert image_width(gif) == 321
+    assert image_width(jpeg) == 1600
+    assert image_width(other) is None
+    assert image_width(tmp_path / "missing.png") is None
+
+
+def test_blurry_image_warning(settings: Settings) -> None:
+    # keeper.png is 240 px: fine beside the spotlight text (212 px), blurry in a section (544)
+    text = GOOD_FRONT + "## News\n\n![Ivo Marsh](images/keeper.png)\n"
+    (problem,) = check_issue(write(settings, text), settings)
+    assert problem.severity is Severity.WARNING
+    assert problem.line == 9
+    assert "240 px wide but shown 544 px wide" in problem.message

@@ -73,7 +73,7 @@ def bridge(x: int, y: int, w: int = 544, h: int = 272) -> Pixel:
     return quantise(mix((210, 222, 232), (160, 190, 214), y / h))
 
 
-def market(x: int, y: int, w: int = 544, h: int = 272) -> Pixel:
+def market(x: int, y: int, w: int = 600, h: int = 300) -> Pixel:
     stall = (x // 90) % 3
     awning = [(192, 57, 43), (31, 58, 95), (214, 160, 60)][stall]
     if h * 0.2 < y < h * 0.34:
@@ -125,7 +125,7 @@ IMAGES = {
     "logo.png": (360, 80, logo),
     "hero-river.png": (600, 300, river),
     "footbridge.png": (544, 272, bridge),
-    "market.png": (544, 272, market),
+    "market.png": (600, 300, market),
     "keeper.png": (240, 240, keeper),
     "chimney.png": (544, 272, chimney),
 }
