@@ -28,7 +28,10 @@ from newsletter.store.database import make_engine, schema_is_current
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.now is not None and not args.once:
+        parser.error("--now only goes with --once; the long-running scheduler uses the real clock")
     _configure_logging(args.log_level)
     try:
         settings = load_settings(args.config)
