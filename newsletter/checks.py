@@ -79,7 +79,11 @@ def _check_images(issue: Issue, settings: Settings) -> Iterator[Problem]:
             continue
         line = image.line or 1
         file = settings.issues_dir / image.src
-        if not file.is_file():
+        try:
+            size = file.stat().st_size if file.is_file() else None
+        except OSError:  # a name too long for the file system, a permission problem...
+            size = None
+        if size is None:
             yield Problem(
                 issue.path,
                 line,
@@ -87,8 +91,8 @@ def _check_images(issue: Issue, settings: Settings) -> Iterator[Problem]:
                 f"image {image.src!r} not found (looked for {file})",
             )
             continue
-        if file.stat().st_size > IMAGE_WARNING_BYTES:
-            size = file.stat().st_size // 1024
+        if size > IMAGE_WARNING_BYTES:
+            size //= 1024
             yield Problem(
                 issue.path,
                 line,

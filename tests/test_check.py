@@ -108,6 +108,12 @@ BROKEN = [
         "image 'images/nope.png' not found",
     ),
     (
+        "image-name-too-long",
+        GOOD_FRONT + "## News\n\n![A market](images/" + "x" * 300 + ".png)\n",
+        9,
+        "not found",
+    ),
+    (
         "image-outside-issues",
         GOOD_FRONT + "## News\n\n![A file](../secret.png)\n",
         9,
