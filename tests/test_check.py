@@ -398,3 +398,13 @@ def test_blurry_image_warning(settings: Settings) -> None:
     assert problem.severity is Severity.WARNING
     assert problem.line == 9
     assert "240 px wide but shown 544 px wide" in problem.message
+
+
+def test_heavy_image_warning(settings: Settings) -> None:
+    heavy = settings.issues_dir / "images" / "heavy.png"
+    header = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + (1200).to_bytes(4, "big")
+    heavy.write_bytes(header + b"\0" * (450 * 1024))
+    text = GOOD_FRONT + "## News\n\n![A heavy picture](images/heavy.png)\n"
+    (problem,) = check_issue(write(settings, text), settings)
+    assert problem.severity is Severity.WARNING
+    assert "is 450 KB" in problem.message
