@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -22,7 +23,7 @@ from newsletter.cli import main as cli_main
 from newsletter.config import Settings, load_settings
 from newsletter.delivery import issue_sent
 from newsletter.scheduled import RunOutcome, build_scheduler, run_due
-from newsletter.scheduling import Action
+from newsletter.scheduling import Action, Schedule
 from newsletter.store.database import make_engine
 from newsletter.store.schema import DeliveryStatus, deliveries, subscribers
 from newsletter.store.subscribers import add_subscriber, ensure_lists
@@ -451,6 +452,53 @@ def test_apscheduler_fires_the_stored_job_and_it_sends(
         scheduler.shutdown(wait=True)
     assert readers_got(smtpd) == dict.fromkeys(READERS, 1)
     assert "Sent:" in editor_mail(smtpd)[0].message["Subject"]
+
+
+@pytest.mark.parametrize(
+    ("late", "expected"),
+    [
+        (10, "executed"),
+        (120, "missed"),
+        # three weeks of missed Fridays coalesce into one run (of the latest), not three
+        (60 * 24 * 21, "latest"),
+    ],
+)
+def test_a_stored_slot_missed_while_down_fires_within_the_grace_only(
+    live: Settings, engine: Engine, caplog: pytest.LogCaptureFixture, late: int, expected: str
+) -> None:
+    from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobExecutionEvent
+
+    caplog.set_level(logging.INFO, logger="newsletter.scheduler")
+    codes = {EVENT_JOB_EXECUTED: "executed", EVENT_JOB_MISSED: "missed"}
+    seen: list[tuple[str, str]] = []
+
+    def listener(event: JobExecutionEvent) -> None:
+        seen.append((codes[event.code], event.job_id))
+
+    if expected == "latest":
+        # the coalesced run is the most recent Friday 13:00, normally days ago
+        latest = Schedule("fri", 13, 0, "Europe/Kyiv").previous_slot(datetime.now(UTC))
+        recent = datetime.now(UTC) - latest < timedelta(minutes=59)
+        expected = "executed" if recent else "missed"
+    scheduler = build_scheduler(live, engine)
+    scheduler.add_listener(listener, EVENT_JOB_EXECUTED | EVENT_JOB_MISSED)
+    try:
+        # as if the scheduler had been down since the slot, `late` minutes ago (grace: 60)
+        missed_slot = datetime.now(UTC) - timedelta(minutes=late)
+        scheduler.modify_job("slot:weekly", next_run_time=missed_slot)
+        scheduler.resume()
+        deadline = time.monotonic() + 20
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.3)  # room for any further (uncoalesced) runs to show up
+        after = scheduler.get_job("slot:weekly").next_run_time
+    finally:
+        scheduler.shutdown(wait=True)
+    assert seen == [(expected, "slot:weekly")]
+    assert ("event=slot_missed job=slot:weekly" in caplog.text) is (expected == "missed")
+    # coalesced into one run; the job moves on to the next Friday 13:00 in Kyiv
+    assert after > datetime.now(UTC)
+    assert after.astimezone(ZoneInfo("Europe/Kyiv")).strftime("%a %H:%M") == "Fri 13:00"
 
 
 def test_sigterm_stops_the_long_running_scheduler_cleanly(live: Settings) -> None:
