@@ -11,16 +11,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
-from sqlalchemy import Engine
+from sqlalchemy import Engine, make_url
 
 from newsletter.cli import AppContext, main, pass_app
 from newsletter.config import Settings
 from newsletter.delivery import SendReport, run_send, run_worker
-from newsletter.errors import NewsletterError
+from newsletter.errors import NewsletterError, StoreError
 from newsletter.message import MessageTemplate, Personalization, envelope_sender, sender_domain
 from newsletter.model import IssueStatus, RenderedIssue
 from newsletter.sink import Sink, count_messages
-from newsletter.store.database import make_engine, migrate
+from newsletter.store.database import make_engine, migrate, schema_is_current
 from newsletter.store.ledger import IssueRef, SqlLedger
 from newsletter.store.schema import DeliveryStatus
 from newsletter.tokens import TokenPurpose, make_token, unsubscribe_mailto, unsubscribe_url
@@ -39,9 +39,20 @@ DEMO_SUBSCRIBERS = (
 
 
 def _open(settings: Settings) -> Engine:
-    from newsletter.cli.subscribers import open_store
-
-    return open_store(settings)
+    """An engine on a store whose schema is current; otherwise say to run ``init``."""
+    engine = make_engine(settings.database_url)
+    where = make_url(settings.database_url).render_as_string(hide_password=True)
+    try:
+        current = schema_is_current(engine)
+    except Exception as exc:  # the driver's own errors: unreachable server, bad URL
+        engine.dispose()
+        raise StoreError(f"cannot open the database at {where}: {exc}") from None
+    if not current:
+        engine.dispose()
+        raise StoreError(
+            f"the database at {where} is not set up or is out of date; run `newsletter init`"
+        )
+    return engine
 
 
 def _issue_path(settings: Settings, issue: str) -> Path:
