@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from newsletter.checks import check_issue
 from newsletter.config import Settings, load_settings
 from newsletter.issues import FRONT_MATTER_KEYS, parse_issue
 from newsletter.plaintext import WIDTH
@@ -163,3 +164,17 @@ def test_any_body_that_parses_renders_as_html(
         rendered = renderer.render(issue)
         assert "%%UNSUBSCRIBE_URL%%" in rendered.html
         assert "<script" not in rendered.html.lower()
+
+
+any_front = st.just(valid_front) | front_matter.map(
+    lambda front: "---\n" + yaml.safe_dump(front, allow_unicode=True) + "---\n"
+)
+
+
+@hypothesis_settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(front=any_front, body=bodies)
+def test_check_never_raises(prop_settings: Settings, front: str, body: str) -> None:
+    path = prop_settings.issues_dir / "2026-11-20-property.md"
+    path.write_text(front + body, "utf-8")
+    for problem in check_issue(path, prop_settings):
+        assert str(problem).startswith(f"{path}:{problem.line}: ")
