@@ -18,14 +18,11 @@ from newsletter.web.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
-# Headers for every page that carries a token in its URL: the token must not leak through
-# Referer to the brand's logo host, nor sit in a shared cache.
-PRIVATE_HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-}
+# Every page: no MIME sniffing, never framed by another site (clickjacking the buttons).
+PAGE_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY"}
+# Pages with a token in their URL: the token must not leak through Referer to the brand's
+# logo host, nor sit in a shared cache.
+PRIVATE_HEADERS = {**PAGE_HEADERS, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 
 class Mailer(Protocol):
@@ -83,5 +80,5 @@ class WebContext:
         **context: Any,
     ) -> HTMLResponse:
         html = self.pages.get_template(f"web/{name}").render(**context)
-        headers = dict(PRIVATE_HEADERS) if private else {"X-Content-Type-Options": "nosniff"}
+        headers = dict(PRIVATE_HEADERS if private else PAGE_HEADERS)
         return HTMLResponse(html, status_code=status_code, headers=headers)
