@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,6 +31,7 @@ from newsletter.store.schema import (
     deliveries,
     issues,
     subscribers,
+    subscriptions,
     suppressions,
 )
 from newsletter.store.subscribers import add_subscriber, ensure_lists, unsubscribe
@@ -57,6 +59,42 @@ def add_people(
             ).id
             for i, e in enumerate(emails)
         }
+
+
+def bulk_people(engine: Engine, settings: Settings, emails: Sequence[str]) -> None:
+    """Many confirmed subscribers of the default list in a few statements (plain SQL)."""
+    with engine.begin() as conn:
+        list_id = ensure_lists(conn, settings)["weekly"]
+        first = conn.execute(select(func.coalesce(func.max(subscribers.c.id), 0))).scalar_one()
+        ids = range(first + 1, first + 1 + len(emails))
+        conn.execute(
+            insert(subscribers),
+            [
+                {
+                    "id": i,
+                    "uid": secrets.token_hex(16),
+                    "email": e,
+                    "email_normalized": e.lower(),
+                    "attributes": {},
+                    "created_at": T0,
+                    "confirmed_at": T0,
+                }
+                for i, e in zip(ids, emails, strict=True)
+            ],
+        )
+        conn.execute(
+            insert(subscriptions),
+            [
+                {
+                    "subscriber_id": i,
+                    "list_id": list_id,
+                    "status": SubscriptionStatus.CONFIRMED.value,
+                    "created_at": T0,
+                    "confirmed_at": T0,
+                }
+                for i in ids
+            ],
+        )
 
 
 def states(engine: Engine) -> dict[str, str]:
@@ -352,3 +390,20 @@ def test_ledger_rows_are_created_once_and_set_based(
     assert created_again is None
     counts = SqlLedger(engine).counts(ref)
     assert counts[DeliveryStatus.PENDING] == len(people)
+
+
+def test_claims_respect_the_limit_and_never_overlap(
+    engine: Engine, settings: Settings, project: Path, people: list[str]
+) -> None:
+    ref, _, _ = prepare_issue(settings, engine, project / "issues" / ISSUE, now=T0)
+    ledger = SqlLedger(engine)
+    first = ledger.claim(ref, owner="a", now=T0, lease_seconds=60, limit=4)
+    second = ledger.claim(ref, owner="b", now=T0, lease_seconds=60, limit=4)
+    assert len(first) == 4
+    assert len(second) == 2
+    assert not {c.subscriber_id for c in first} & {c.subscriber_id for c in second}
+    assert ledger.claim(ref, owner="c", now=T0, lease_seconds=60, limit=4) == []
+    # an expired lease is claimable again, and counts as another attempt
+    later = ledger.claim(ref, owner="c", now=T0 + timedelta(seconds=61), limit=10, lease_seconds=60)
+    assert len(later) == 6
+    assert {c.attempts for c in later} == {2}

@@ -319,25 +319,27 @@ class SqlLedger:
                 ):
                     if len(ids) >= limit:
                         break
-                    pick = (
-                        select(d.subscriber_id)
-                        .where(d.issue_id == issue.id, due)
-                        .limit(limit - len(ids))
+                    pick = select(d.subscriber_id).where(d.issue_id == issue.id, due)
+                    pick = pick.limit(limit - len(ids))
+                    claim = update(deliveries).values(
+                        status=DeliveryStatus.SENDING.value,
+                        lease_owner=owner,
+                        lease_expires_at=expires,
+                        attempts=d.attempts + 1,
+                        updated_at=now,
                     )
                     if self.postgres:
-                        pick = pick.with_for_update(skip_locked=True)
-                    stmt = (
-                        update(deliveries)
-                        .where(d.issue_id == issue.id, d.subscriber_id.in_(pick.scalar_subquery()))
-                        .values(
-                            status=DeliveryStatus.SENDING.value,
-                            lease_owner=owner,
-                            lease_expires_at=expires,
-                            attempts=d.attempts + 1,
-                            updated_at=now,
+                        # a CTE runs once; as an IN (subquery) PostgreSQL may rescan it per row
+                        # and, skipping rows it just updated, claim far more than the limit
+                        picked = pick.with_for_update(skip_locked=True).cte("picked")
+                        claim = claim.where(
+                            d.issue_id == issue.id, d.subscriber_id == picked.c.subscriber_id
                         )
-                        .returning(d.subscriber_id)
-                    )
+                    else:
+                        claim = claim.where(
+                            d.issue_id == issue.id, d.subscriber_id.in_(pick.scalar_subquery())
+                        )
+                    stmt = claim.returning(d.subscriber_id)
                     ids.extend(conn.execute(stmt).scalars())
                 if not ids:
                     return []

@@ -1,0 +1,88 @@
+"""Scale-out on PostgreSQL: three ``newsletter worker`` processes share a send, one is killed."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from newsletter.config import load_settings
+from newsletter.delivery import issue_sent, prepare_issue
+from newsletter.store.database import make_engine, migrate
+from newsletter.store.schema import deliveries
+from tests.conftest import TEST_SECRET, write_config
+from tests.smtpd import SMTPServer
+from tests.test_crash import newsletter, wait_for
+from tests.test_delivery import ISSUE, bulk_people, states
+
+RECIPIENTS = 150
+
+
+@pytest.mark.postgres
+def test_three_workers_one_killed_nothing_lost(
+    postgres_url: str, project: Path, smtpd: SMTPServer
+) -> None:
+    config = write_config(project, database_url=postgres_url, smtp_url=smtpd.url)
+    config.write_text(
+        config.read_text() + "\n[delivery]\nbatch_size = 10\nlease_seconds = 30\n",
+        encoding="utf-8",
+    )
+    settings = load_settings(config, environ={"NEWSLETTER_SECRET_KEY": TEST_SECRET})
+    engine: Engine = make_engine(postgres_url)
+    try:
+        migrate(engine)
+        people = [f"w{i:03d}@example.org" for i in range(RECIPIENTS)]
+        bulk_people(engine, settings, people)
+        # the send begins (ledger rows created); the workers deliver it
+        prepare_issue(settings, engine, project / "issues" / ISSUE)
+        smtpd.handler.faults.data_delay = 0.02
+
+        logs = [project / f"worker{i}.log" for i in range(3)]
+        workers = [
+            newsletter(config, log, "worker", "--until-done", "--poll", "0.2") for log in logs
+        ]
+        try:
+            victim = workers[0]
+
+            def victim_is_sending() -> bool:
+                # rows leased to the victim and some mail already out: it is mid-send
+                with engine.connect() as conn:
+                    leased = conn.execute(
+                        select(func.count()).where(
+                            deliveries.c.lease_owner.like(f"%:{victim.pid}:%")
+                        )
+                    ).scalar()
+                return bool(leased) and len(smtpd.handler.messages) >= 20
+
+            wait_for(victim_is_sending, victim, logs[0])
+            victim.send_signal(signal.SIGKILL)
+            victim.wait(timeout=10)
+            for proc, log in zip(workers[1:], logs[1:], strict=True):
+                try:
+                    assert proc.wait(timeout=60) == 0, log.read_text()
+                except subprocess.TimeoutExpired:
+                    raise AssertionError(log.read_text()) from None
+        finally:
+            for proc in workers:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+
+        counts = smtpd.handler.by_recipient()
+        assert set(counts) == set(people), "somebody never got the issue"
+        repeated = sum(n - 1 for n in counts.values())
+        # only the killed worker's messages in flight can repeat (its 2 connections, plus
+        # accepted ones not yet committed)
+        assert repeated <= 10, counts
+        assert set(states(engine).values()) == {"sent"}
+        assert issue_sent(engine, "flood-barrier-vote", "weekly")
+        with engine.connect() as conn:
+            owners = conn.execute(select(func.count()).where(deliveries.c.lease_owner.is_not(None)))
+            assert owners.scalar() == 0
+        # the survivors finished what the killed worker left
+        assert any(" sent, " in log.read_text() for log in logs[1:])
+    finally:
+        engine.dispose()
