@@ -7,6 +7,7 @@ fits; screenshots of every sample issue at both widths land in ``test-output/scr
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 
 from newsletter.config import Settings, load_settings
 from newsletter.web.preview import create_preview_app
+from newsletter.web.reload import ReloadHub
 from tests.browser import LiveServer, RecordingPage, browser, open_page, page
 from tests.conftest import REPO, TEST_SECRET, write_config
 from tests.smtpd import SMTPServer
@@ -25,6 +27,8 @@ __all__ = ["browser", "page"]  # fixtures used by name below
 pytestmark = pytest.mark.browser
 
 SCREENSHOTS = REPO / "test-output" / "screenshots"
+# generous: a reload takes about a third of a second, but CI machines can be busy
+RELOAD_TIMEOUT = 10_000
 OWN_ISSUE = "2026-11-27-browser-test"
 OWN_ISSUE_TEXT = """---
 title: "Browser week"
@@ -65,6 +69,14 @@ class Preview:
     project: Path
     settings: Settings
     smtpd: SMTPServer
+    hub: ReloadHub
+
+    def settle(self, version: int) -> None:
+        """Wait until the server has seen a file change made after ``version``."""
+        deadline = time.monotonic() + RELOAD_TIMEOUT / 1000
+        while self.hub.version <= version:
+            assert time.monotonic() < deadline, "the preview did not notice the change"
+            time.sleep(0.02)
 
     def issue_url(self, name: str) -> str:
         return f"{self.url}/issues/{name}"
@@ -84,8 +96,9 @@ def preview(project: Path, tmp_path: Path, smtpd: SMTPServer) -> Iterator[Previe
         return load_settings(config, environ={"NEWSLETTER_SECRET_KEY": TEST_SECRET})
 
     settings = load()
-    with LiveServer(create_preview_app(settings, reload_settings=load)) as server:
-        yield Preview(server.url, project, settings, smtpd)
+    app = create_preview_app(settings, reload_settings=load)
+    with LiveServer(app) as server:
+        yield Preview(server.url, project, settings, smtpd, app.state.preview.hub)
 
 
 def mark(p: Any) -> None:
@@ -94,7 +107,7 @@ def mark(p: Any) -> None:
 
 
 def wait_for_reload(p: Any) -> None:
-    p.wait_for_function("() => window.__notReloaded === undefined", timeout=5000)
+    p.wait_for_function("() => window.__notReloaded === undefined", timeout=RELOAD_TIMEOUT)
     p.wait_for_load_state("load")
 
 
@@ -113,15 +126,39 @@ def test_saving_the_issue_refreshes_the_page_and_keeps_the_scroll_position(
     p.wait_for_function(
         "() => document.getElementById('title') && "
         "document.getElementById('title').textContent === 'Reloaded week'",
-        timeout=5000,
+        timeout=RELOAD_TIMEOUT,
     )
-    p.wait_for_load_state("load")
-    p.wait_for_function("() => window.scrollY > 0", timeout=2000)
-    assert p.evaluate("() => window.scrollY") == 700
+    p.wait_for_function(
+        "() => document.readyState === 'complete' && window.scrollY === 700", timeout=RELOAD_TIMEOUT
+    )
     # the emails in the iframes were re-rendered too
     frame = p.query_selector("#desktop").content_frame()
     assert "Reloaded week" in frame.inner_text("body")
     assert page.offsite == []
+
+
+def test_quick_successive_saves_end_on_the_last_one_at_the_same_position(
+    preview: Preview, page: RecordingPage
+) -> None:
+    p = page.page
+    p.goto(preview.issue_url(OWN_ISSUE), wait_until="load")
+    p.evaluate("() => window.scrollTo(0, 900)")
+    p.wait_for_function("() => window.scrollY === 900")
+    issue = preview.project / "issues" / f"{OWN_ISSUE}.md"
+    for n in range(3):
+        issue.write_text(OWN_ISSUE_TEXT.replace("Browser week", f"Save {n}"), encoding="utf-8")
+        p.wait_for_timeout(60)  # inside the reload of the previous save
+    p.wait_for_function(
+        "() => document.getElementById('title') && "
+        "document.getElementById('title').textContent === 'Save 2'",
+        timeout=RELOAD_TIMEOUT,
+    )
+    # a reload for a later batch of file events may still follow; the page must settle at
+    # the position the editor had, whichever document ends up on screen
+    p.wait_for_function(
+        "() => document.readyState === 'complete' && window.scrollY === 900", timeout=RELOAD_TIMEOUT
+    )
+    assert p.inner_text("#title") == "Save 2"
 
 
 def test_templates_images_and_config_reload_the_page(preview: Preview, page: RecordingPage) -> None:
@@ -149,7 +186,9 @@ def test_templates_images_and_config_reload_the_page(preview: Preview, page: Rec
 def test_index_shows_every_issue_and_a_broken_one_shows_its_errors(
     preview: Preview, page: RecordingPage
 ) -> None:
+    version = preview.hub.version
     (preview.project / "issues" / "2026-12-04-broken.md").write_text(BROKEN_TEXT)
+    preview.settle(version)  # so the page below is not reloaded under the test's feet
     p = page.page
     p.goto(preview.url + "/", wait_until="load")
     names = p.eval_on_selector_all("tr[data-issue]", "rows => rows.map(r => r.dataset.issue)")
@@ -234,6 +273,13 @@ def test_each_issue_fits_a_phone_and_is_screenshotted(
     desktop = p.query_selector("#desktop").content_frame()
     outer = email_fits(desktop)
     assert outer["scrollWidth"] <= outer["clientWidth"], outer
+    # each frame is as tall as its email, so only the preview page itself scrolls
+    heights = p.evaluate(
+        """() => Array.from(document.querySelectorAll(".frame iframe")).map(
+             f => [f.clientHeight, f.contentDocument.documentElement.scrollHeight])"""
+    )
+    for client_height, scroll_height in heights:
+        assert scroll_height <= client_height + 1, heights
     # desktop and phone side by side, as the editor sees them
     box = p.query_selector("#mobile").bounding_box()
     assert box is not None

@@ -36,17 +36,26 @@ RELOAD_SCRIPT = """
   var key = "newsletter-preview-scroll:" + location.pathname + location.search;
   var saved = sessionStorage.getItem(key);
   function restore() {
-    if (saved !== null) {
+    if (saved === null) { return; }
+    var target = parseInt(saved, 10) || 0;
+    window.scrollTo(0, target);
+    // a page that is shorter for now (the issue is broken halfway through a save) keeps
+    // the position for the next reload instead of forgetting it
+    if (Math.abs(window.scrollY - target) <= 1) {
       sessionStorage.removeItem(key);
-      window.scrollTo(0, parseInt(saved, 10) || 0);
+      saved = null;
     }
   }
-  if (document.readyState === "complete") { restore(); }
-  else { window.addEventListener("load", restore); }
+  // the page restores the position itself, once its iframes have their final height
+  if ("scrollRestoration" in history) { history.scrollRestoration = "manual"; }
+  function later() { setTimeout(restore, 0); }  // after every other load handler
+  if (document.readyState === "complete") { later(); }
+  else { window.addEventListener("load", later); }
   var source = new EventSource("%(endpoint)s?since=" + encodeURIComponent("%(tag)s"));
   source.addEventListener("reload", function () {
     source.close();
-    sessionStorage.setItem(key, String(window.scrollY));
+    // a second save while this page is still loading must not lose the first position
+    sessionStorage.setItem(key, saved !== null ? saved : String(window.scrollY));
     location.reload();
   });
 })();
