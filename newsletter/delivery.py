@@ -72,7 +72,9 @@ class Transport(Protocol):
 
     connections: int
 
-    async def send(self, sender: str, recipients: Sequence[str], data: bytes) -> SendResult: ...
+    async def send(
+        self, sender: str, recipients: Sequence[str], data: bytes, *, prepared: bool = False
+    ) -> SendResult: ...
 
     async def close(self) -> None: ...
 
@@ -158,6 +160,8 @@ class _Job:
     row: Claimed
     data: bytes
     sender: str
+    # CRLF with leading dots doubled already: goes after DATA unchanged
+    prepared: bool
 
 
 @dataclass
@@ -306,15 +310,19 @@ class DeliveryEngine:
             # the same id on every attempt, so a copy repeated after a crash can be told apart
             message_id=f"<{issue.id}.{row.subscriber_id}.{row.uid[:12]}@{self.domain}>",
         )
-        data = template.render(person)
-        if self.signer is not None:
-            data = self.signer.sign(data)
-        return _Job(row, data, envelope_sender(self.settings, row.email))
+        if self.signer is None:
+            data = template.render(person, dot_stuffed=True)
+            return _Job(row, data, envelope_sender(self.settings, row.email), prepared=True)
+        # DKIM signs the message as it is, before SMTP's dot doubling
+        data = self.signer.sign(template.render(person))
+        return _Job(row, data, envelope_sender(self.settings, row.email), prepared=False)
 
     async def _send_one(self, job: _Job, run: _Run) -> Outcome | None:
         row = job.row
         try:
-            result = await self.transport.send(job.sender, [row.email], job.data)
+            result = await self.transport.send(
+                job.sender, [row.email], job.data, prepared=job.prepared
+            )
         except TransportUnavailableError as exc:
             if run.paused is None:
                 run.paused = exc

@@ -149,14 +149,23 @@ class MessageTemplate:
         )
         self._text = _qp_segments(rendered.text)
         self._html = _qp_segments(rendered.html)
+        # the same segments with SMTP's leading-dot doubling done once, for the DATA fast path
+        self._text_stuffed = [_dot_stuff(p) for p in self._text]
+        self._html_stuffed = [_dot_stuff(p) for p in self._html]
         self._text_head = delimiter + part_head % b"plain"
         self._html_head = b"\r\n" + delimiter + part_head % b"html"
         self._end = b"\r\n--" + self.boundary.encode("ascii") + b"--\r\n"
         self._date_second = -1
         self._date_line = b""
 
-    def render(self, person: Personalization, *, date: datetime | None = None) -> bytes:
-        """The complete message for one recipient, as the CRLF bytes that go into DATA."""
+    def render(
+        self, person: Personalization, *, date: datetime | None = None, dot_stuffed: bool = False
+    ) -> bytes:
+        """The complete message for one recipient, as CRLF bytes.
+
+        With ``dot_stuffed`` lines starting with "." have it doubled (RFC 5321 section
+        4.5.2), so the bytes go after DATA as they are (see ``SmtpPool.send(prepared=...)``).
+        """
         check_header_value(person.unsubscribe_url, "unsubscribe URL")
         check_header_value(person.unsubscribe_mailto, "unsubscribe mailto")
         check_header_value(person.message_id, "Message-ID")
@@ -180,9 +189,12 @@ class MessageTemplate:
             self._tail,
             self._text_head,
         ]
-        _splice(parts, self._text, url_qp)
+        text, html = self._text, self._html
+        if dot_stuffed:
+            text, html, url_qp = self._text_stuffed, self._html_stuffed, _dot_stuff(url_qp)
+        _splice(parts, text, url_qp)
         parts.append(self._html_head)
-        _splice(parts, self._html, url_qp)
+        _splice(parts, html, url_qp)
         parts.append(self._end)
         return b"".join(parts)
 
@@ -249,6 +261,12 @@ def _qp_segments(body: str) -> list[bytes]:
             encoded += b"=\r\n"
         out.append(encoded)
     return out
+
+
+def _dot_stuff(piece: bytes) -> bytes:
+    # every piece starts at the beginning of a line and ends with CRLF or is followed by one
+    stuffed = piece.replace(b"\r\n.", b"\r\n..")
+    return b"." + stuffed if stuffed.startswith(b".") else stuffed
 
 
 def _splice(parts: list[bytes], segments: list[bytes], url_qp: bytes) -> None:

@@ -201,3 +201,19 @@ def test_splice_matches_reference_for_any_body(settings: Settings, html: str, te
     assert summary(parse(template.render(p, date=WHEN))) == summary(
         reference(rendered, settings, p)
     )
+
+
+def test_dot_stuffed_render_is_the_wire_form(settings: Settings) -> None:
+    from newsletter.transport import wire_form
+
+    html = ".starts with a dot\n" + HTML + "\n." + PH + "\n.."
+    rendered = rendered_issue(html, "." + TEXT)
+    template = MessageTemplate(rendered, settings, settings.mailing_list(None))
+    p = person("a@example.org", token="x")
+    p = Personalization(
+        p.to, "https://news.test.example/" + "." * 80, p.unsubscribe_mailto, p.message_id
+    )
+    plain = template.render(p, date=WHEN)
+    stuffed = template.render(p, date=WHEN, dot_stuffed=True)
+    assert stuffed != plain
+    assert stuffed + b".\r\n" == wire_form(plain)

@@ -196,3 +196,26 @@ def test_hourly_cap_waits_for_the_window() -> None:
     assert times[:2] == [0.0, 0.0]
     assert times[2] == pytest.approx(100.0)
     assert times[3] == pytest.approx(3600.0)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"Subject: dots\r\n\r\n.leading dot\r\n..two\r\nend.\r\n",
+        b".first line is a dot\r\n\r\nbody",
+        b"Subject: bare\n\nline feeds only\n.dot after LF\nno final newline",
+    ],
+)
+def test_dots_and_line_endings_arrive_intact(smtpd: SMTPServer, data: bytes) -> None:
+    async def go() -> None:
+        p = pool(smtpd)
+        try:
+            await p.send("a@test.example", ["x@example.org"], data)
+        finally:
+            await p.close()
+
+    asyncio.run(go())
+    expected = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    if not expected.endswith(b"\r\n"):
+        expected += b"\r\n"
+    assert smtpd.handler.messages[0].data == expected
