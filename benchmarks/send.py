@@ -12,11 +12,9 @@ the build, ``smtp-source`` into the same ``smtp-sink`` with the same message siz
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import email.policy
 import json
 import os
-import resource
 import secrets
 import shutil
 import socket
@@ -300,9 +298,10 @@ def main() -> None:
     try:
         settings = settings_for(work, f"sqlite:///{work / 'x.db'}", "smtp://127.0.0.1:1", 1)
         build = bench_build(settings)
+        ratio = build["reference_us"] / build["splice_us"]
         print(
             f"build: splice {build['splice_us']:.1f} µs/message, build_email_message "
-            f"{build['reference_us']:.0f} µs/message (ratio {build['reference_us'] / build['splice_us']:.0f}x); "
+            f"{build['reference_us']:.0f} µs/message (ratio {ratio:.0f}x); "
             f"message {build['size'] / 1024:.0f} KiB"
         )
         if not args.skip_throughput:
