@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import sys
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
+from email.message import EmailMessage
 from pathlib import Path
 
 import click
@@ -22,6 +25,7 @@ from sqlalchemy import Connection, Engine, make_url
 from newsletter.cli import AppContext, main, pass_app
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError, StoreError
+from newsletter.mailto import MailRequest, handle_unsubscribe_mail
 from newsletter.store.database import make_engine, migrate, schema_is_current
 from newsletter.store.importing import ImportReport, RejectsWriter, export_csv, import_csv
 from newsletter.store.schema import SubscriptionStatus, SuppressionReason
@@ -350,3 +354,40 @@ def show(app: AppContext, email: str) -> None:
                 )
         if reason is not None:
             click.echo(f"suppressed: {reason.value}")
+
+
+@subscribers_group.command("unsubscribe-mail")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@pass_app
+def unsubscribe_mail(app: AppContext, paths: tuple[Path, ...]) -> None:
+    """Honour unsubscribe requests sent to the List-Unsubscribe mailto: address.
+
+    PATHS are .eml files or Maildir folders (their new/ and cur/ messages). Each request is
+    acted on by the signed token in its subject, never by its sender; running it again over
+    the same messages changes nothing.
+    """
+    settings = app.settings
+    counts: dict[MailRequest, int] = dict.fromkeys(MailRequest, 0)
+    with open_store(settings) as engine:
+        for path in _message_files(paths):
+            with path.open("rb") as fh:
+                parsed = email.message_from_binary_file(fh, policy=email.policy.default)
+            assert isinstance(parsed, EmailMessage)
+            with engine.begin() as conn:
+                outcome = handle_unsubscribe_mail(conn, settings.secret_key, parsed)
+            counts[outcome.result] += 1
+            where = f" ({outcome.list_slug})" if outcome.list_slug else ""
+            click.echo(f"{path.name}: {outcome.result.value}{where}")
+    click.echo(", ".join(f"{n} {result.value}" for result, n in counts.items()))
+
+
+def _message_files(paths: tuple[Path, ...]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            for sub in ("new", "cur"):
+                if (path / sub).is_dir():
+                    files.extend(sorted(p for p in (path / sub).iterdir() if p.is_file()))
+        else:
+            files.append(path)
+    return files

@@ -1,0 +1,61 @@
+"""Unsubscribe requests that arrive by email: the ``mailto:`` half of ``List-Unsubscribe``.
+
+Every message carries ``mailto:unsubscribe@<domain>?subject=unsubscribe <token>`` beside the
+one-click URL. A request is honoured on the signed token in its subject, never on its From
+address (which anyone can forge); like the one-click POST, it leaves the list the token names
+and repeating it is harmless.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from email.message import EmailMessage
+
+from sqlalchemy import Connection
+
+from newsletter.errors import TokenError
+from newsletter.store.subscribers import find_by_uid, list_ids, unsubscribe
+from newsletter.tokens import TokenPurpose, read_token
+
+# "unsubscribe <token>", possibly behind "Re:" or a client's own prefix; tokens are base64url
+_SUBJECT_TOKEN = re.compile(r"\bunsubscribe\s+([A-Za-z0-9_-]{16,128})\b", re.IGNORECASE)
+
+
+class MailRequest(enum.Enum):
+    UNSUBSCRIBED = "unsubscribed"
+    ALREADY = "already unsubscribed"
+    NOT_A_REQUEST = "no unsubscribe token in the subject"
+    INVALID = "token not valid"
+
+
+@dataclass(frozen=True)
+class MailOutcome:
+    result: MailRequest
+    list_slug: str | None = None
+
+
+def token_from_message(message: EmailMessage) -> str | None:
+    """The token in the Subject (``unsubscribe <token>``), or None."""
+    match = _SUBJECT_TOKEN.search(str(message.get("Subject", "")))
+    return match.group(1) if match else None
+
+
+def handle_unsubscribe_mail(conn: Connection, secret: bytes, message: EmailMessage) -> MailOutcome:
+    """Act on one inbound message; the caller owns the transaction."""
+    token = token_from_message(message)
+    if token is None:
+        return MailOutcome(MailRequest.NOT_A_REQUEST)
+    try:
+        data = read_token(secret, token, TokenPurpose.UNSUBSCRIBE)
+    except TokenError:
+        return MailOutcome(MailRequest.INVALID)
+    slugs = {lid: slug for slug, lid in list_ids(conn).items()}
+    if data.list_id not in slugs:
+        return MailOutcome(MailRequest.INVALID)
+    subscriber = find_by_uid(conn, data.subscriber_uid)
+    slug = slugs[data.list_id]
+    if subscriber is None or not unsubscribe(conn, subscriber.id, data.list_id):
+        return MailOutcome(MailRequest.ALREADY, slug)
+    return MailOutcome(MailRequest.UNSUBSCRIBED, slug)
