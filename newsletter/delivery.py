@@ -213,6 +213,11 @@ class DeliveryEngine:
 
         async def produce() -> None:
             batch_limit = self.policy.batch_size
+            rate = self.settings.smtp.rate
+            if rate > 0:
+                # a batch must go out well within its lease, or another worker takes it over
+                # and sends it again
+                batch_limit = max(1, min(batch_limit, int(rate * self.policy.lease_seconds / 2)))
             while run.paused is None:
                 rows = await asyncio.to_thread(
                     self.ledger.claim,
@@ -472,7 +477,7 @@ async def _deliver(
     created: int | None,
 ) -> SendReport:
     own_transport = transport is None
-    pool: Transport = transport if transport is not None else SmtpPool.from_settings(settings)
+    pool: Transport = transport if transport is not None else _pool(settings, ledger)
     clock: Clock = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
     engine = DeliveryEngine(
         settings,
@@ -593,6 +598,16 @@ class _ProgressBar:
         self.progress.update(self.task, completed=self.already + done, rate=rate)
 
 
+def _pool(settings: Settings, ledger: SqlLedger) -> SmtpPool:
+    pool = SmtpPool.from_settings(settings)
+    if pool.hourly is not None:
+        # the hourly cap counts what this and earlier runs sent, as the ledger remembers it
+        now = datetime.now(UTC)
+        sent = ledger.sent_since(now - timedelta(hours=1))
+        pool.hourly.seed((now - when).total_seconds() for when in sent)
+    return pool
+
+
 def rendered_from_ref(ref: IssueRef) -> RenderedIssue:
     """The issue as it was recorded when its send began (workers may not have the file)."""
     issue = Issue(
@@ -655,7 +670,7 @@ async def _work(
     on_event: Callable[[str], None],
     policy: Policy | None,
 ) -> int:
-    pool: Transport = transport if transport is not None else SmtpPool.from_settings(settings)
+    pool: Transport = transport if transport is not None else _pool(settings, ledger)
     engine = DeliveryEngine(
         settings, ledger, pool, policy=policy, signer=DkimSigner.from_config(settings.dkim)
     )

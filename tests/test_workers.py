@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func, select
 
-from newsletter.config import load_settings
-from newsletter.delivery import issue_sent, prepare_issue
+from newsletter.config import Settings, load_settings
+from newsletter.delivery import Policy, issue_sent, prepare_issue, run_worker, with_smtp_url
 from newsletter.store.database import make_engine, migrate
 from newsletter.store.schema import deliveries
 from tests.conftest import TEST_SECRET, write_config
@@ -86,3 +87,33 @@ def test_three_workers_one_killed_nothing_lost(
         assert any(" sent, " in log.read_text() for log in logs[1:])
     finally:
         engine.dispose()
+
+
+def test_worker_waits_for_the_relay_and_resumes(
+    engine: Engine, settings: Settings, project: Path, smtpd: SMTPServer
+) -> None:
+    people = [f"q{i}@example.org" for i in range(5)]
+    bulk_people(engine, settings, people)
+    s = with_smtp_url(settings, smtpd.url)
+    prepare_issue(s, engine, project / "issues" / ISSUE)
+    smtpd.stop()
+    events: list[str] = []
+    restart = threading.Timer(1.0, smtpd.start)
+    restart.start()
+    try:
+        sent = run_worker(
+            s,
+            engine,
+            until_done=True,
+            poll_seconds=0.1,
+            max_pause_seconds=0.3,
+            on_event=events.append,
+            policy=Policy(flush_interval=0.01),
+        )
+    finally:
+        restart.join()
+    assert sent == len(people)
+    assert any(e.startswith("relay unreachable: cannot reach the SMTP server") for e in events)
+    assert events[-1] == "flood-barrier-vote (weekly): finished"
+    assert smtpd.handler.by_recipient() == dict.fromkeys(people, 1)
+    assert issue_sent(engine, "flood-barrier-vote", "weekly")
