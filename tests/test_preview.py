@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from newsletter.config import Settings, load_settings
@@ -54,6 +55,11 @@ def load(project: Path) -> Settings:
     )
 
 
+def local_client(app: Starlette) -> TestClient:
+    """A client that addresses the preview the way the editor's browser does."""
+    return TestClient(app, base_url="http://127.0.0.1:8001")
+
+
 @pytest.fixture
 def issue_file(project: Path, settings: Settings) -> Path:
     path = project / "issues" / f"{NAME}.md"
@@ -63,7 +69,7 @@ def issue_file(project: Path, settings: Settings) -> Path:
 
 @pytest.fixture
 def client(settings: Settings, issue_file: Path) -> TestClient:
-    return TestClient(create_preview_app(settings, watch_files=False))
+    return local_client(create_preview_app(settings, watch_files=False))
 
 
 def test_index_lists_every_issue_with_date_status_and_check(
@@ -160,7 +166,7 @@ def test_config_change_reloads_settings_and_a_bad_one_is_shown(
 ) -> None:
     config = project / "newsletter.toml"
     app = create_preview_app(settings, reload_settings=lambda: load(project), watch_files=False)
-    client = TestClient(app)
+    client = local_client(app)
     state = app.state.preview.state
     config.write_text(
         config.read_text().replace('name = "The Test Weekly"', 'name = "Renamed Weekly"', 1)
@@ -180,7 +186,7 @@ def test_send_me_a_test_goes_to_the_editor(
     project: Path, tmp_path: Path, smtpd: SMTPServer, issue_file: Path
 ) -> None:
     write_config(project, database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", smtp_url=smtpd.url)
-    client = TestClient(create_preview_app(load(project), watch_files=False))
+    client = local_client(create_preview_app(load(project), watch_files=False))
     page = client.get(f"/issues/{NAME}").text
     token = re.search(r'name="form_token" value="([^"]+)"', page)
     assert token is not None
@@ -205,7 +211,7 @@ def test_send_me_a_test_needs_the_page_token(
     project: Path, tmp_path: Path, smtpd: SMTPServer, issue_file: Path
 ) -> None:
     write_config(project, database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", smtp_url=smtpd.url)
-    client = TestClient(create_preview_app(load(project), watch_files=False))
+    client = local_client(create_preview_app(load(project), watch_files=False))
     response = client.post(f"/issues/{NAME}/send-test", data={"form_token": "guess"})
     assert response.status_code == 403
     assert smtpd.handler.messages == []
@@ -216,7 +222,7 @@ def test_send_me_a_test_reports_a_refusal(
 ) -> None:
     write_config(project, database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", smtp_url=smtpd.url)
     smtpd.handler.faults.rcpt["editor@test.example"] = ["550 5.1.1 no such user"]
-    client = TestClient(create_preview_app(load(project), watch_files=False))
+    client = local_client(create_preview_app(load(project), watch_files=False))
     page = client.get(f"/issues/{NAME}").text
     token = re.search(r'name="form_token" value="([^"]+)"', page)
     assert token is not None
@@ -243,7 +249,7 @@ def test_without_an_editor_address_the_button_says_what_to_set(
         project, database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", smtp_url=smtpd.url
     )
     config.write_text(config.read_text().replace('editor_email = "editor@test.example"\n', ""))
-    client = TestClient(create_preview_app(load(project), watch_files=False))
+    client = local_client(create_preview_app(load(project), watch_files=False))
     page = client.get(f"/issues/{NAME}").text
     assert '<button type="submit" id="send-test" disabled>' in page
     token = re.search(r'name="form_token" value="([^"]+)"', page)
@@ -251,3 +257,10 @@ def test_without_an_editor_address_the_button_says_what_to_set(
     response = client.post(f"/issues/{NAME}/send-test", data={"form_token": token.group(1)})
     assert "Set publication.editor_email" in response.text
     assert smtpd.handler.messages == []
+
+
+def test_other_host_names_are_refused(settings: Settings, issue_file: Path) -> None:
+    # a page elsewhere that rebinds its own name to 127.0.0.1 must not read unsent issues
+    app = create_preview_app(settings, watch_files=False)
+    assert TestClient(app, base_url="http://evil.example:8001").get("/").status_code == 400
+    assert TestClient(app, base_url="http://localhost:8001").get("/").status_code == 200

@@ -7,7 +7,7 @@ import uvicorn
 
 from newsletter.cli import AppContext, main, pass_app
 from newsletter.config import Settings, load_settings
-from newsletter.web.preview import DEFAULT_PORT, create_preview_app
+from newsletter.web.preview import DEFAULT_PORT, LOOPBACK_HOSTS, create_preview_app
 
 
 @main.command()
@@ -26,10 +26,16 @@ def preview(app: AppContext, host: str, port: int) -> None:
     def reload_settings() -> Settings:
         return load_settings(settings.source)
 
-    application = create_preview_app(settings, reload_settings=reload_settings)
+    loopback = host in LOOPBACK_HOSTS
+    application = create_preview_app(
+        settings,
+        reload_settings=reload_settings,
+        # bound elsewhere on purpose, the editor reaches it by a name we cannot know
+        allowed_hosts=LOOPBACK_HOSTS if loopback else ("*",),
+    )
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"Previewing {settings.issues_dir} at http://{shown}:{port}/ (Ctrl-C to stop)")
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    if not loopback:
         click.secho(
             f"warning: listening on {host}: anyone who can reach it can read unsent issues "
             "and send test emails",

@@ -16,7 +16,7 @@ import logging
 import re
 import secrets
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from email.message import EmailMessage
@@ -26,6 +26,8 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -45,6 +47,7 @@ from newsletter.web.reload import ReloadHub, events_endpoint, reload_script, wat
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8001
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 DESKTOP_WIDTH = 640
 MOBILE_WIDTH = 375
 TEST_SUBJECT_PREFIX = "[TEST] "
@@ -451,8 +454,14 @@ def create_preview_app(
     *,
     reload_settings: Callable[[], Settings] | None = None,
     watch_files: bool = True,
+    allowed_hosts: Sequence[str] = LOOPBACK_HOSTS,
 ) -> Starlette:
-    """The preview app. ``reload_settings`` re-reads ``newsletter.toml`` when it changes."""
+    """The preview app. ``reload_settings`` re-reads ``newsletter.toml`` when it changes.
+
+    Requests naming any other ``Host`` are refused: a web page the editor has open elsewhere
+    could otherwise point a host name of its own at 127.0.0.1 (DNS rebinding) and read the
+    unsent issues or send tests.
+    """
     state = PreviewState(settings, reload_settings)
     hub = ReloadHub()
     preview = PreviewApp(state, hub)
@@ -489,6 +498,7 @@ def create_preview_app(
             Route("/images/{path:path}", image, name="image"),
         ],
         lifespan=lifespan,
+        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))],
     )
     app.state.preview = preview
     return app
