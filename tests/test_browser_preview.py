@@ -202,6 +202,8 @@ def test_index_shows_every_issue_and_a_broken_one_shows_its_errors(
     assert "line" in problems
     assert "Traceback" not in p.content()
     assert p.query_selector("iframe") is None
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    p.screenshot(path=str(SCREENSHOTS / "broken-issue-preview.png"))
 
     # fixing the file turns the page into a preview without a manual reload
     mark(p)
