@@ -194,6 +194,8 @@ def test_index_shows_every_issue_and_a_broken_one_shows_its_errors(
     names = p.eval_on_selector_all("tr[data-issue]", "rows => rows.map(r => r.dataset.issue)")
     assert set(names) == {*SAMPLES, "2026-12-04-broken"}
     assert "fails" in p.inner_text('tr[data-issue="2026-12-04-broken"]')
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    p.screenshot(path=str(SCREENSHOTS / "index-preview.png"))
 
     p.click('tr[data-issue="2026-12-04-broken"] a')
     p.wait_for_load_state("load")
@@ -202,7 +204,6 @@ def test_index_shows_every_issue_and_a_broken_one_shows_its_errors(
     assert "line" in problems
     assert "Traceback" not in p.content()
     assert p.query_selector("iframe") is None
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     p.screenshot(path=str(SCREENSHOTS / "broken-issue-preview.png"))
 
     # fixing the file turns the page into a preview without a manual reload
