@@ -20,7 +20,7 @@ from typing import Protocol
 
 from sqlalchemy import Engine
 
-from newsletter.config import MailingList, Settings
+from newsletter.config import Settings
 from newsletter.errors import (
     DeliveryError,
     NewsletterError,
@@ -34,7 +34,8 @@ from newsletter.message import (
     envelope_sender,
     sender_domain,
 )
-from newsletter.model import Issue, IssueStatus, RenderedIssue
+from newsletter.model import RenderedIssue
+from newsletter.progress import ProgressBar
 from newsletter.signing import DkimSigner
 from newsletter.store.ledger import Claimed, Failure, IssueRef, Outcome, SqlLedger, new_owner
 from newsletter.store.schema import DeliveryStatus, SendStatus
@@ -477,7 +478,7 @@ async def _deliver(
     created: int | None,
 ) -> SendReport:
     own_transport = transport is None
-    pool: Transport = transport if transport is not None else _pool(settings, ledger)
+    pool: Transport = transport if transport is not None else pool_for(settings, ledger)
     clock: Clock = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
     engine = DeliveryEngine(
         settings,
@@ -487,7 +488,7 @@ async def _deliver(
         clock=clock,
         signer=DkimSigner.from_config(settings.dkim),
     )
-    bar = _ProgressBar(ledger.counts(ref)) if progress else None
+    bar = ProgressBar(ledger.counts(ref)) if progress else None
     callback = on_progress
     if bar is not None:
         callback = bar.update
@@ -549,56 +550,8 @@ def issue_sent(engine: Engine, slug: str, list_slug: str) -> bool:
     return counts[DeliveryStatus.PENDING] == 0 and counts[DeliveryStatus.SENDING] == 0
 
 
-class _ProgressBar:
-    """A rich progress bar with rate and ETA on stderr."""
-
-    def __init__(self, counts: Mapping[DeliveryStatus, int]) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
-        self.total = sum(counts.values())
-        self.already = (
-            self.total
-            - counts.get(DeliveryStatus.PENDING, 0)
-            - counts.get(DeliveryStatus.SENDING, 0)
-        )
-        self.progress = Progress(
-            TextColumn("sending"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]:>7.0f} msg/s"),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=False,
-        )
-        self.task = self.progress.add_task("send", total=self.total, rate=0.0)
-        self.started = time.monotonic()
-        self.last = 0.0
-
-    def __enter__(self) -> _ProgressBar:
-        self.progress.start()
-        self.progress.update(self.task, completed=self.already)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
-
-    def update(self, done: int, sent: int) -> None:
-        now = time.monotonic()
-        if now - self.last < 0.1:
-            return
-        self.last = now
-        rate = sent / (now - self.started) if now > self.started else 0.0
-        self.progress.update(self.task, completed=self.already + done, rate=rate)
-
-
-def _pool(settings: Settings, ledger: SqlLedger) -> SmtpPool:
+def pool_for(settings: Settings, ledger: SqlLedger) -> SmtpPool:
+    """The SMTP pool from settings, its hourly cap primed with what the ledger sent lately."""
     pool = SmtpPool.from_settings(settings)
     if pool.hourly is not None:
         # the hourly cap counts what this and earlier runs sent, as the ledger remembers it
@@ -606,123 +559,6 @@ def _pool(settings: Settings, ledger: SqlLedger) -> SmtpPool:
         sent = ledger.sent_since(now - timedelta(hours=1))
         pool.hourly.seed((now - when).total_seconds() for when in sent)
     return pool
-
-
-def rendered_from_ref(ref: IssueRef) -> RenderedIssue:
-    """The issue as it was recorded when its send began (workers may not have the file)."""
-    issue = Issue(
-        path=Path(f"{ref.slug}.md"),
-        slug=ref.slug,
-        date=ref.issue_date or datetime.now(UTC).date(),
-        title=ref.title,
-        subject=ref.subject,
-        preheader="",
-        authors=(),
-        status=IssueStatus.READY,
-        list=ref.list_slug,
-    )
-    return RenderedIssue(issue, ref.subject, "", ref.html, ref.text, archive_url="")
-
-
-def _mailing_list(settings: Settings, slug: str) -> MailingList:
-    # a list removed from the config after its send began still finishes under its slug
-    return settings.lists.get(slug) or MailingList(slug=slug, name=slug)
-
-
-def run_worker(
-    settings: Settings,
-    engine: Engine,
-    *,
-    transport: Transport | None = None,
-    until_done: bool = False,
-    poll_seconds: float = 5.0,
-    max_pause_seconds: float = 60.0,
-    on_event: Callable[[str], None] | None = None,
-    policy: Policy | None = None,
-) -> int:
-    """Deliver every open send in the ledger, forever (or ``until_done``); messages sent.
-
-    Any number of workers may run against one PostgreSQL database: each claims its own
-    batches. When the relay is down the worker says so and tries again with a growing pause.
-    """
-    return asyncio.run(
-        _work(
-            settings,
-            SqlLedger(engine),
-            transport=transport,
-            until_done=until_done,
-            poll_seconds=poll_seconds,
-            max_pause_seconds=max_pause_seconds,
-            on_event=on_event or (lambda _msg: None),
-            policy=policy,
-        )
-    )
-
-
-async def _work(
-    settings: Settings,
-    ledger: SqlLedger,
-    *,
-    transport: Transport | None,
-    until_done: bool,
-    poll_seconds: float,
-    max_pause_seconds: float,
-    on_event: Callable[[str], None],
-    policy: Policy | None,
-) -> int:
-    pool: Transport = transport if transport is not None else _pool(settings, ledger)
-    engine = DeliveryEngine(
-        settings, ledger, pool, policy=policy, signer=DkimSigner.from_config(settings.dkim)
-    )
-    templates: dict[int, MessageTemplate] = {}
-    total = 0
-    pause = 1.0
-    try:
-        while True:
-            refs = await asyncio.to_thread(ledger.open_issues)
-            if not refs and until_done:
-                return total
-            paused: str | None = None
-            waits: list[datetime] = []
-            for ref in refs:
-                template = templates.get(ref.id)
-                if template is None:
-                    template = MessageTemplate(
-                        rendered_from_ref(ref), settings, _mailing_list(settings, ref.list_slug)
-                    )
-                    templates[ref.id] = template
-                run = await engine.deliver(ref, template)
-                total += run.sent
-                if run.paused is not None:
-                    paused = str(run.paused)
-                    await asyncio.to_thread(ledger.set_status, ref, SendStatus.PAUSED)
-                    break
-                report = await asyncio.to_thread(
-                    report_for, ledger, ref, now=engine.clock(), run=run
-                )
-                if run.sent:
-                    on_event(
-                        f"{ref.slug} ({ref.list_slug}): {run.sent} sent, "
-                        f"{report.pending} pending, {report.failed} failed"
-                    )
-                if report.finished:
-                    on_event(f"{ref.slug} ({ref.list_slug}): finished")
-                elif report.next_attempt_at is not None:
-                    waits.append(report.next_attempt_at)
-            if paused is not None:
-                on_event(f"relay unreachable: {paused}; trying again in {pause:.0f} s")
-                await asyncio.sleep(pause)
-                pause = min(max_pause_seconds, pause * 2)
-                continue
-            pause = 1.0
-            now = engine.clock()
-            wait = poll_seconds
-            if waits:
-                wait = min(poll_seconds, max(0.05, (min(waits) - now).total_seconds()))
-            await asyncio.sleep(wait)
-    finally:
-        if transport is None:
-            await pool.close()
 
 
 def with_smtp_url(settings: Settings, smtp_url: str) -> Settings:

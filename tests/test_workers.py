@@ -11,9 +11,10 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from newsletter.config import Settings, load_settings
-from newsletter.delivery import Policy, issue_sent, prepare_issue, run_worker, with_smtp_url
+from newsletter.delivery import Policy, issue_sent, prepare_issue, with_smtp_url
 from newsletter.store.database import make_engine, migrate
 from newsletter.store.schema import deliveries
+from newsletter.worker import run_worker
 from tests.conftest import TEST_SECRET, write_config
 from tests.smtpd import SMTPServer
 from tests.test_crash import newsletter, wait_for

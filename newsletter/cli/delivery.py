@@ -15,7 +15,7 @@ from sqlalchemy import Engine, make_url
 
 from newsletter.cli import AppContext, main, pass_app
 from newsletter.config import Settings
-from newsletter.delivery import SendReport, run_send, run_worker
+from newsletter.delivery import SendReport, run_send
 from newsletter.errors import NewsletterError, StoreError
 from newsletter.message import MessageTemplate, Personalization, envelope_sender, sender_domain
 from newsletter.model import IssueStatus, RenderedIssue
@@ -25,6 +25,7 @@ from newsletter.store.ledger import IssueRef, SqlLedger
 from newsletter.store.schema import DeliveryStatus
 from newsletter.tokens import TokenPurpose, make_token, unsubscribe_mailto, unsubscribe_url
 from newsletter.transport import SmtpPool
+from newsletter.worker import run_worker
 
 # EX_TEMPFAIL (sysexits.h): the send is not finished; running it again will continue it
 EXIT_INCOMPLETE = 75

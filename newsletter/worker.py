@@ -1,0 +1,139 @@
+"""``newsletter worker``: deliver every open send in the ledger, on any number of machines.
+
+Workers need no issue files: each send is delivered from the subject and bodies recorded when
+it began. With PostgreSQL any number of workers share one send; each claims its own batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from newsletter.config import MailingList, Settings
+from newsletter.delivery import DeliveryEngine, Policy, Transport, pool_for, report_for
+from newsletter.message import MessageTemplate
+from newsletter.model import Issue, IssueStatus, RenderedIssue
+from newsletter.signing import DkimSigner
+from newsletter.store.ledger import IssueRef, SqlLedger
+from newsletter.store.schema import SendStatus
+
+
+def rendered_from_ref(ref: IssueRef) -> RenderedIssue:
+    """The issue as it was recorded when its send began (workers may not have the file)."""
+    issue = Issue(
+        path=Path(f"{ref.slug}.md"),
+        slug=ref.slug,
+        date=ref.issue_date or datetime.now(UTC).date(),
+        title=ref.title,
+        subject=ref.subject,
+        preheader="",
+        authors=(),
+        status=IssueStatus.READY,
+        list=ref.list_slug,
+    )
+    return RenderedIssue(issue, ref.subject, "", ref.html, ref.text, archive_url="")
+
+
+def _mailing_list(settings: Settings, slug: str) -> MailingList:
+    # a list removed from the config after its send began still finishes under its slug
+    return settings.lists.get(slug) or MailingList(slug=slug, name=slug)
+
+
+def run_worker(
+    settings: Settings,
+    engine: Engine,
+    *,
+    transport: Transport | None = None,
+    until_done: bool = False,
+    poll_seconds: float = 5.0,
+    max_pause_seconds: float = 60.0,
+    on_event: Callable[[str], None] | None = None,
+    policy: Policy | None = None,
+) -> int:
+    """Deliver every open send in the ledger, forever (or ``until_done``); messages sent.
+
+    Any number of workers may run against one PostgreSQL database: each claims its own
+    batches. When the relay is down the worker says so and tries again with a growing pause.
+    """
+    return asyncio.run(
+        _work(
+            settings,
+            SqlLedger(engine),
+            transport=transport,
+            until_done=until_done,
+            poll_seconds=poll_seconds,
+            max_pause_seconds=max_pause_seconds,
+            on_event=on_event or (lambda _msg: None),
+            policy=policy,
+        )
+    )
+
+
+async def _work(
+    settings: Settings,
+    ledger: SqlLedger,
+    *,
+    transport: Transport | None,
+    until_done: bool,
+    poll_seconds: float,
+    max_pause_seconds: float,
+    on_event: Callable[[str], None],
+    policy: Policy | None,
+) -> int:
+    pool: Transport = transport if transport is not None else pool_for(settings, ledger)
+    engine = DeliveryEngine(
+        settings, ledger, pool, policy=policy, signer=DkimSigner.from_config(settings.dkim)
+    )
+    templates: dict[int, MessageTemplate] = {}
+    total = 0
+    pause = 1.0
+    try:
+        while True:
+            refs = await asyncio.to_thread(ledger.open_issues)
+            if not refs and until_done:
+                return total
+            paused: str | None = None
+            waits: list[datetime] = []
+            for ref in refs:
+                template = templates.get(ref.id)
+                if template is None:
+                    template = MessageTemplate(
+                        rendered_from_ref(ref), settings, _mailing_list(settings, ref.list_slug)
+                    )
+                    templates[ref.id] = template
+                run = await engine.deliver(ref, template)
+                total += run.sent
+                if run.paused is not None:
+                    paused = str(run.paused)
+                    await asyncio.to_thread(ledger.set_status, ref, SendStatus.PAUSED)
+                    break
+                report = await asyncio.to_thread(
+                    report_for, ledger, ref, now=engine.clock(), run=run
+                )
+                if run.sent:
+                    on_event(
+                        f"{ref.slug} ({ref.list_slug}): {run.sent} sent, "
+                        f"{report.pending} pending, {report.failed} failed"
+                    )
+                if report.finished:
+                    on_event(f"{ref.slug} ({ref.list_slug}): finished")
+                elif report.next_attempt_at is not None:
+                    waits.append(report.next_attempt_at)
+            if paused is not None:
+                on_event(f"relay unreachable: {paused}; trying again in {pause:.0f} s")
+                await asyncio.sleep(pause)
+                pause = min(max_pause_seconds, pause * 2)
+                continue
+            pause = 1.0
+            now = engine.clock()
+            wait = poll_seconds
+            if waits:
+                wait = min(poll_seconds, max(0.05, (min(waits) - now).total_seconds()))
+            await asyncio.sleep(wait)
+    finally:
+        if transport is None:
+            await pool.close()
