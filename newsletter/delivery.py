@@ -163,6 +163,8 @@ class _Job:
     sender: str
     # CRLF with leading dots doubled already: goes after DATA unchanged
     prepared: bool
+    # not sent after this (the lease is about to run out)
+    deadline: datetime
 
 
 @dataclass
@@ -220,11 +222,13 @@ class DeliveryEngine:
                 # and sends it again
                 batch_limit = max(1, min(batch_limit, int(rate * self.policy.lease_seconds / 2)))
             while run.paused is None:
+                claimed_at = self.clock()
+                deadline = claimed_at + timedelta(seconds=0.8 * self.policy.lease_seconds)
                 rows = await asyncio.to_thread(
                     self.ledger.claim,
                     issue,
                     owner=self.owner,
-                    now=self.clock(),
+                    now=claimed_at,
                     lease_seconds=self.policy.lease_seconds,
                     limit=batch_limit,
                 )
@@ -245,7 +249,7 @@ class DeliveryEngine:
                         run.done += 1
                         continue
                     try:
-                        job = self._job(issue, template, row)
+                        job = self._job(issue, template, row, deadline)
                     except NewsletterError as exc:
                         # bad data in one row (say, a line break in a name) fails that row only
                         run.outcomes.append(
@@ -264,7 +268,9 @@ class DeliveryEngine:
                 job = await queue.get()
                 if job is None:
                     return
-                if run.paused is not None:
+                if run.paused is not None or self.clock() > job.deadline:
+                    # paused, or held so long (a crawling relay) that the lease is nearly up
+                    # and another worker may take the row: give it back rather than race
                     run.released.append(job.row.subscriber_id)
                     continue
                 outcome = await self._send_one(job, run)
@@ -304,7 +310,9 @@ class DeliveryEngine:
                 raise result
         return run
 
-    def _job(self, issue: IssueRef, template: MessageTemplate, row: Claimed) -> _Job:
+    def _job(
+        self, issue: IssueRef, template: MessageTemplate, row: Claimed, deadline: datetime
+    ) -> _Job:
         token = make_token(
             self.settings.secret_key, TokenPurpose.UNSUBSCRIBE, row.uid, issue.list_id
         )
@@ -318,10 +326,10 @@ class DeliveryEngine:
         )
         if self.signer is None:
             data = template.render(person, dot_stuffed=True)
-            return _Job(row, data, envelope_sender(self.settings, row.email), prepared=True)
+            return _Job(row, data, envelope_sender(self.settings, row.email), True, deadline)
         # DKIM signs the message as it is, before SMTP's dot doubling
         data = self.signer.sign(template.render(person))
-        return _Job(row, data, envelope_sender(self.settings, row.email), prepared=False)
+        return _Job(row, data, envelope_sender(self.settings, row.email), False, deadline)
 
     async def _send_one(self, job: _Job, run: _Run) -> Outcome | None:
         row = job.row
