@@ -258,3 +258,11 @@ def test_unknown_page_is_branded_404(client: TestClient) -> None:
     r = client.get("/nothing-here")
     assert r.status_code == 404
     assert "The Test Weekly" in r.text
+
+
+def test_issue_images_are_served(client: TestClient) -> None:
+    r = client.get("/images/footbridge.png")
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "image/png"
+    assert r.content.startswith(b"\x89PNG")
+    assert client.get("/images/../newsletter.toml").status_code == 404
