@@ -242,3 +242,19 @@ def test_erased_subscriber_link_still_answers_politely(
     r = client.post(f"/unsubscribe/{token}", data=ONE_CLICK)
     assert r.status_code == 200
     assert client.get(f"/unsubscribe/{token}").status_code == 200
+
+
+def test_page_after_leaving_the_list_offers_the_rest(
+    client: TestClient, engine: Engine, reader: Subscriber, lists: dict[str, int]
+) -> None:
+    weekly = f"/unsubscribe/{token_for(reader, lists['weekly'])}"
+    client.post(weekly, data=ONE_CLICK)
+    r = client.get(weekly)
+    assert r.status_code == 200
+    assert "no longer receives" in r.text
+    assert 'value="One-Click"' not in r.text
+    assert 'value="business"' in r.text  # the list still to leave
+    client.post(weekly, data={"action": "preferences"})  # keep nothing
+    r = client.get(weekly)
+    assert "You're unsubscribed" in r.text
+    assert set(statuses(engine).values()) == {SubscriptionStatus.UNSUBSCRIBED}

@@ -43,6 +43,8 @@ class Outcome:
     subscriber: Subscriber | None
     suppressed: bool
     left: tuple[str, ...] = ()
+    # still on the list the link came from
+    on_list: bool = False
 
     @property
     def remaining(self) -> tuple[Subscription, ...]:
@@ -109,7 +111,8 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
             outcome = await run_in_threadpool(look, data)
         except InvalidLink:
             return invalid()
-        if outcome.subscriber is None or outcome.suppressed:
+        if not outcome.remaining:
+            # nothing left to leave: say so rather than offer a button that does nothing
             return ctx.page("unsubscribed.html", private=True, outcome=outcome, mask=mask_email)
         return ctx.page("unsubscribe.html", private=True, outcome=outcome, mask=mask_email)
 
@@ -147,4 +150,10 @@ def _state(conn: Connection, data: TokenData, left: tuple[str, ...]) -> Outcome:
     sub = subscriber.subscription(data.list_id) if subscriber else None
     list_name = sub.list_name if sub else names[data.list_id]
     suppressed = subscriber is not None and is_suppressed(conn, subscriber.email_normalized)
-    return Outcome(list_name=list_name, subscriber=subscriber, suppressed=suppressed, left=left)
+    return Outcome(
+        list_name=list_name,
+        subscriber=subscriber,
+        suppressed=suppressed,
+        left=left,
+        on_list=sub is not None and sub.active and not suppressed,
+    )
