@@ -11,6 +11,7 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from email.message import EmailMessage
 from typing import Any
 
 from starlette.background import BackgroundTask
@@ -21,6 +22,7 @@ from starlette.routing import BaseRoute, Route
 
 from newsletter.errors import InvalidAddressError, NewsletterError, TokenError
 from newsletter.store.subscribers import (
+    Subscriber,
     clean_name,
     confirm_subscriber,
     normalize_email,
@@ -90,7 +92,7 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         except TokenError as exc:
             return ctx.page("invalid.html", status_code=400, private=True, message=str(exc))
 
-        def work() -> Any:
+        def work() -> Subscriber | None:
             with ctx.engine.begin() as conn:
                 return confirm_subscriber(conn, data.subscriber_uid)
 
@@ -123,7 +125,8 @@ async def _subscribe_and_mail(ctx: WebContext, form: SubscribeForm, lists: list[
         log.exception("subscribe: unexpected failure")
 
 
-def _record(ctx: WebContext, form: SubscribeForm, lists: list[str]) -> Any:
+def _record(ctx: WebContext, form: SubscribeForm, lists: list[str]) -> EmailMessage | None:
+    """Store the request; the confirmation message when one is due (blocking: a thread)."""
     ids = ctx.list_ids()
     with ctx.engine.begin() as conn:
         outcome = request_subscription(
