@@ -131,6 +131,17 @@ def test_semicolons_are_detected(engine: Engine, lists: dict[str, int], tmp_path
     assert on_list(engine, lists["weekly"]) == {"a@example.org": "A, B", "c@example.org": "C"}
 
 
+def test_excel_sep_line_names_the_delimiter(
+    engine: Engine, lists: dict[str, int], tmp_path: Path
+) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_text("sep=|\r\nemail|name\r\nd@example.org|D, E\r\n", encoding="utf-8")
+    report, rejects = run(engine, path, lists["weekly"])
+    assert report.delimiter == "|"
+    assert rejects == []
+    assert on_list(engine, lists["weekly"]) == {"d@example.org": "D, E"}
+
+
 def test_wrong_explicit_delimiter_is_a_clear_error(
     engine: Engine, lists: dict[str, int], tmp_path: Path
 ) -> None:

@@ -262,7 +262,12 @@ def _read_header(
     line = 0
     for text in lines:
         line += 1
-        if text.strip():
+        hint = text.strip()
+        # Excel's "sep=;" first line names the delimiter
+        if len(hint) == 5 and hint.lower().startswith("sep="):
+            delimiter = delimiter or hint[4]
+            continue
+        if hint:
             break
     else:
         raise ImportFileError("is empty: expected a header row with an 'email' column", path=path)
