@@ -33,6 +33,7 @@ from newsletter.store.schema import (
 from newsletter.tokens import new_subscriber_uid
 
 __all__ = [
+    "SubscribeRequest",
     "Subscriber",
     "Subscription",
     "SubscriptionStatus",
@@ -41,6 +42,9 @@ __all__ = [
     "clean_name",
     "confirm_subscriber",
     "count_subscribers",
+    "count_suppressions",
+    "counts_by_status",
+    "dialect_insert",
     "email_hash",
     "ensure_lists",
     "erase",
@@ -51,6 +55,7 @@ __all__ = [
     "list_ids",
     "normalize_email",
     "request_subscription",
+    "resolve_lists",
     "suppress",
     "suppression_reason",
     "unsubscribe",
