@@ -221,7 +221,12 @@ def test_temporary_rcpt_reply_is_retried_with_backoff(
 
 @pytest.mark.parametrize(
     ("where", "reply"),
-    [("rcpt", "550 5.1.1 no such user"), ("rcpt", "554 5.7.1 refused"), ("data", "554 5.6.0 bad")],
+    [
+        ("rcpt", "550 5.1.1 no such user"),
+        ("rcpt", "554 5.7.1 refused"),
+        ("data", "554 5.6.0 bad"),
+        ("data", "550 5.7.1 looks like spam"),
+    ],
 )
 def test_permanent_reply_bounces_and_suppresses(
     engine: Engine,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import dkim
 import pytest
@@ -14,6 +16,7 @@ from newsletter.config import Settings
 from newsletter.errors import ConfigError
 from newsletter.message import MessageTemplate
 from newsletter.signing import DkimSigner
+from tests.smtpd import SMTPServer
 from tests.test_message_splice import HTML, TEXT, WHEN, person, rendered_issue
 
 
@@ -69,3 +72,36 @@ def test_unreadable_key_is_a_config_error(settings: Settings, tmp_path) -> None:
     with pytest.raises(ConfigError, match=r"dkim\.key_path"):
         DkimSigner.from_config(Dkim(tmp_path / "missing.pem", "news", "test.example"))
     assert DkimSigner.from_config(Dkim()) is None
+
+
+def test_send_signs_every_message_when_dkim_is_configured(
+    settings: Settings,
+    keypair: tuple[bytes, bytes],
+    tmp_path: Path,
+    smtpd: SMTPServer,
+    project: Path,
+) -> None:
+    from newsletter.config import Dkim
+    from newsletter.delivery import run_send
+    from newsletter.store.database import make_engine, migrate
+    from tests.test_delivery import ISSUE, add_people
+
+    private, public = keypair
+    key = tmp_path / "dkim.pem"
+    key.write_bytes(private)
+    signed = dataclasses.replace(
+        settings,
+        smtp_url=smtpd.url,
+        dkim=Dkim(key_path=key, selector="news", domain="test.example"),
+    )
+    engine = make_engine(settings.database_url)
+    try:
+        migrate(engine)
+        add_people(engine, settings, ["a@example.org", "b@example.org"])
+        report = run_send(signed, engine, project / "issues" / ISSUE)
+    finally:
+        engine.dispose()
+    assert report.sent == 2
+    for received in smtpd.handler.messages:
+        assert received.data.startswith(b"DKIM-Signature:")
+        assert dkim.verify(received.data, dnsfunc=dns_for(public))
