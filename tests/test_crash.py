@@ -89,3 +89,40 @@ def test_kill_9_mid_send_then_rerun_finishes_the_issue(
     # accepted ones whose outcome was not committed yet (outcomes are committed every 50 ms,
     # about 3 messages at this server's pace); the rest is slack for a loaded machine
     assert repeated <= CONNECTIONS + 8, counts
+
+
+def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(
+    tmp_path: Path, project: Path, smtpd: SMTPServer
+) -> None:
+    from newsletter.store.database import make_engine, migrate
+
+    database_url = f"sqlite:///{tmp_path / 'ctrlc.db'}"
+    config = write_config(project, database_url=database_url, smtp_url=smtpd.url)
+    settings = load_settings(config, environ={"NEWSLETTER_SECRET_KEY": TEST_SECRET})
+    engine = make_engine(database_url)
+    try:
+        migrate(engine)
+        people = [f"c{i:03d}@example.org" for i in range(40)]
+        bulk_people(engine, settings, people)
+        smtpd.handler.faults.data_delay = 0.03
+        log = project / "ctrlc.log"
+        proc = newsletter(config, log, "send", ISSUE, "--no-progress")
+        try:
+            wait_for(lambda: len(smtpd.handler.messages) >= 5, proc, log)
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=20) == 130
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        output = log.read_text()
+        assert "interrupted; the ledger keeps what was sent" in output
+        assert "Traceback" not in output
+        smtpd.handler.faults.data_delay = 0
+        report = run_send(settings, engine, project / "issues" / ISSUE)
+        assert report.finished
+        counts = smtpd.handler.by_recipient()
+        assert set(counts) == set(people)
+        assert sum(n - 1 for n in counts.values()) <= 6
+    finally:
+        engine.dispose()

@@ -125,6 +125,14 @@ def send_command(
             _dry_run(settings, engine, path, list_slug)
             return
         report = run_send(settings, engine, path, list_slug=list_slug, progress=not no_progress)
+    except KeyboardInterrupt:
+        click.secho(
+            f"interrupted; the ledger keeps what was sent: run `newsletter send {issue}` again "
+            "to continue",
+            fg="yellow",
+            err=True,
+        )
+        sys.exit(130)
     finally:
         engine.dispose()
     _print_report(report, rerun=f"newsletter send {issue}")
