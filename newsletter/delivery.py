@@ -25,6 +25,7 @@ from newsletter.errors import (
     DeliveryError,
     NewsletterError,
     PermanentDeliveryError,
+    QuotaReachedError,
     TemporaryDeliveryError,
     TransportUnavailableError,
 )
@@ -94,6 +95,8 @@ class SendReport:
     sent_now: int = 0
     created: int | None = None
     paused: str | None = None
+    # the pause is the relay's hourly quota (smtp.hourly_cap), not an outage
+    quota: bool = False
     next_attempt_at: datetime | None = None
 
     @property
@@ -537,6 +540,7 @@ def report_for(
         sent_now=run.sent if run is not None else 0,
         created=created,
         paused=paused,
+        quota=run is not None and isinstance(run.paused, QuotaReachedError),
         next_attempt_at=None if finished else ledger.next_attempt_at(ref),
     )
 

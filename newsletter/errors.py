@@ -123,3 +123,7 @@ class SchedulerError(NewsletterError):
 
 class SinkError(NewsletterError):
     """The local SMTP sink cannot start (port taken, Maildir not writable)."""
+
+
+class QuotaReachedError(TransportUnavailableError):
+    """The relay's hourly quota (``smtp.hourly_cap``) is used up; the send pauses until it frees."""

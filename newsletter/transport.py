@@ -26,6 +26,7 @@ from newsletter.errors import (
     ConfigError,
     DeliveryError,
     PermanentDeliveryError,
+    QuotaReachedError,
     TemporaryDeliveryError,
     TransportUnavailableError,
 )
@@ -198,8 +199,18 @@ class HourlyCap:
             return 0.0
         return self.sent[0] + self.WINDOW - now
 
-    async def acquire(self) -> None:
+    async def acquire(self, *, max_wait: float = float("inf")) -> None:
+        """Take a slot, sleeping for one up to ``max_wait`` seconds; longer is QuotaReachedError.
+
+        A send should not sit silent for most of an hour: it pauses instead, and ``send`` or
+        the worker resumes it when the window has room again.
+        """
         while (delay := self.wait_time()) > 0:
+            if delay > max_wait:
+                raise QuotaReachedError(
+                    f"hourly cap of {self.cap} messages reached; the next slot opens in "
+                    f"{delay / 60:.0f} min"
+                )
             await self.sleep(delay)
         self.sent.append(self.clock())
 
@@ -311,6 +322,7 @@ class SmtpPool:
         recycle_after: int = 1000,
         rate: float = 0.0,
         hourly_cap: int = 0,
+        quota_wait: float = 10.0,
         local_hostname: str | None = None,
     ) -> None:
         self.endpoint = endpoint
@@ -319,6 +331,8 @@ class SmtpPool:
         self.recycle_after = recycle_after
         self.bucket = TokenBucket(rate) if rate > 0 else None
         self.hourly = HourlyCap(hourly_cap) if hourly_cap > 0 else None
+        # waiting longer than this for the hourly cap pauses the send instead
+        self.quota_wait = quota_wait
         self.local_hostname = local_hostname or socket.getfqdn()
         self._idle: asyncio.LifoQueue[_Connection] = asyncio.LifoQueue()
         self._all = [_Connection() for _ in range(self.connections)]
@@ -351,7 +365,7 @@ class SmtpPool:
         """
         wire = data + b".\r\n" if prepared else wire_form(data)
         if self.hourly is not None:
-            await self.hourly.acquire()
+            await self.hourly.acquire(max_wait=self.quota_wait)
         if self.bucket is not None:
             await self.bucket.acquire()
         conn = await self._idle.get()

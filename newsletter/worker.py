@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from newsletter.config import MailingList, Settings
 from newsletter.delivery import DeliveryEngine, Policy, Transport, pool_for, report_for
+from newsletter.errors import QuotaReachedError
 from newsletter.message import MessageTemplate
 from newsletter.model import Issue, IssueStatus, RenderedIssue
 from newsletter.signing import DkimSigner
@@ -108,7 +109,12 @@ async def _work(
                 run = await engine.deliver(ref, template)
                 total += run.sent
                 if run.paused is not None:
-                    paused = str(run.paused)
+                    what = (
+                        "hourly cap reached"
+                        if isinstance(run.paused, QuotaReachedError)
+                        else "relay unreachable"
+                    )
+                    paused = f"{what}: {run.paused}"
                     await asyncio.to_thread(ledger.set_status, ref, SendStatus.PAUSED)
                     break
                 report = await asyncio.to_thread(
@@ -124,7 +130,7 @@ async def _work(
                 elif report.next_attempt_at is not None:
                     waits.append(report.next_attempt_at)
             if paused is not None:
-                on_event(f"relay unreachable: {paused}; trying again in {pause:.0f} s")
+                on_event(f"{paused}; trying again in {pause:.0f} s")
                 await asyncio.sleep(pause)
                 pause = min(max_pause_seconds, pause * 2)
                 continue

@@ -152,3 +152,19 @@ def test_demo_from_a_fresh_directory(tmp_path: Path) -> None:
     assert second.exit_code == 0, second.output
     assert "Nothing new" in second.output
     assert len(list(maildir.iterdir())) == 5
+
+
+def test_hourly_cap_pauses_the_send_and_counts_earlier_runs(
+    store: tuple[Path, Engine], smtpd: SMTPServer
+) -> None:
+    config, _ = store
+    config.write_text(config.read_text().replace("timeout = 5", "timeout = 5\nhourly_cap = 3"))
+    code, out = run(config, "send", ISSUE, "--no-progress")
+    assert code == 75
+    assert "hourly cap reached, 1 pending" in out
+    assert len(smtpd.handler.messages) == 3
+    # a new run remembers, through the ledger, the three sent within the hour
+    code, out = run(config, "send", ISSUE, "--no-progress")
+    assert code == 75
+    assert "hourly cap reached, 1 pending" in out
+    assert len(smtpd.handler.messages) == 3

@@ -154,8 +154,9 @@ def _print_report(report: SendReport, *, rerun: str) -> None:
     if len(report.failures) > 10:
         click.echo(f"  ... see `newsletter status {report.issue_slug}` for all failures")
     if report.paused is not None:
+        what = "hourly cap reached" if report.quota else "relay unreachable"
         click.secho(
-            f"relay unreachable, {report.pending} pending, run `{rerun}` again ({report.paused})",
+            f"{what}, {report.pending} pending, run `{rerun}` again ({report.paused})",
             fg="yellow",
             err=True,
         )
