@@ -412,3 +412,19 @@ def test_claims_respect_the_limit_and_never_overlap(
     later = ledger.claim(ref, owner="c", now=T0 + timedelta(seconds=61), limit=10, lease_seconds=60)
     assert len(later) == 6
     assert {c.attempts for c in later} == {2}
+
+
+def test_verp_envelope_sender_per_recipient(
+    engine: Engine, settings: Settings, smtpd: SMTPServer, project: Path, people: list[str]
+) -> None:
+    verp = dataclasses.replace(
+        settings,
+        smtp=dataclasses.replace(
+            settings.smtp, return_path="bounces+{local}={domain}@test.example"
+        ),
+    )
+    assert send(verp, engine, smtpd, project).finished
+    senders = {m.rcpt_tos[0]: m.mail_from for m in smtpd.handler.messages}
+    assert senders == {p: f"bounces+{p.replace('@', '=')}@test.example" for p in people}
+    # the From header stays the publication's
+    assert {str(m.message["From"]) for m in smtpd.handler.messages} == {settings.publication.sender}
