@@ -26,6 +26,7 @@ from newsletter.errors import (
     NewsletterError,
     PermanentDeliveryError,
     QuotaReachedError,
+    StoreError,
     TemporaryDeliveryError,
     TransportUnavailableError,
 )
@@ -175,8 +176,14 @@ class _Run:
     outcomes: list[Outcome] = field(default_factory=list)
     released: list[int] = field(default_factory=list)
     paused: TransportUnavailableError | None = None
+    # the ledger could not be written: stop, since nothing sent now could be recorded
+    store_error: StoreError | None = None
     sent: int = 0
     done: int = 0
+
+    @property
+    def stopping(self) -> bool:
+        return self.paused is not None or self.store_error is not None
 
 
 class DeliveryEngine:
@@ -224,7 +231,7 @@ class DeliveryEngine:
                 # a batch must go out well within its lease, or another worker takes it over
                 # and sends it again
                 batch_limit = max(1, min(batch_limit, int(rate * self.policy.lease_seconds / 2)))
-            while run.paused is None:
+            while not run.stopping:
                 claimed_at = self.clock()
                 deadline = claimed_at + timedelta(seconds=0.8 * self.policy.lease_seconds)
                 rows = await asyncio.to_thread(
@@ -238,7 +245,7 @@ class DeliveryEngine:
                 if not rows:
                     return
                 for row in rows:
-                    if run.paused is not None:
+                    if run.stopping:
                         run.released.append(row.subscriber_id)
                         continue
                     if not row.active:
@@ -271,7 +278,7 @@ class DeliveryEngine:
                 job = await queue.get()
                 if job is None:
                     return
-                if run.paused is not None or self.clock() > job.deadline:
+                if run.stopping or self.clock() > job.deadline:
                     # paused, or held so long (a crawling relay) that the lease is nearly up
                     # and another worker may take the row: give it back rather than race
                     run.released.append(job.row.subscriber_id)
@@ -290,7 +297,11 @@ class DeliveryEngine:
         async def flush_forever() -> None:
             while not stopping:
                 await asyncio.sleep(self.policy.flush_interval)
-                await self._flush(issue, run)
+                try:
+                    await self._flush(issue, run)
+                except StoreError as exc:
+                    run.store_error = exc
+                    return
 
         flusher = asyncio.create_task(flush_forever())
         senders = [asyncio.create_task(send()) for _ in range(self.transport.connections)]
@@ -311,6 +322,8 @@ class DeliveryEngine:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+        if run.store_error is not None:
+            raise run.store_error
         return run
 
     def _job(
@@ -378,14 +391,21 @@ class DeliveryEngine:
     async def _flush(self, issue: IssueRef, run: _Run) -> None:
         outcomes, run.outcomes = run.outcomes, []
         released, run.released = run.released, []
-        if outcomes:
-            await asyncio.to_thread(
-                self.ledger.record, issue, outcomes, owner=self.owner, now=self.clock()
-            )
-        if released:
-            await asyncio.to_thread(
-                self.ledger.release, issue, owner=self.owner, subscriber_ids=released
-            )
+        try:
+            if outcomes:
+                await asyncio.to_thread(
+                    self.ledger.record, issue, outcomes, owner=self.owner, now=self.clock()
+                )
+                outcomes = []
+            if released:
+                await asyncio.to_thread(
+                    self.ledger.release, issue, owner=self.owner, subscriber_ids=released
+                )
+        except StoreError:
+            # keep them for the next try: an outcome dropped here means a repeat later
+            run.outcomes[:0] = outcomes
+            run.released[:0] = released
+            raise
 
 
 # --- entry points ---------------------------------------------------------------------------

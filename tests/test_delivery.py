@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import re
@@ -9,12 +10,14 @@ import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, insert, select
 
 from newsletter.config import Settings
 from newsletter.delivery import (
+    DeliveryEngine,
     Policy,
     SendReport,
     issue_sent,
@@ -22,6 +25,8 @@ from newsletter.delivery import (
     run_send,
     with_smtp_url,
 )
+from newsletter.errors import StoreError
+from newsletter.message import MessageTemplate
 from newsletter.store.ledger import SqlLedger
 from newsletter.store.schema import (
     DeliveryStatus,
@@ -36,6 +41,7 @@ from newsletter.store.schema import (
 )
 from newsletter.store.subscribers import add_subscriber, ensure_lists, unsubscribe
 from newsletter.tokens import TokenPurpose, read_token
+from newsletter.transport import SmtpPool
 from tests.smtpd import SMTPServer
 
 ISSUE = "2026-11-20-flood-barrier-vote.md"
@@ -428,3 +434,46 @@ def test_verp_envelope_sender_per_recipient(
     assert senders == {p: f"bounces+{p.replace('@', '=')}@test.example" for p in people}
     # the From header stays the publication's
     assert {str(m.message["From"]) for m in smtpd.handler.messages} == {settings.publication.sender}
+
+
+class FlakyLedger(SqlLedger):
+    """The real ledger, except that writing outcomes fails the first ``failures`` times."""
+
+    def __init__(self, engine: Engine, failures: int) -> None:
+        super().__init__(engine)
+        self.failures = failures
+
+    def record(self, *args: Any, **kwargs: Any) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise StoreError("database is locked")
+        super().record(*args, **kwargs)
+
+
+def test_ledger_write_failure_stops_the_send_without_losing_outcomes(
+    engine: Engine, settings: Settings, smtpd: SMTPServer, project: Path, people: list[str]
+) -> None:
+    s = with_smtp_url(settings, smtpd.url)
+    ref, rendered, _ = prepare_issue(s, engine, project / "issues" / ISSUE, now=T0)
+    template = MessageTemplate(rendered, s, s.mailing_list(ref.list_slug))
+
+    async def deliver() -> None:
+        pool = SmtpPool.from_settings(s, connections=1)
+        try:
+            await DeliveryEngine(
+                s, FlakyLedger(engine, 1), pool, policy=FAST, clock=lambda: T0
+            ).deliver(ref, template)
+        finally:
+            await pool.close()
+
+    with pytest.raises(StoreError, match="database is locked"):
+        asyncio.run(deliver())
+    # what was accepted before the failure was recorded by the last flush, not lost
+    sent_before = len(smtpd.handler.messages)
+    assert sent_before >= 1
+    assert list(states(engine).values()).count("sent") == sent_before
+    assert "sending" not in states(engine).values()
+
+    final = send(settings, engine, smtpd, project)
+    assert final.finished
+    assert smtpd.handler.by_recipient() == dict.fromkeys(people, 1)

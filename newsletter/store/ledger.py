@@ -407,8 +407,11 @@ class SqlLedger:
                 lease_expires_at=None,
             )
         )
-        with self.engine.begin() as conn:
-            conn.execute(stmt, params)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(stmt, params)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot give claimed deliveries back: {exc}") from exc
 
     def reap(self, issue: IssueRef, *, now: datetime) -> int:
         """Expire at once the leases of owners on this host whose process is gone."""
