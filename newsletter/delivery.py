@@ -61,6 +61,10 @@ class LedgerStore(Protocol):
 
     def release(self, issue: IssueRef, *, owner: str, subscriber_ids: Sequence[int]) -> None: ...
 
+    def renew(
+        self, issue: IssueRef, *, owner: str, now: datetime, lease_seconds: float
+    ) -> None: ...
+
     def reap(self, issue: IssueRef, *, now: datetime) -> int: ...
 
     def counts(self, issue: IssueRef) -> Mapping[DeliveryStatus, int]: ...
@@ -167,8 +171,8 @@ class _Job:
     sender: str
     # CRLF with leading dots doubled already: goes after DATA unchanged
     prepared: bool
-    # not sent after this (the lease is about to run out)
-    deadline: datetime
+    # when the row was claimed; with the last lease renewal this says when the lease ends
+    claimed_at: datetime
 
 
 @dataclass
@@ -178,6 +182,8 @@ class _Run:
     paused: TransportUnavailableError | None = None
     # the ledger could not be written: stop, since nothing sent now could be recorded
     store_error: StoreError | None = None
+    # last time every row this engine holds had its lease extended
+    renewed_at: datetime | None = None
     sent: int = 0
     done: int = 0
 
@@ -233,7 +239,6 @@ class DeliveryEngine:
                 batch_limit = max(1, min(batch_limit, int(rate * self.policy.lease_seconds / 2)))
             while not run.stopping:
                 claimed_at = self.clock()
-                deadline = claimed_at + timedelta(seconds=0.8 * self.policy.lease_seconds)
                 rows = await asyncio.to_thread(
                     self.ledger.claim,
                     issue,
@@ -259,7 +264,7 @@ class DeliveryEngine:
                         run.done += 1
                         continue
                     try:
-                        job = self._job(issue, template, row, deadline)
+                        job = self._job(issue, template, row, claimed_at)
                     except NewsletterError as exc:
                         # bad data in one row (say, a line break in a name) fails that row only
                         run.outcomes.append(
@@ -278,9 +283,9 @@ class DeliveryEngine:
                 job = await queue.get()
                 if job is None:
                     return
-                if run.stopping or self.clock() > job.deadline:
-                    # paused, or held so long (a crawling relay) that the lease is nearly up
-                    # and another worker may take the row: give it back rather than race
+                if run.stopping or self._lease_running_out(job, run):
+                    # paused, or the lease could lapse before this transaction ends (renewals
+                    # failed): another worker may take the row, so give it back, never race
                     run.released.append(job.row.subscriber_id)
                     continue
                 outcome = await self._send_one(job, run)
@@ -295,10 +300,24 @@ class DeliveryEngine:
                     on_progress(run.done, run.sent)
 
         async def flush_forever() -> None:
+            # the heartbeat: leases of rows still queued or in flight are extended every third
+            # of a lease, so a slow relay never lets another worker take over a live batch
+            every = timedelta(seconds=self.policy.lease_seconds / 3)
+            renewed = self.clock()
             while not stopping:
                 await asyncio.sleep(self.policy.flush_interval)
                 try:
                     await self._flush(issue, run)
+                    now = self.clock()
+                    if now - renewed >= every:
+                        await asyncio.to_thread(
+                            self.ledger.renew,
+                            issue,
+                            owner=self.owner,
+                            now=now,
+                            lease_seconds=self.policy.lease_seconds,
+                        )
+                        renewed = run.renewed_at = now
                 except StoreError as exc:
                     run.store_error = exc
                     return
@@ -326,8 +345,17 @@ class DeliveryEngine:
             raise run.store_error
         return run
 
+    def _lease_running_out(self, job: _Job, run: _Run) -> bool:
+        start = job.claimed_at
+        if run.renewed_at is not None and run.renewed_at > start:
+            start = run.renewed_at
+        lease = self.policy.lease_seconds
+        # a transaction takes at most a few command timeouts (MAIL, RCPT, DATA, connect)
+        margin = min(4 * self.settings.smtp.timeout, lease / 2)
+        return self.clock() > start + timedelta(seconds=lease - margin)
+
     def _job(
-        self, issue: IssueRef, template: MessageTemplate, row: Claimed, deadline: datetime
+        self, issue: IssueRef, template: MessageTemplate, row: Claimed, claimed_at: datetime
     ) -> _Job:
         token = make_token(
             self.settings.secret_key, TokenPurpose.UNSUBSCRIBE, row.uid, issue.list_id
@@ -342,10 +370,10 @@ class DeliveryEngine:
         )
         if self.signer is None:
             data = template.render(person, dot_stuffed=True)
-            return _Job(row, data, envelope_sender(self.settings, row.email), True, deadline)
+            return _Job(row, data, envelope_sender(self.settings, row.email), True, claimed_at)
         # DKIM signs the message as it is, before SMTP's dot doubling
         data = self.signer.sign(template.render(person))
-        return _Job(row, data, envelope_sender(self.settings, row.email), False, deadline)
+        return _Job(row, data, envelope_sender(self.settings, row.email), False, claimed_at)
 
     async def _send_one(self, job: _Job, run: _Run) -> Outcome | None:
         row = job.row

@@ -477,3 +477,32 @@ def test_ledger_write_failure_stops_the_send_without_losing_outcomes(
     final = send(settings, engine, smtpd, project)
     assert final.finished
     assert smtpd.handler.by_recipient() == dict.fromkeys(people, 1)
+
+
+def test_leases_are_renewed_so_a_second_engine_never_takes_a_live_batch(
+    engine: Engine, settings: Settings, smtpd: SMTPServer, project: Path, people: list[str]
+) -> None:
+    """A crawling relay keeps a batch longer than its lease; a second engine is free to claim."""
+    s = with_smtp_url(settings, smtpd.url)
+    ref, rendered, _ = prepare_issue(s, engine, project / "issues" / ISSUE)
+    template = MessageTemplate(rendered, s, s.mailing_list(ref.list_slug))
+    smtpd.handler.faults.data_delay = 0.25  # six messages take 1.5 s on one connection
+    policy = Policy(lease_seconds=1.0, batch_size=len(people), flush_interval=0.01)
+
+    async def one(delay: float) -> None:
+        await asyncio.sleep(delay)
+        pool = SmtpPool.from_settings(s, connections=1)
+        try:
+            eng = DeliveryEngine(s, SqlLedger(engine), pool, policy=policy)
+            while not issue_sent(engine, ref.slug, ref.list_slug):
+                await eng.deliver(ref, template)
+                await asyncio.sleep(0.05)
+        finally:
+            await pool.close()
+
+    async def both() -> None:
+        await asyncio.wait_for(asyncio.gather(one(0), one(0.9)), timeout=30)
+
+    asyncio.run(both())
+    assert smtpd.handler.by_recipient() == dict.fromkeys(people, 1)
+    assert set(states(engine).values()) == {"sent"}

@@ -413,6 +413,23 @@ class SqlLedger:
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot give claimed deliveries back: {exc}") from exc
 
+    def renew(self, issue: IssueRef, *, owner: str, now: datetime, lease_seconds: float) -> None:
+        """Extend the lease of every row ``owner`` holds for the issue (the heartbeat)."""
+        d = deliveries.c
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(deliveries)
+                    .where(
+                        d.issue_id == issue.id,
+                        d.status == DeliveryStatus.SENDING.value,
+                        d.lease_owner == owner,
+                    )
+                    .values(lease_expires_at=utc(now) + timedelta(seconds=lease_seconds))
+                )
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot renew delivery leases: {exc}") from exc
+
     def reap(self, issue: IssueRef, *, now: datetime) -> int:
         """Expire at once the leases of owners on this host whose process is gone."""
         here = socket.gethostname()
