@@ -176,7 +176,9 @@ class _Job:
 
 
 @dataclass
-class _Run:
+class DeliveryRun:
+    """What one :meth:`DeliveryEngine.deliver` call did (outcomes not yet written included)."""
+
     outcomes: list[Outcome] = field(default_factory=list)
     released: list[int] = field(default_factory=list)
     paused: TransportUnavailableError | None = None
@@ -223,9 +225,9 @@ class DeliveryEngine:
         template: MessageTemplate,
         *,
         on_progress: ProgressCallback | None = None,
-    ) -> _Run:
+    ) -> DeliveryRun:
         """Send every row that is due now; stops early (``paused``) if the relay is gone."""
-        run = _Run()
+        run = DeliveryRun()
         await asyncio.to_thread(self.ledger.reap, issue, now=self.clock())
         queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=2 * self.transport.connections)
         stopping = False
@@ -234,8 +236,8 @@ class DeliveryEngine:
             batch_limit = self.policy.batch_size
             rate = self.settings.smtp.rate
             if rate > 0:
-                # a batch must go out well within its lease, or another worker takes it over
-                # and sends it again
+                # at a set rate a big batch is held for long; keep it to what goes out in
+                # half a lease so a crashed worker's rows come back without a long wait
                 batch_limit = max(1, min(batch_limit, int(rate * self.policy.lease_seconds / 2)))
             while not run.stopping:
                 claimed_at = self.clock()
@@ -345,7 +347,7 @@ class DeliveryEngine:
             raise run.store_error
         return run
 
-    def _lease_running_out(self, job: _Job, run: _Run) -> bool:
+    def _lease_running_out(self, job: _Job, run: DeliveryRun) -> bool:
         start = job.claimed_at
         if run.renewed_at is not None and run.renewed_at > start:
             start = run.renewed_at
@@ -375,7 +377,7 @@ class DeliveryEngine:
         data = self.signer.sign(template.render(person))
         return _Job(row, data, envelope_sender(self.settings, row.email), False, claimed_at)
 
-    async def _send_one(self, job: _Job, run: _Run) -> Outcome | None:
+    async def _send_one(self, job: _Job, run: DeliveryRun) -> Outcome | None:
         row = job.row
         try:
             result = await self.transport.send(
@@ -416,7 +418,7 @@ class DeliveryEngine:
             next_attempt_at=now + timedelta(seconds=delay),
         )
 
-    async def _flush(self, issue: IssueRef, run: _Run) -> None:
+    async def _flush(self, issue: IssueRef, run: DeliveryRun) -> None:
         outcomes, run.outcomes = run.outcomes, []
         released, run.released = run.released, []
         try:
@@ -570,7 +572,7 @@ def report_for(
     ref: IssueRef,
     *,
     now: datetime,
-    run: _Run | None = None,
+    run: DeliveryRun | None = None,
     started: float | None = None,
     created: int | None = None,
 ) -> SendReport:
