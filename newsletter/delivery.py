@@ -35,6 +35,7 @@ from newsletter.message import (
     Personalization,
     envelope_sender,
     sender_domain,
+    stable_message_id,
 )
 from newsletter.model import RenderedIssue
 from newsletter.progress import ProgressBar
@@ -368,7 +369,7 @@ class DeliveryEngine:
             unsubscribe_url=unsubscribe_url(self.settings.publication.base_url, token),
             unsubscribe_mailto=unsubscribe_mailto(self.domain, token),
             # the same id on every attempt, so a copy repeated after a crash can be told apart
-            message_id=f"<{issue.id}.{row.subscriber_id}.{row.uid[:12]}@{self.domain}>",
+            message_id=stable_message_id(self.settings.secret_key, issue.id, row.uid, self.domain),
         )
         if self.signer is None:
             data = template.render(person, dot_stuffed=True)

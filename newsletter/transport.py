@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
+from aiosmtplib.email import extract_recipients, extract_sender
 from aiosmtplib.protocol import normalize_message_line_endings
 
 from newsletter.config import Settings
@@ -92,9 +93,18 @@ async def send_single(settings: Settings, message: EmailMessage) -> None:
     Bulk sends go through the delivery engine's connection pool instead.
     """
     endpoint = endpoint_from_settings(settings)
+    sender = extract_sender(message)
+    recipients = extract_recipients(message)
+    if sender is None or not recipients:
+        raise PermanentDeliveryError("the message has no From or no recipient")
+    # Flatten with the message's own policy: aiosmtplib's would re-fold List-Unsubscribe into
+    # RFC 2047 encoded-words (see message.REFERENCE_POLICY).
+    raw = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
     try:
         await aiosmtplib.send(
-            message,
+            raw,
+            sender=sender,
+            recipients=recipients,
             hostname=endpoint.hostname,
             port=endpoint.port,
             use_tls=endpoint.use_tls,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import email.policy
 from collections.abc import Sequence
 from datetime import datetime, time
 from pathlib import Path
@@ -23,10 +22,6 @@ SAMPLE_RECIPIENT = "Sample Reader <reader@example.com>"
 # A fixed, obviously fake subscriber so the sample .eml is the same on every build.
 SAMPLE_SUBSCRIBER_UID = "0" * 32
 
-# The stdlib folds at 78 columns and turns a List-Unsubscribe line with a long token into
-# RFC 2047 encoded-words, which mail clients do not decode in that header; the delivery path
-# writes it raw, and so does the sample, folding only past RFC 5322's 998-character limit.
-EML_POLICY = email.policy.default.clone(max_line_length=998)
 
 ISSUES_ARGUMENT = click.argument(
     "paths", metavar="ISSUE...", nargs=-1, type=click.Path(path_type=Path, dir_okay=False)
@@ -104,7 +99,7 @@ def write_issue(issue: Issue, renderer: Renderer, settings: Settings, out_dir: P
     eml_path = out_dir / f"{issue.slug}.eml"
     html_path.write_text(rendered.html, encoding="utf-8")
     text_path.write_text(rendered.text, encoding="utf-8")
-    eml_path.write_bytes(message.as_bytes(policy=EML_POLICY))
+    eml_path.write_bytes(message.as_bytes())
     return [html_path, text_path, eml_path]
 
 
