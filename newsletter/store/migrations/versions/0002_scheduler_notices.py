@@ -1,6 +1,6 @@
 """scheduler notices: one editor email per skipped issue and reason
 
-Revision ID: 0005
+Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-22 12:40:00
 """
@@ -9,7 +9,7 @@ from alembic import op  # noqa: I001
 import sqlalchemy as sa
 
 
-revision = '0005'
+revision = '0002'
 down_revision = '0001'
 branch_labels = None
 depends_on = None
