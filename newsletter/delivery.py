@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 from newsletter.config import Settings
 from newsletter.errors import (
     DeliveryError,
+    InvalidAddressError,
     NewsletterError,
     PermanentDeliveryError,
     QuotaReachedError,
@@ -33,6 +34,7 @@ from newsletter.errors import (
 from newsletter.message import (
     MessageTemplate,
     Personalization,
+    ascii_address,
     envelope_sender,
     sender_domain,
     stable_message_id,
@@ -170,6 +172,8 @@ class _Job:
     row: Claimed
     data: bytes
     sender: str
+    # the address in RCPT TO: the stored one with an internationalised domain in IDNA form
+    recipient: str
     # CRLF with leading dots doubled already: goes after DATA unchanged
     prepared: bool
     # when the row was claimed; with the last lease renewal this says when the lease ends
@@ -360,11 +364,16 @@ class DeliveryEngine:
     def _job(
         self, issue: IssueRef, template: MessageTemplate, row: Claimed, claimed_at: datetime
     ) -> _Job:
+        # SMTP and headers need an internationalised domain in IDNA form; a non-ASCII local
+        # part needs SMTPUTF8, which this sender does not use: that row fails, nothing else
+        to = ascii_address(row.email)
+        if not to.isascii():
+            raise InvalidAddressError(row.email, "a non-ASCII local part needs SMTPUTF8")
         token = make_token(
             self.settings.secret_key, TokenPurpose.UNSUBSCRIBE, row.uid, issue.list_id
         )
         person = Personalization(
-            to=row.email,
+            to=to,
             name=row.name,
             unsubscribe_url=unsubscribe_url(self.settings.publication.base_url, token),
             unsubscribe_mailto=unsubscribe_mailto(self.domain, token),
@@ -373,16 +382,16 @@ class DeliveryEngine:
         )
         if self.signer is None:
             data = template.render(person, dot_stuffed=True)
-            return _Job(row, data, envelope_sender(self.settings, row.email), True, claimed_at)
+            return _Job(row, data, envelope_sender(self.settings, to), to, True, claimed_at)
         # DKIM signs the message as it is, before SMTP's dot doubling
         data = self.signer.sign(template.render(person))
-        return _Job(row, data, envelope_sender(self.settings, row.email), False, claimed_at)
+        return _Job(row, data, envelope_sender(self.settings, to), to, False, claimed_at)
 
     async def _send_one(self, job: _Job, run: DeliveryRun) -> Outcome | None:
         row = job.row
         try:
             result = await self.transport.send(
-                job.sender, [row.email], job.data, prepared=job.prepared
+                job.sender, [job.recipient], job.data, prepared=job.prepared
             )
         except TransportUnavailableError as exc:
             if run.paused is None:
@@ -390,9 +399,9 @@ class DeliveryEngine:
             return None
         except DeliveryError as exc:
             return self._failed(row, exc)
-        if row.email in result.accepted:
+        if job.recipient in result.accepted:
             return Outcome(row.subscriber_id, DeliveryStatus.SENT, result.code, result.reply)
-        error = result.refused.get(row.email) or TemporaryDeliveryError(
+        error = result.refused.get(job.recipient) or TemporaryDeliveryError(
             "the relay did not accept the recipient", recipient=row.email
         )
         return self._failed(row, error)

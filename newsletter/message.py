@@ -18,6 +18,8 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 
+import idna
+
 from newsletter.config import MailingList, Settings
 from newsletter.errors import InvalidAddressError
 from newsletter.model import UNSUBSCRIBE_URL_PLACEHOLDER, RenderedIssue
@@ -112,6 +114,19 @@ def build_email_message(
         rendered.html.replace(UNSUBSCRIBE_URL_PLACEHOLDER, unsubscribe_url), subtype="html"
     )
     return msg
+
+
+def ascii_address(email: str) -> str:
+    """``email`` with its domain in IDNA (``xn--``) form, as SMTP and headers need it."""
+    local, _, domain = email.rpartition("@")
+    if domain.isascii():
+        # what IDNA would make of it, without its cost per message
+        return f"{local}@{domain.lower()}"
+    try:
+        ascii_domain = idna.encode(domain, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise InvalidAddressError(email, f"domain cannot be encoded: {exc}") from None
+    return f"{local}@{ascii_domain}"
 
 
 def address(display_name: str, addr: str) -> str:

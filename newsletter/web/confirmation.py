@@ -7,24 +7,12 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
-import idna
 from jinja2 import Environment
 
 from newsletter.config import MailingList, Settings
-from newsletter.errors import InvalidAddressError
-from newsletter.message import address, check_header_value, sender_domain
+from newsletter.message import address, ascii_address, check_header_value, sender_domain
 
 CONFIRM_MAX_AGE_DAYS = 7
-
-
-def ascii_address(email: str) -> str:
-    """``email`` with its domain in IDNA (``xn--``) form, as SMTP and headers need it."""
-    local, _, domain = email.rpartition("@")
-    try:
-        ascii_domain = idna.encode(domain, uts46=True).decode("ascii")
-    except idna.IDNAError as exc:
-        raise InvalidAddressError(email, f"domain cannot be encoded: {exc}") from None
-    return f"{local}@{ascii_domain}"
 
 
 def build_confirmation(
