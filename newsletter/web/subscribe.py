@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Message
 
 from newsletter.errors import InvalidAddressError, NewsletterError, TokenError
 from newsletter.store.subscribers import (
@@ -50,6 +51,10 @@ class SubscribeForm:
 class FormError(Exception):
     """The submission cannot be processed; the message is safe to show."""
 
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
 
 def routes(ctx: WebContext) -> list[BaseRoute]:
     async def form_page(request: Request) -> Response:
@@ -63,7 +68,7 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         try:
             form = await _read_form(request, wants_json)
         except FormError as exc:
-            return _reply(ctx, wants_json, 400, str(exc))
+            return _reply(ctx, wants_json, exc.status, str(exc))
         values = {"email": form.email, "name": form.name or ""}
         try:
             normalized = normalize_email(form.email)
@@ -73,7 +78,7 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         except InvalidAddressError as exc:
             message = f"That email address is not valid: {exc.reason}"
             return _reply(ctx, wants_json, 400, message, values=values)
-        if form.honeypot or not ctx.per_address.hit(normalized):
+        if form.honeypot or not ctx.per_address.hit(mailbox_key(normalized)):
             return _accepted(ctx, wants_json)
         task = BackgroundTask(_subscribe_and_mail, ctx, form, lists)
         response = _accepted(ctx, wants_json)
@@ -152,10 +157,37 @@ def _record(ctx: WebContext, form: SubscribeForm, lists: list[str]) -> EmailMess
     )
 
 
+def mailbox_key(normalized: str) -> str:
+    """The mailbox an address delivers to, for the per-address limit.
+
+    ``name+anything@domain`` reaches ``name@domain`` at most providers, so the tags must not
+    buy a flooder a fresh allowance of confirmation emails to one person's inbox.
+    """
+    local, _, domain = normalized.rpartition("@")
+    return f"{local.split('+', 1)[0] or local}@{domain}"
+
+
+async def _read_body(request: Request) -> bytes:
+    """The body, refused as soon as it is known to exceed :data:`MAX_BODY_BYTES`.
+
+    ``request.body()`` would read any size into memory first; uvicorn sets no limit.
+    """
+    too_large = FormError("The request is too large.", status=413)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def _read_form(request: Request, wants_json: bool) -> SubscribeForm:
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise FormError("The request is too large.")
+    body = await _read_body(request)
     if wants_json:
         try:
             data = json.loads(body or b"{}")
@@ -171,7 +203,12 @@ async def _read_form(request: Request, wants_json: bool) -> SubscribeForm:
         email, name, honeypot = data.get("email"), data.get("name"), data.get(HONEYPOT_FIELD)
         lists = tuple(raw_lists)
     else:
-        form = await request.form()
+
+        async def replay() -> Message:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        # the body is read already (bounded); a fresh Request parses it as a form
+        form = await Request(request.scope, replay).form()
         email, name, honeypot = form.get("email"), form.get("name"), form.get(HONEYPOT_FIELD)
         lists = tuple(str(v) for v in form.getlist("lists"))
     if not isinstance(email, str) or not email.strip():

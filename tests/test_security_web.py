@@ -1,0 +1,200 @@
+"""Security review of the public web app: request size, rate limits, escaping, token purposes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+from starlette.testclient import TestClient
+
+from newsletter.config import Settings, load_settings
+from newsletter.store.subscribers import add_subscriber, ensure_lists
+from newsletter.tokens import TokenPurpose, make_token
+from newsletter.web.app import PER_ADDRESS_LIMIT, create_app
+from newsletter.web.subscribe import MAX_BODY_BYTES
+from tests.conftest import TEST_SECRET, write_config
+from tests.smtpd import SMTPServer
+
+SECRET = TEST_SECRET.encode()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def web_settings(project: Path, database_url: str, smtpd: SMTPServer) -> Settings:
+    path = write_config(project, database_url=database_url, smtp_url=smtpd.url)
+    return load_settings(path, environ={"NEWSLETTER_SECRET_KEY": TEST_SECRET})
+
+
+@pytest.fixture
+def client(web_settings: Settings, engine: Engine) -> Iterator[TestClient]:
+    app = create_app(web_settings, engine=engine, clock=FakeClock())
+    with TestClient(app, base_url="https://news.test.example", follow_redirects=False) as c:
+        yield c
+
+
+def _post_streamed(
+    app: Any, chunks: int, chunk_size: int, headers: list[tuple[bytes, bytes]]
+) -> tuple[int, int]:
+    """POST /subscribe straight through ASGI; (status, request chunks the app pulled)."""
+    pulled = 0
+    status = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal pulled
+        pulled += 1
+        if pulled > chunks:
+            return {"type": "http.disconnect"}
+        return {
+            "type": "http.request",
+            "body": b"a" * chunk_size,
+            "more_body": pulled < chunks,
+        }
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "https",
+        "path": "/subscribe",
+        "raw_path": b"/subscribe",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"news.test.example"), *headers],
+        "client": ("192.0.2.1", 40000),
+        "server": ("news.test.example", 443),
+    }
+    asyncio.run(app(scope, receive, send))
+    return status, pulled
+
+
+@pytest.mark.parametrize(
+    "content_type", [b"application/x-www-form-urlencoded", b"application/json"]
+)
+def test_oversized_subscribe_body_is_refused_without_reading_it_all(
+    web_settings: Settings, engine: Engine, content_type: bytes
+) -> None:
+    app = create_app(web_settings, engine=engine)
+    # 64 MiB announced by nobody (chunked): the app must stop pulling soon after the limit
+    status, pulled = _post_streamed(app, 1024, 64 * 1024, [(b"content-type", content_type)])
+    assert status == 413
+    assert pulled * 64 * 1024 <= MAX_BODY_BYTES + 64 * 1024
+
+    # and a body that says up front it is too large is refused before any of it is read
+    status, pulled = _post_streamed(
+        app,
+        1024,
+        64 * 1024,
+        [(b"content-type", content_type), (b"content-length", str(64 * 1024 * 1024).encode())],
+    )
+    assert status == 413
+    assert pulled == 0
+
+
+def test_form_and_json_under_the_limit_still_work(client: TestClient, smtpd: SMTPServer) -> None:
+    r = client.post("/subscribe", data={"email": "ok@example.org", "name": "x" * 1000})
+    assert r.status_code == 200
+    r = client.post("/subscribe", json={"email": "ok2@example.org"})
+    assert r.status_code == 202
+    assert sorted(m.rcpt_tos[0] for m in smtpd.handler.messages) == [
+        "ok2@example.org",
+        "ok@example.org",
+    ]
+
+
+def test_per_address_limit_cannot_be_dodged_by_case_or_plus_tags(
+    client: TestClient, smtpd: SMTPServer
+) -> None:
+    # every variation lands in the same mailbox; the mailbox owner gets at most the limit
+    limit = PER_ADDRESS_LIMIT[0]
+    variations = [
+        "victim@example.org",
+        "VICTIM@Example.org",
+        "victim+1@example.org",
+        "Victim+news@example.org",
+        "victim+a+b@example.org",
+        "victim+2@EXAMPLE.ORG",
+    ]
+    for address in variations:
+        r = client.post("/subscribe", data={"email": address})
+        assert r.status_code == 200  # the same answer either way
+    assert len(smtpd.handler.messages) == limit
+
+
+def test_confirm_and_unsubscribe_tokens_do_not_stand_in_for_each_other(
+    client: TestClient, engine: Engine, web_settings: Settings
+) -> None:
+    with engine.begin() as conn:
+        ids = ensure_lists(conn, web_settings)
+        reader = add_subscriber(conn, "reader@example.org", list_ids=[ids["weekly"]])
+    confirm = make_token(SECRET, TokenPurpose.CONFIRM, reader.uid, ids["weekly"])
+    leave = make_token(SECRET, TokenPurpose.UNSUBSCRIBE, reader.uid, ids["weekly"])
+    assert client.get(f"/unsubscribe/{confirm}").status_code == 400
+    r = client.post(f"/unsubscribe/{confirm}", data={"List-Unsubscribe": "One-Click"})
+    assert r.status_code == 400
+    assert client.get(f"/confirm/{leave}").status_code == 400
+
+
+def test_unsubscribe_page_escapes_what_the_subscriber_chose(
+    client: TestClient, engine: Engine, web_settings: Settings
+) -> None:
+    # the page shows the (masked) address and list names; nothing from the store is markup
+    with engine.begin() as conn:
+        ids = ensure_lists(conn, web_settings)
+        reader = add_subscriber(
+            conn,
+            "&ab'@example.org",
+            list_ids=[ids["weekly"], ids["business"]],
+            name="<script>alert('name')</script>",
+        )
+    token = make_token(SECRET, TokenPurpose.UNSUBSCRIBE, reader.uid, ids["weekly"])
+    r = client.get(f"/unsubscribe/{token}")
+    assert r.status_code == 200
+    assert "<script>alert" not in r.text
+    assert "&•••" not in r.text
+    assert "&amp;•••&#39;@example.org" in r.text
+    assert r.headers["Cache-Control"] == "no-store"
+    assert r.headers["Referrer-Policy"] == "no-referrer"
+    assert "set-cookie" not in r.headers
+
+    r = client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"})
+    assert r.status_code == 200
+    assert "set-cookie" not in r.headers
+    assert "location" not in r.headers
+    assert "<script>alert" not in r.text
+
+
+def test_bad_mac_and_unknown_list_answer_identically(
+    client: TestClient, engine: Engine, web_settings: Settings
+) -> None:
+    with engine.begin() as conn:
+        ids = ensure_lists(conn, web_settings)
+        reader = add_subscriber(conn, "reader@example.org", list_ids=[ids["weekly"]])
+    good = make_token(SECRET, TokenPurpose.UNSUBSCRIBE, reader.uid, ids["weekly"])
+    no_list = make_token(SECRET, TokenPurpose.UNSUBSCRIBE, reader.uid, 9999)
+    forged = make_token(b"another key entirely", TokenPurpose.UNSUBSCRIBE, reader.uid, 1)
+    flipped = good[:-2] + ("A" if good[-2] != "A" else "B") + good[-1]
+    bodies = set()
+    for token in (no_list, forged, flipped, good[:-4], "x" * 200):
+        for method in ("GET", "POST"):
+            r = client.request(method, f"/unsubscribe/{token}", data={"action": "all"})
+            assert r.status_code == 400
+            bodies.add(r.text)
+    assert len(bodies) == 1
+    assert "reader" not in next(iter(bodies))
