@@ -25,6 +25,8 @@ class MaildirHandler:
     def __init__(self, maildir: Path) -> None:
         self.path = maildir
         try:
+            # Maildir(create=True) makes only the last directory; a fresh clone has no var/
+            maildir.parent.mkdir(parents=True, exist_ok=True)
             self.box = mailbox.Maildir(str(maildir), create=True)
         except OSError as exc:
             raise SinkError(f"cannot create the Maildir at {maildir}: {exc}") from exc

@@ -365,7 +365,8 @@ def demo_command(app: AppContext) -> None:
         migrate(engine)
         with engine.begin() as conn:
             ids = ensure_lists(conn, settings)
-        click.echo(f"1. Database ready ({settings.database_url}); lists: {', '.join(sorted(ids))}")
+        where = make_url(settings.database_url).render_as_string(hide_password=True)
+        click.echo(f"1. Database ready ({where}); lists: {', '.join(sorted(ids))}")
         path = _newest_ready(settings)
         from newsletter.issues import load_issue
 
