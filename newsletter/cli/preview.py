@@ -7,7 +7,7 @@ import uvicorn
 
 from newsletter.cli import AppContext, main, pass_app
 from newsletter.config import Settings, load_settings
-from newsletter.web.preview import DEFAULT_PORT, LOOPBACK_HOSTS, create_preview_app
+from newsletter.web.preview import DEFAULT_PORT, allowed_hosts_for, create_preview_app
 
 
 @main.command()
@@ -26,12 +26,11 @@ def preview(app: AppContext, host: str, port: int) -> None:
     def reload_settings() -> Settings:
         return load_settings(settings.source)
 
-    loopback = host in LOOPBACK_HOSTS
+    # bound elsewhere on purpose, the editor reaches it by a name we cannot know
+    allowed = allowed_hosts_for(host)
+    loopback = allowed != ("*",)
     application = create_preview_app(
-        settings,
-        reload_settings=reload_settings,
-        # bound elsewhere on purpose, the editor reaches it by a name we cannot know
-        allowed_hosts=LOOPBACK_HOSTS if loopback else ("*",),
+        settings, reload_settings=reload_settings, allowed_hosts=allowed
     )
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"Previewing {settings.issues_dir} at http://{shown}:{port}/ (Ctrl-C to stop)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import ipaddress
 import logging
 import re
 import secrets
@@ -48,6 +49,26 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8001
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
+
+
+def allowed_hosts_for(bind: str) -> tuple[str, ...]:
+    """The ``Host`` names to answer when listening on ``bind``; ``("*",)`` beyond loopback.
+
+    Any loopback interface (``::1``, ``127.0.0.2``) keeps the DNS-rebinding guard; only an
+    interface others can reach, chosen on purpose, takes names we cannot know.
+    """
+    if bind == "localhost":
+        return LOOPBACK_HOSTS
+    try:
+        ip = ipaddress.ip_address(bind.removeprefix("[").removesuffix("]"))
+    except ValueError:
+        return ("*",)
+    if not ip.is_loopback:
+        return ("*",)
+    literal = f"[{ip}]" if ip.version == 6 else str(ip)
+    return tuple(dict.fromkeys((*LOOPBACK_HOSTS, literal)))
+
+
 DESKTOP_WIDTH = 640
 MOBILE_WIDTH = 375
 TEST_SUBJECT_PREFIX = "[TEST] "
