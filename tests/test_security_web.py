@@ -15,7 +15,7 @@ from newsletter.config import Settings, load_settings
 from newsletter.store.subscribers import add_subscriber, ensure_lists
 from newsletter.tokens import TokenPurpose, make_token
 from newsletter.web.app import PER_ADDRESS_LIMIT, create_app
-from newsletter.web.subscribe import MAX_BODY_BYTES
+from newsletter.web.context import MAX_BODY_BYTES
 from tests.conftest import TEST_SECRET, write_config
 from tests.smtpd import SMTPServer
 
@@ -44,9 +44,13 @@ def client(web_settings: Settings, engine: Engine) -> Iterator[TestClient]:
 
 
 def _post_streamed(
-    app: Any, chunks: int, chunk_size: int, headers: list[tuple[bytes, bytes]]
+    app: Any,
+    chunks: int,
+    chunk_size: int,
+    headers: list[tuple[bytes, bytes]],
+    path: str = "/subscribe",
 ) -> tuple[int, int]:
-    """POST /subscribe straight through ASGI; (status, request chunks the app pulled)."""
+    """POST ``path`` straight through ASGI; (status, request chunks the app pulled)."""
     pulled = 0
     status = 0
 
@@ -72,8 +76,8 @@ def _post_streamed(
         "http_version": "1.1",
         "method": "POST",
         "scheme": "https",
-        "path": "/subscribe",
-        "raw_path": b"/subscribe",
+        "path": path,
+        "raw_path": path.encode("ascii"),
         "query_string": b"",
         "root_path": "",
         "headers": [(b"host", b"news.test.example"), *headers],
@@ -105,6 +109,26 @@ def test_oversized_subscribe_body_is_refused_without_reading_it_all(
     )
     assert status == 413
     assert pulled == 0
+
+
+def test_oversized_unsubscribe_post_is_refused_without_reading_it_all(
+    web_settings: Settings, engine: Engine
+) -> None:
+    # anyone on the list holds a valid token; it must not buy unbounded reads either
+    with engine.begin() as conn:
+        ids = ensure_lists(conn, web_settings)
+        reader = add_subscriber(conn, "reader@example.org", list_ids=[ids["weekly"]])
+    token = make_token(SECRET, TokenPurpose.UNSUBSCRIBE, reader.uid, ids["weekly"])
+    app = create_app(web_settings, engine=engine)
+    status, pulled = _post_streamed(
+        app,
+        1024,
+        64 * 1024,
+        [(b"content-type", b"application/x-www-form-urlencoded")],
+        path=f"/unsubscribe/{token}",
+    )
+    assert status == 413
+    assert pulled * 64 * 1024 <= MAX_BODY_BYTES + 64 * 1024
 
 
 def test_form_and_json_under_the_limit_still_work(client: TestClient, smtpd: SMTPServer) -> None:

@@ -9,7 +9,10 @@ from typing import Any, Protocol
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlalchemy import Engine
+from starlette.datastructures import FormData
+from starlette.requests import Request
 from starlette.responses import HTMLResponse
+from starlette.types import Message
 
 from newsletter.config import Settings
 from newsletter.store.subscribers import ensure_lists
@@ -23,6 +26,36 @@ PAGE_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY"}
 # Pages with a token in their URL: the token must not leak through Referer to the brand's
 # logo host, nor sit in a shared cache.
 PRIVATE_HEADERS = {**PAGE_HEADERS, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+# Forms here are a few fields; uvicorn sets no limit and Starlette reads bodies into memory.
+MAX_BODY_BYTES = 16 * 1024
+
+
+class BodyTooLarge(Exception):
+    """The request body is over the limit; nothing more of it was read."""
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The body, refused as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def parse_form(request: Request, body: bytes) -> FormData:
+    """``body`` (read already, bounded) parsed as the form ``request`` carries."""
+
+    async def replay() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return await Request(request.scope, replay).form()
 
 
 class Mailer(Protocol):

@@ -19,7 +19,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import Message
 
 from newsletter.errors import InvalidAddressError, NewsletterError, TokenError
 from newsletter.store.subscribers import (
@@ -31,12 +30,16 @@ from newsletter.store.subscribers import (
 )
 from newsletter.tokens import TokenPurpose, confirm_url, make_token, read_token
 from newsletter.web.confirmation import CONFIRM_MAX_AGE_DAYS, build_confirmation
-from newsletter.web.context import WebContext
+from newsletter.web.context import (
+    BodyTooLarge,
+    WebContext,
+    parse_form,
+    read_body,
+)
 
 log = logging.getLogger(__name__)
 
 HONEYPOT_FIELD = "website"
-MAX_BODY_BYTES = 16 * 1024
 ACCEPTED = "Almost done: check your inbox for a link to confirm your subscription."
 
 
@@ -167,27 +170,11 @@ def mailbox_key(normalized: str) -> str:
     return f"{local.split('+', 1)[0] or local}@{domain}"
 
 
-async def _read_body(request: Request) -> bytes:
-    """The body, refused as soon as it is known to exceed :data:`MAX_BODY_BYTES`.
-
-    ``request.body()`` would read any size into memory first; uvicorn sets no limit.
-    """
-    too_large = FormError("The request is too large.", status=413)
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 async def _read_form(request: Request, wants_json: bool) -> SubscribeForm:
-    body = await _read_body(request)
+    try:
+        body = await read_body(request)
+    except BodyTooLarge:
+        raise FormError("The request is too large.", status=413) from None
     if wants_json:
         try:
             data = json.loads(body or b"{}")
@@ -203,12 +190,7 @@ async def _read_form(request: Request, wants_json: bool) -> SubscribeForm:
         email, name, honeypot = data.get("email"), data.get("name"), data.get(HONEYPOT_FIELD)
         lists = tuple(raw_lists)
     else:
-
-        async def replay() -> Message:
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        # the body is read already (bounded); a fresh Request parses it as a form
-        form = await Request(request.scope, replay).form()
+        form = await parse_form(request, body)
         email, name, honeypot = form.get("email"), form.get("name"), form.get(HONEYPOT_FIELD)
         lists = tuple(str(v) for v in form.getlist("lists"))
     if not isinstance(email, str) or not email.strip():

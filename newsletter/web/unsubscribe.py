@@ -29,7 +29,7 @@ from newsletter.store.subscribers import (
     unsubscribe,
 )
 from newsletter.tokens import TokenData, TokenPurpose, read_token
-from newsletter.web.context import WebContext
+from newsletter.web.context import BodyTooLarge, WebContext, parse_form, read_body
 
 ONE_CLICK_FIELD = "List-Unsubscribe"
 ONE_CLICK_VALUE = "One-Click"
@@ -121,7 +121,10 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
             data = verify(request.path_params["token"])
         except InvalidLink:
             return invalid()
-        form = await request.form()
+        try:
+            form = await parse_form(request, await read_body(request))
+        except BodyTooLarge:
+            return Response("request too large\n", status_code=413, media_type="text/plain")
         if form.get(ONE_CLICK_FIELD) == ONE_CLICK_VALUE:
             action = "one-click"
         else:
