@@ -82,6 +82,8 @@ class Smtp:
     # VERP envelope sender template, e.g. "bounces+{local}={domain}@example.org"; None: From
     return_path: str | None = None
     username: str | None = None
+    # PEM CA certificate(s) trusted in addition to the system's, for a relay with a private CA
+    ca_file: Path | None = None
 
 
 @dataclass(frozen=True)

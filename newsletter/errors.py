@@ -127,3 +127,7 @@ class SinkError(NewsletterError):
 
 class QuotaReachedError(TransportUnavailableError):
     """The relay's hourly quota (``smtp.hourly_cap``) is used up; the send pauses until it frees."""
+
+
+class TlsVerificationError(TransportUnavailableError):
+    """The relay's TLS certificate does not verify; a private CA belongs in ``smtp.ca_file``."""

@@ -1,21 +1,25 @@
 """SMTP transport over aiosmtplib: the only module that talks to a mail server.
 
 ``smtp://user@host:587`` upgrades with STARTTLS when the server offers it; ``smtps://host:465``
-is implicit TLS. The password comes from ``NEWSLETTER_SMTP_PASSWORD`` via settings.
+is implicit TLS. Certificates are always verified (the system's CAs plus ``smtp.ca_file``). The
+password comes from ``NEWSLETTER_SMTP_PASSWORD`` via settings.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 import socket
+import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from email.message import EmailMessage
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
@@ -29,6 +33,7 @@ from newsletter.errors import (
     PermanentDeliveryError,
     QuotaReachedError,
     TemporaryDeliveryError,
+    TlsVerificationError,
     TransportUnavailableError,
 )
 
@@ -41,9 +46,15 @@ class SmtpEndpoint:
     start_tls: bool | None
     username: str | None
     password: str | None
+    # None: aiosmtplib's default context (verifying, system CAs); settings give a shared one
+    tls_context: ssl.SSLContext | None = field(default=None, compare=False)
 
     def __repr__(self) -> str:  # never print the password
         return f"SmtpEndpoint({self.hostname}:{self.port}, tls={self.use_tls})"
+
+    @property
+    def where(self) -> str:
+        return f"{self.hostname}:{self.port}"
 
 
 def parse_smtp_url(url: str, *, password: str | None = None) -> SmtpEndpoint:
@@ -75,16 +86,64 @@ def parse_smtp_url(url: str, *, password: str | None = None) -> SmtpEndpoint:
 
 def endpoint_from_settings(settings: Settings) -> SmtpEndpoint:
     endpoint = parse_smtp_url(settings.smtp_url, password=settings.smtp_password)
-    if endpoint.username is None and settings.smtp.username:
-        return SmtpEndpoint(
-            endpoint.hostname,
-            endpoint.port,
-            endpoint.use_tls,
-            endpoint.start_tls,
-            settings.smtp.username,
-            endpoint.password,
+    return replace(
+        endpoint,
+        username=endpoint.username or settings.smtp.username,
+        tls_context=client_tls_context(settings.smtp.ca_file),
+    )
+
+
+@functools.cache
+def client_tls_context(ca_file: Path | None = None) -> ssl.SSLContext:
+    """A verifying client context: the system's CAs plus ``ca_file``; built once per process.
+
+    Verification is never turned off: an operator with an internal relay names its CA instead.
+    """
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    if ca_file is not None:
+        try:
+            context.load_verify_locations(cafile=ca_file)
+        except OSError as exc:
+            # a missing file, or (ssl.SSLError) one without a PEM certificate in it
+            raise ConfigError(
+                "smtp.ca_file", f"cannot load CA certificates from {ca_file}: {exc}"
+            ) from None
+    return context
+
+
+def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    # aiosmtplib wraps the handshake's error (implicit TLS) or lets it through (STARTTLS)
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _unreachable(where: str, exc: BaseException) -> TransportUnavailableError:
+    """``exc`` from connecting as the package's error; a bad certificate says what to do."""
+    cert = _certificate_error(exc)
+    if cert is not None:
+        return TlsVerificationError(
+            f"the TLS certificate of the SMTP server at {where} does not verify "
+            f"({cert.verify_message or cert.reason}); if the relay uses a private CA, set "
+            "smtp.ca_file to that CA's certificate (PEM)"
         )
-    return endpoint
+    return TransportUnavailableError(f"cannot reach the SMTP server at {where}: {exc}")
+
+
+def _login_refused(
+    where: str, username: str | None, exc: aiosmtplib.SMTPAuthenticationError
+) -> TransportUnavailableError:
+    # the reply is the server's text; the password is never part of it or of this message
+    return TransportUnavailableError(
+        f"the SMTP server at {where} refused the login for {username}: "
+        f"{exc.code} {exc.message}; check NEWSLETTER_SMTP_PASSWORD",
+        code=exc.code,
+    )
 
 
 async def send_single(settings: Settings, message: EmailMessage) -> None:
@@ -100,19 +159,9 @@ async def send_single(settings: Settings, message: EmailMessage) -> None:
     # Flatten with the message's own policy: aiosmtplib's would re-fold List-Unsubscribe into
     # RFC 2047 encoded-words (see message.REFERENCE_POLICY).
     raw = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+    smtp = await open_session(endpoint, aiosmtplib.SMTP, timeout=settings.smtp.timeout)
     try:
-        await aiosmtplib.send(
-            raw,
-            sender=sender,
-            recipients=recipients,
-            hostname=endpoint.hostname,
-            port=endpoint.port,
-            use_tls=endpoint.use_tls,
-            start_tls=endpoint.start_tls,
-            username=endpoint.username,
-            password=endpoint.password,
-            timeout=settings.smtp.timeout,
-        )
+        await smtp.sendmail(sender, recipients, raw)
     except aiosmtplib.SMTPRecipientsRefused as exc:
         err = exc.recipients[0]
         cls = PermanentDeliveryError if err.code >= 500 else TemporaryDeliveryError
@@ -120,12 +169,85 @@ async def send_single(settings: Settings, message: EmailMessage) -> None:
     except aiosmtplib.SMTPResponseException as exc:
         cls = PermanentDeliveryError if exc.code >= 500 else TemporaryDeliveryError
         raise cls(exc.message, code=exc.code) from exc
-    except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPServerDisconnected, OSError) as exc:
-        raise TransportUnavailableError(
-            f"cannot reach the SMTP server at {endpoint.hostname}:{endpoint.port}: {exc}"
-        ) from exc
+    except (aiosmtplib.SMTPServerDisconnected, OSError) as exc:
+        raise _unreachable(endpoint.where, exc) from exc
     except aiosmtplib.SMTPException as exc:
         raise TemporaryDeliveryError(str(exc)) from exc
+    finally:
+        await close_session(smtp)
+
+
+_Client = TypeVar("_Client", bound=aiosmtplib.SMTP)
+
+
+async def open_session(
+    endpoint: SmtpEndpoint,
+    client: type[_Client],
+    *,
+    timeout: float,
+    local_hostname: str | None = None,
+) -> _Client:
+    """Connect (TLS as the URL says, certificates verified) and log in when a user is set.
+
+    One way in for :func:`send_single` and the pool, so both treat TLS and AUTH alike; every
+    failure is a :class:`TransportUnavailableError` that names the server and what to check.
+    """
+    smtp = client(
+        hostname=endpoint.hostname,
+        port=endpoint.port,
+        use_tls=endpoint.use_tls,
+        start_tls=endpoint.start_tls,
+        tls_context=endpoint.tls_context,
+        timeout=timeout,
+        local_hostname=local_hostname,
+    )
+    offers_auth = True
+    try:
+        await smtp.connect()
+        if endpoint.username:
+            # STARTTLS forgets what the server offered before it; ask again
+            if smtp.is_ehlo_or_helo_needed:
+                await smtp.ehlo()
+            offers_auth = smtp.supports_extension("auth")
+            if offers_auth:
+                await smtp.login(endpoint.username, endpoint.password or "")
+    except aiosmtplib.SMTPAuthenticationError as exc:
+        await close_session(smtp)
+        raise _login_refused(endpoint.where, endpoint.username, exc) from exc
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        await close_session(smtp)
+        raise _unreachable(endpoint.where, exc) from exc
+    if not offers_auth:
+        encrypted = smtp.get_transport_info("sslcontext") is not None
+        await close_session(smtp)
+        hint = (
+            "; remove the user from smtp_url and smtp.username if the relay needs no login"
+            if encrypted
+            else " on an unencrypted connection (no STARTTLS was offered); use smtps:// or the "
+            "relay's submission port"
+        )
+        raise TransportUnavailableError(
+            f"the SMTP server at {endpoint.where} does not offer AUTH for {endpoint.username}{hint}"
+        )
+    return smtp
+
+
+async def close_session(smtp: aiosmtplib.SMTP, *, wait: float = 1.0) -> None:
+    """QUIT (politely; errors are ignored), close, and wait up to ``wait`` s for the socket.
+
+    A TLS connection finishes closing a few loop turns later (close_notify both ways); an event
+    loop that ends right after ``close()`` would leave its socket open until garbage collection.
+    """
+    protocol = smtp.protocol
+    with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+        await smtp.quit()
+    smtp.close()
+    deadline = time.monotonic() + wait
+    # SMTPProtocol drops its transport in connection_lost, once the socket is closed
+    while protocol is not None and protocol.transport is not None:
+        if time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(0.005)
 
 
 # --- bulk sending: a pool of connections with limits ----------------------------------------
@@ -363,7 +485,7 @@ class SmtpPool:
 
     @property
     def where(self) -> str:
-        return f"{self.endpoint.hostname}:{self.endpoint.port}"
+        return self.endpoint.where
 
     async def send(
         self, sender: str, recipients: Sequence[str], data: bytes, *, prepared: bool = False
@@ -463,31 +585,9 @@ class SmtpPool:
         if conn.smtp is not None and conn.smtp.is_connected:
             return conn.smtp
         conn.drop()
-        ep = self.endpoint
-        smtp = _BulkSMTP(
-            hostname=ep.hostname,
-            port=ep.port,
-            use_tls=ep.use_tls,
-            start_tls=ep.start_tls,
-            timeout=self.timeout,
-            local_hostname=self.local_hostname,
+        smtp = await open_session(
+            self.endpoint, _BulkSMTP, timeout=self.timeout, local_hostname=self.local_hostname
         )
-        try:
-            await smtp.connect()
-            if ep.username:
-                await smtp.login(ep.username, ep.password or "")
-        except aiosmtplib.SMTPAuthenticationError as exc:
-            smtp.close()
-            raise TransportUnavailableError(
-                f"the SMTP server at {self.where} refused the login for {ep.username}: "
-                f"{exc.code} {exc.message}; check NEWSLETTER_SMTP_PASSWORD",
-                code=exc.code,
-            ) from exc
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            smtp.close()
-            raise TransportUnavailableError(
-                f"cannot reach the SMTP server at {self.where}: {exc}"
-            ) from exc
         conn.smtp = smtp
         return smtp
 
@@ -503,8 +603,7 @@ class SmtpPool:
 
     async def _quit(self, conn: _Connection) -> None:
         if conn.smtp is not None:
-            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
-                await conn.smtp.quit()
+            await close_session(conn.smtp)
         conn.drop()
 
     async def close(self) -> None:

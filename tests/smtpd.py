@@ -24,6 +24,10 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     data: bytes
+    # the session was encrypted (STARTTLS or implicit TLS) when the message came in
+    tls: bool = False
+    # the user the session authenticated as (what the server's authenticator recorded)
+    login: str | None = None
 
     @property
     def message(self) -> EmailMessage:
@@ -48,6 +52,15 @@ class Faults:
     disconnect_in_data: int = 0
     # called with each accepted message; may raise to simulate odd behaviour
     on_message: Callable[[Received], None] | None = None
+
+
+def encrypted(server: SMTP, session: Session) -> bool:
+    """Whether the session runs over TLS, by STARTTLS or implicitly."""
+    # aiosmtpd sets session.ssl for STARTTLS only; implicit TLS shows in the transport
+    transport = server.transport
+    return session.ssl is not None or (
+        transport is not None and transport.get_extra_info("sslcontext") is not None
+    )
 
 
 class RecordingHandler:
@@ -102,7 +115,13 @@ class RecordingHandler:
             return reply
         content = envelope.original_content or envelope.content or b""
         assert isinstance(content, bytes)
-        received = Received(str(envelope.mail_from), list(envelope.rcpt_tos), content)
+        received = Received(
+            str(envelope.mail_from),
+            list(envelope.rcpt_tos),
+            content,
+            tls=encrypted(server, session),
+            login=session.auth_data if isinstance(session.auth_data, str) else None,
+        )
         with self.lock:
             self.messages.append(received)
         if self.faults.on_message:
@@ -119,11 +138,19 @@ class RecordingHandler:
 
 
 class SMTPServer:
-    """Starts and stops the aiosmtpd controller; ``stop``/``start`` simulate a relay outage."""
+    """Starts and stops the aiosmtpd controller; ``stop``/``start`` simulate a relay outage.
 
-    def __init__(self, handler: RecordingHandler, port: int = 0) -> None:
+    ``options`` go to aiosmtpd's Controller and SMTP (``tls_context``, ``ssl_context``,
+    ``authenticator``...); ``scheme`` is what :attr:`url` says (``smtps`` for implicit TLS).
+    """
+
+    def __init__(
+        self, handler: RecordingHandler, port: int = 0, *, scheme: str = "smtp", **options: Any
+    ) -> None:
         self.handler = handler
         self.port = port
+        self.scheme = scheme
+        self.options = options
         self.controller: Controller | None = None
 
     def start(self) -> None:
@@ -135,7 +162,9 @@ class SMTPServer:
                 s.bind(("127.0.0.1", 0))
                 self.port = s.getsockname()[1]
             kwargs["port"] = self.port
-        self.controller = Controller(self.handler, ready_timeout=10, decode_data=False, **kwargs)
+        self.controller = Controller(
+            self.handler, ready_timeout=10, decode_data=False, **kwargs, **self.options
+        )
         self.controller.start()
 
     def stop(self) -> None:
@@ -145,4 +174,4 @@ class SMTPServer:
 
     @property
     def url(self) -> str:
-        return f"smtp://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
