@@ -15,7 +15,8 @@ from newsletter.config import Settings, load_settings
 from newsletter.store.subscribers import add_subscriber, ensure_lists
 from newsletter.tokens import TokenPurpose, make_token
 from newsletter.web.app import PER_ADDRESS_LIMIT, create_app
-from newsletter.web.context import MAX_BODY_BYTES
+from newsletter.web.confirmation import build_confirmation
+from newsletter.web.context import MAX_BODY_BYTES, page_environment
 from tests.conftest import TEST_SECRET, write_config
 from tests.smtpd import SMTPServer
 
@@ -131,6 +132,25 @@ def test_oversized_unsubscribe_post_is_refused_without_reading_it_all(
     assert pulled * 64 * 1024 <= MAX_BODY_BYTES + 64 * 1024
 
 
+def test_confirmation_email_carries_no_text_chosen_by_the_requester(
+    client: TestClient, smtpd: SMTPServer
+) -> None:
+    # whoever fills in the form picks the name, and the email goes to someone else's address:
+    # the publication must not deliver their words (a phishing line, a link) to that inbox
+    lure = "Your account is locked, call 555-0100 or visit evil.example/verify"
+    r = client.post("/subscribe", data={"email": "victim@example.org", "name": lure})
+    assert r.status_code == 200
+    (received,) = smtpd.handler.messages
+    raw = received.data.decode("utf-8", "replace")
+    message = received.message
+    assert str(message["To"]) == "victim@example.org"
+    for part in message.walk():
+        if part.get_content_maintype() == "text":
+            assert "evil.example" not in part.get_content()
+            assert "555-0100" not in part.get_content()
+    assert "evil" not in raw
+
+
 def test_form_and_json_under_the_limit_still_work(client: TestClient, smtpd: SMTPServer) -> None:
     r = client.post("/subscribe", data={"email": "ok@example.org", "name": "x" * 1000})
     assert r.status_code == 200
@@ -222,3 +242,21 @@ def test_bad_mac_and_unknown_list_answer_identically(
             bodies.add(r.text)
     assert len(bodies) == 1
     assert "reader" not in next(iter(bodies))
+
+
+def test_confirmation_builder_escapes_and_quotes_a_name(web_settings: Settings) -> None:
+    # no caller passes a name today; if one does, it stays text and one address
+    message = build_confirmation(
+        web_settings,
+        page_environment(web_settings),
+        to="reader@bücher.example.org",
+        name='<img src=x onerror="alert(1)">, "x" <evil@example.org>',
+        link="https://news.test.example/confirm/abc",
+        lists=list(web_settings.lists.values()),
+    )
+    (to,) = message["To"].addresses
+    assert to.addr_spec == "reader@xn--bcher-kva.example.org"
+    html = message.get_body(preferencelist=("html",))
+    assert html is not None
+    assert "<img src=x" not in html.get_content()
+    assert "&lt;img src=x" in html.get_content()

@@ -91,7 +91,8 @@ def test_subscribe_confirm_flow_sends_branded_multipart_email(
     assert response.status_code == 200
     assert "Check your inbox" in response.text
     (message,) = sent(smtpd)
-    assert message["To"] == "Rea Der <Reader@example.org>"
+    # the unverified name is not used in the confirmation (test_security_web)
+    assert message["To"] == "Reader@example.org"
     assert message["Subject"] == "Please confirm your subscription to The Test Weekly"
     assert message.get_content_type() == "multipart/alternative"
     html = message.get_body(preferencelist=("html",))
@@ -203,7 +204,6 @@ def test_crlf_and_html_in_name_never_reach_header_or_markup(
     html = message.get_body(preferencelist=("html",))
     assert html is not None
     assert "<img src=x" not in html.get_content()
-    assert "&lt;img" in html.get_content()
     with engine.begin() as conn:
         sub = find_by_email(conn, "eve@example.org")
     assert sub is not None

@@ -154,7 +154,9 @@ def _record(ctx: WebContext, form: SubscribeForm, lists: list[str]) -> EmailMess
         ctx.settings,
         ctx.pages,
         to=subscriber.email,
-        name=subscriber.name,
+        # whoever filled in the form chose the name, and the address may be someone else's:
+        # the request must not put its own words (a lure, a link) in front of that person
+        name=None,
         link=confirm_url(ctx.settings.publication.base_url, token),
         lists=pending,
     )
