@@ -201,15 +201,25 @@ async def open_session(
         timeout=timeout,
         local_hostname=local_hostname,
     )
-    offers_auth = True
+    problem: str | None = None
     try:
         await smtp.connect()
         if endpoint.username:
             # STARTTLS forgets what the server offered before it; ask again
             if smtp.is_ehlo_or_helo_needed:
                 await smtp.ehlo()
-            offers_auth = smtp.supports_extension("auth")
-            if offers_auth:
+            if smtp.get_transport_info("sslcontext") is None:
+                # a relay (or someone in between) that drops STARTTLS must not get the password
+                problem = (
+                    f"offers no STARTTLS, and the password for {endpoint.username} is never sent "
+                    "unencrypted; use smtps:// or the relay's submission port (usually 587)"
+                )
+            elif not smtp.supports_extension("auth"):
+                problem = (
+                    f"does not offer AUTH for {endpoint.username}; remove the user from smtp_url "
+                    "and smtp.username if the relay needs no login"
+                )
+            else:
                 await smtp.login(endpoint.username, endpoint.password or "")
     except aiosmtplib.SMTPAuthenticationError as exc:
         await close_session(smtp)
@@ -217,18 +227,9 @@ async def open_session(
     except (aiosmtplib.SMTPException, OSError) as exc:
         await close_session(smtp)
         raise _unreachable(endpoint.where, exc) from exc
-    if not offers_auth:
-        encrypted = smtp.get_transport_info("sslcontext") is not None
+    if problem is not None:
         await close_session(smtp)
-        hint = (
-            "; remove the user from smtp_url and smtp.username if the relay needs no login"
-            if encrypted
-            else " on an unencrypted connection (no STARTTLS was offered); use smtps:// or the "
-            "relay's submission port"
-        )
-        raise TransportUnavailableError(
-            f"the SMTP server at {endpoint.where} does not offer AUTH for {endpoint.username}{hint}"
-        )
+        raise TransportUnavailableError(f"the SMTP server at {endpoint.where} {problem}")
     return smtp
 
 

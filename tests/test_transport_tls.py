@@ -51,16 +51,16 @@ def login() -> Login:
 
 @pytest.fixture
 def start_server(pki: Pki, login: Login) -> Iterator[ServerFactory]:
-    """Starts aiosmtpd servers in a TLS mode: ``starttls``, ``smtps``; ``auth`` adds a login."""
+    """Starts aiosmtpd servers: ``starttls``, ``smtps`` or ``plain``; ``auth`` adds a login."""
     servers: list[SMTPServer] = []
 
     def start(
         mode: str, *, auth: bool = False, require_starttls: bool = False, **options: Any
     ) -> SMTPServer:
+        scheme = "smtp"
         if mode == "starttls":
             options.update(tls_context=pki.server_context(), require_starttls=require_starttls)
-            scheme = "smtp"
-        else:
+        elif mode == "smtps":
             options.update(ssl_context=pki.server_context())
             scheme = "smtps"
         if auth and mode == "starttls":
@@ -68,7 +68,8 @@ def start_server(pki: Pki, login: Login) -> Iterator[ServerFactory]:
             options.update(authenticator=login, auth_required=True, auth_require_tls=True)
         elif auth:
             # aiosmtpd counts only STARTTLS as TLS for auth_require_tls (and warns when AUTH is
-            # required without it), so an implicit TLS relay offers AUTH without requiring it
+            # required without it), so an implicit TLS relay offers AUTH without requiring it;
+            # a plain one offers it in the clear, as a careless or downgraded relay would
             options.update(authenticator=login, auth_require_tls=False)
         server = SMTPServer(RecordingHandler(), scheme=scheme, **options)
         server.start()
@@ -359,6 +360,37 @@ def test_no_login_against_a_server_requiring_one_is_a_clear_error(
     server = start_server("starttls", auth=True)
     with pytest.raises(TransportUnavailableError, match=f"127.0.0.1:{server.port}"):
         pool_send(configured(settings, server, ca_file=pki.ca_cert))
+    assert server.handler.messages == []
+
+
+@sender_param
+def test_the_password_is_never_sent_without_tls(
+    settings: Settings,
+    pki: Pki,
+    start_server: ServerFactory,
+    login: Login,
+    send: Callable[[Settings], None],
+) -> None:
+    # a relay offering AUTH but no STARTTLS (or a man in the middle who removed it)
+    server = start_server("plain", auth=True)
+    relay = configured(settings, server, ca_file=pki.ca_cert, user=USER, password=PASSWORD)
+    with pytest.raises(TransportUnavailableError) as caught:
+        send(relay)
+    text = str(caught.value)
+    assert f"127.0.0.1:{server.port} offers no STARTTLS" in text
+    assert "never sent unencrypted" in text
+    assert PASSWORD not in chain_text(caught.value)
+    assert login.attempts == []
+    assert server.handler.messages == []
+
+
+def test_a_user_with_a_relay_offering_no_auth_is_a_clear_error(
+    settings: Settings, pki: Pki, start_server: ServerFactory
+) -> None:
+    server = start_server("smtps")  # aiosmtpd offers AUTH only after STARTTLS by default
+    relay = configured(settings, server, ca_file=pki.ca_cert, user=USER, password=PASSWORD)
+    with pytest.raises(TransportUnavailableError, match=f"does not offer AUTH for {USER}"):
+        send_one(relay)
     assert server.handler.messages == []
 
 
