@@ -47,6 +47,18 @@ from newsletter.store.subscribers import (
 STATUS_CHOICES = [s.value for s in SubscriptionStatus] + ["all"]
 
 
+def _shown(value: object) -> str:
+    """``value`` for the terminal: control characters from imported data appear escaped.
+
+    Attributes come from CSV cells as they were; an escape sequence in one would otherwise
+    recolour the terminal, retitle it or (OSC 52) write the operator's clipboard.
+    """
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 def _display_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
@@ -338,14 +350,14 @@ def show(app: AppContext, email: str) -> None:
         if subscriber is not None:
             click.echo(f"email:      {subscriber.email}")
             click.echo(f"name:       {subscriber.name or '-'}")
-            click.echo(f"source:     {subscriber.source or '-'}")
+            click.echo(f"source:     {_shown(subscriber.source or '-')}")
             click.echo(f"created:    {subscriber.created_at.isoformat(timespec='seconds')}")
             confirmed = subscriber.confirmed_at
             click.echo(
                 f"confirmed:  {confirmed.isoformat(timespec='seconds') if confirmed else '-'}"
             )
             for key, value in subscriber.attributes.items():
-                click.echo(f"attribute:  {key} = {value}")
+                click.echo(f"attribute:  {_shown(key)} = {_shown(value)}")
             for sub in subscriber.subscriptions:
                 when = sub.unsubscribed_at or sub.confirmed_at or sub.created_at
                 click.echo(
