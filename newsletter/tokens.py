@@ -58,7 +58,11 @@ def make_token(
         purpose.value, bytes.fromhex(subscriber_uid), list_id, when.to_bytes(5, "big")
     )
     mac = hmac.new(secret, payload, hashlib.sha256).digest()[:_MAC_BYTES]
-    return base64.urlsafe_b64encode(payload + mac).rstrip(b"=").decode("ascii")
+    return _encode(payload + mac)
+
+
+def _encode(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
 def read_token(
@@ -76,7 +80,8 @@ def read_token(
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
     except (binascii.Error, ValueError):
         raise TokenError() from None
-    if len(raw) != _LAYOUT.size + _MAC_BYTES:
+    # b64decode skips stray characters and ignores spare bits: only the spelling we sign counts
+    if len(raw) != _LAYOUT.size + _MAC_BYTES or _encode(raw) != token:
         raise TokenError()
     payload, mac = raw[: _LAYOUT.size], raw[_LAYOUT.size :]
     expected = hmac.new(secret, payload, hashlib.sha256).digest()[:_MAC_BYTES]
