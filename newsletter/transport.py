@@ -111,6 +111,11 @@ def client_tls_context(ca_file: Path | None = None) -> ssl.SSLContext:
     return context
 
 
+# OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH, _EMAIL_MISMATCH and _IP_ADDRESS_MISMATCH: a CA file
+# does not help there
+_NAME_MISMATCH = (62, 63, 64)
+
+
 def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
     # aiosmtplib wraps the handshake's error (implicit TLS) or lets it through (STARTTLS)
     seen: set[int] = set()
@@ -127,10 +132,13 @@ def _unreachable(where: str, exc: BaseException) -> TransportUnavailableError:
     """``exc`` from connecting as the package's error; a bad certificate says what to do."""
     cert = _certificate_error(exc)
     if cert is not None:
+        if cert.verify_code in _NAME_MISMATCH:
+            hint = "use a host name in smtp_url that the certificate is issued for"
+        else:
+            hint = "if the relay uses a private CA, set smtp.ca_file to that CA's certificate (PEM)"
         return TlsVerificationError(
             f"the TLS certificate of the SMTP server at {where} does not verify "
-            f"({cert.verify_message or cert.reason}); if the relay uses a private CA, set "
-            "smtp.ca_file to that CA's certificate (PEM)"
+            f"({cert.verify_message or cert.reason}); {hint}"
         )
     return TransportUnavailableError(f"cannot reach the SMTP server at {where}: {exc}")
 

@@ -206,6 +206,22 @@ def test_a_different_ca_does_not_verify(
     assert server.handler.messages == []
 
 
+def test_a_certificate_for_another_host_does_not_verify(
+    settings: Settings, tmp_path: Path, login: Login
+) -> None:
+    # signed by a trusted CA, but for another name: host name checking is on too
+    elsewhere = make_pki(tmp_path / "elsewhere", names="DNS:relay.internal.example")
+    server = SMTPServer(RecordingHandler(), tls_context=elsewhere.server_context())
+    server.start()
+    try:
+        expected = r"127\.0\.0\.1:\d+ does not verify \(IP address mismatch.*host name in smtp_url"
+        with pytest.raises(TlsVerificationError, match=expected):
+            send_one(configured(settings, server, ca_file=elsewhere.ca_cert))
+    finally:
+        server.stop()
+    assert server.handler.messages == []
+
+
 def test_unreadable_ca_file_is_a_config_error(settings: Settings, tmp_path: Path) -> None:
     missing = tmp_path / "no-such-ca.pem"
     with pytest.raises(ConfigError, match=r"smtp\.ca_file: cannot load CA .*no-such-ca\.pem"):
@@ -453,3 +469,5 @@ def test_bulk_send_with_untrusted_certificate_pauses_with_the_reason(
     assert "does not verify" in report.paused
     assert "smtp.ca_file" in report.paused
     assert server.handler.messages == []
+    with engine.connect() as conn:
+        assert conn.execute(select(deliveries.c.status)).scalars().all() == ["pending"]

@@ -22,7 +22,7 @@ from tests.smtpd import encrypted
 # EC keys: generating them is instant, unlike RSA
 _KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
 _SERVER_EXTENSIONS = """\
-subjectAltName = IP:127.0.0.1, DNS:localhost
+subjectAltName = {names}
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature
 extendedKeyUsage = serverAuth
@@ -44,8 +44,8 @@ class Pki:
         return context
 
 
-def make_pki(directory: Path) -> Pki:
-    """A CA and a certificate it signed for 127.0.0.1 and localhost, valid for two days."""
+def make_pki(directory: Path, *, names: str = "IP:127.0.0.1, DNS:localhost") -> Pki:
+    """A CA and a certificate it signed for ``names`` (subjectAltName), valid for two days."""
     openssl = shutil.which("openssl")
     if openssl is None:
         pytest.skip("the TLS tests need the openssl command line tool")
@@ -53,7 +53,7 @@ def make_pki(directory: Path) -> Pki:
     ca_key, ca_cert = directory / "ca.key", directory / "ca.pem"
     key, csr, cert = directory / "server.key", directory / "server.csr", directory / "server.pem"
     extensions = directory / "server.ext"
-    extensions.write_text(_SERVER_EXTENSIONS, encoding="ascii")
+    extensions.write_text(_SERVER_EXTENSIONS.format(names=names), encoding="ascii")
 
     def run(*args: str) -> None:
         subprocess.run([openssl, *args], check=True, capture_output=True, cwd=directory)
