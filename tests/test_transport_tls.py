@@ -17,11 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import Engine, select
 
+from newsletter.cli import main
 from newsletter.config import Settings, load_settings
 from newsletter.delivery import Policy, run_send
 from newsletter.errors import ConfigError, TlsVerificationError, TransportUnavailableError
+from newsletter.store.database import make_engine, migrate
 from newsletter.store.schema import deliveries, subscribers
 from newsletter.store.subscribers import add_subscriber, ensure_lists
 from newsletter.transport import SmtpPool, endpoint_from_settings, send_single
@@ -96,6 +99,13 @@ def configured(
         smtp_password=password,
         smtp=dataclasses.replace(settings.smtp, ca_file=ca_file, timeout=5),
     )
+
+
+def add_readers(engine: Engine, settings: Settings, emails: Sequence[str]) -> None:
+    with engine.begin() as conn:
+        list_id = ensure_lists(conn, settings)["weekly"]
+        for email in emails:
+            add_subscriber(conn, email, list_ids=[list_id], now=T0)
 
 
 def message() -> EmailMessage:
@@ -424,10 +434,7 @@ def test_bulk_send_over_tls_with_login_reaches_everyone(
     mode: str,
 ) -> None:
     emails = [f"reader{i}@example.org" for i in range(12)]
-    with engine.begin() as conn:
-        list_id = ensure_lists(conn, settings)["weekly"]
-        for email in emails:
-            add_subscriber(conn, email, list_ids=[list_id], now=T0)
+    add_readers(engine, settings, emails)
     server = start_server(mode, auth=True)
     relay = configured(settings, server, ca_file=pki.ca_cert, user=USER, password=PASSWORD)
     assert relay.smtp.connections == 2
@@ -453,9 +460,7 @@ def test_bulk_send_over_tls_with_login_reaches_everyone(
 def test_bulk_send_with_untrusted_certificate_pauses_with_the_reason(
     engine: Engine, settings: Settings, project: Path, start_server: ServerFactory
 ) -> None:
-    with engine.begin() as conn:
-        list_id = ensure_lists(conn, settings)["weekly"]
-        add_subscriber(conn, "reader@example.org", list_ids=[list_id], now=T0)
+    add_readers(engine, settings, ["reader@example.org"])
     server = start_server("starttls")
     report = run_send(
         configured(settings, server, ca_file=None),
@@ -471,3 +476,57 @@ def test_bulk_send_with_untrusted_certificate_pauses_with_the_reason(
     assert server.handler.messages == []
     with engine.connect() as conn:
         assert conn.execute(select(deliveries.c.status)).scalars().all() == ["pending"]
+
+
+# --- from the command line, configured through the environment ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("password", "ca", "code", "says"),
+    [
+        (PASSWORD, True, 0, "3 sent now"),
+        ("not-the-Pa55word", True, 75, "refused the login for newsletter: 535"),
+        (PASSWORD, False, 75, "does not verify"),
+    ],
+    ids=["delivered", "wrong-password", "untrusted"],
+)
+def test_newsletter_send_over_starttls_with_login(
+    project: Path,
+    tmp_path: Path,
+    pki: Pki,
+    start_server: ServerFactory,
+    password: str,
+    ca: bool,
+    code: int,
+    says: str,
+) -> None:
+    server = start_server("starttls", auth=True)
+    database_url = f"sqlite:///{tmp_path / 'newsletter.db'}"
+    config = write_config(
+        project,
+        database_url=database_url,
+        smtp_url=f"smtp://{USER}@" + server.url[len("smtp://") :],
+    )
+    env = {"NEWSLETTER_SECRET_KEY": TEST_SECRET, "NEWSLETTER_SMTP_PASSWORD": password}
+    if ca:
+        env["NEWSLETTER_SMTP_CA_FILE"] = str(pki.ca_cert)
+    engine = make_engine(database_url)
+    migrate(engine)
+    add_readers(
+        engine,
+        load_settings(config, environ=env),
+        ["a@example.org", "b@example.org", "c@example.org"],
+    )
+    engine.dispose()
+
+    result = CliRunner().invoke(
+        main, ["--config", str(config), "send", ISSUE, "--no-progress"], env=env
+    )
+
+    assert result.exit_code == code, result.output
+    assert says in result.output
+    assert "Traceback" not in result.output
+    if not ca:
+        assert "set smtp.ca_file" in result.output
+    assert password not in result.output
+    assert len(server.handler.messages) == (3 if code == 0 else 0)
