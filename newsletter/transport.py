@@ -233,7 +233,8 @@ async def open_session(
         await close_session(smtp)
         raise _login_refused(endpoint.where, endpoint.username, exc) from exc
     except (aiosmtplib.SMTPException, OSError) as exc:
-        await close_session(smtp)
+        # no QUIT: the session may be mid-handshake or half gone
+        await close_session(smtp, polite=False)
         raise _unreachable(endpoint.where, exc) from exc
     if problem is not None:
         await close_session(smtp)
@@ -241,15 +242,16 @@ async def open_session(
     return smtp
 
 
-async def close_session(smtp: aiosmtplib.SMTP, *, wait: float = 1.0) -> None:
-    """QUIT (politely; errors are ignored), close, and wait up to ``wait`` s for the socket.
+async def close_session(smtp: aiosmtplib.SMTP, *, polite: bool = True, wait: float = 1.0) -> None:
+    """QUIT if ``polite`` (errors are ignored), close, and wait up to ``wait`` s for the socket.
 
     A TLS connection finishes closing a few loop turns later (close_notify both ways); an event
     loop that ends right after ``close()`` would leave its socket open until garbage collection.
     """
     protocol = smtp.protocol
-    with contextlib.suppress(aiosmtplib.SMTPException, OSError):
-        await smtp.quit()
+    if polite and smtp.is_connected:
+        with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+            await smtp.quit()
     smtp.close()
     deadline = time.monotonic() + wait
     # SMTPProtocol drops its transport in connection_lost, once the socket is closed
