@@ -7,7 +7,6 @@ would normalise ``..`` away before the app ever saw it).
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
