@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 from newsletter.config import Settings, load_settings
 from newsletter.store.subscribers import add_subscriber, ensure_lists
 from newsletter.tokens import TokenPurpose, make_token
-from newsletter.web.app import PER_ADDRESS_LIMIT, create_app
+from newsletter.web.app import PER_ADDRESS_LIMIT, PER_IP_LIMIT, create_app
 from newsletter.web.confirmation import build_confirmation
 from newsletter.web.context import MAX_BODY_BYTES, page_environment
 from tests.conftest import TEST_SECRET, write_config
@@ -149,6 +149,67 @@ def test_confirmation_email_carries_no_text_chosen_by_the_requester(
             assert "evil.example" not in part.get_content()
             assert "555-0100" not in part.get_content()
     assert "evil" not in raw
+
+
+def _subscribe_from(app: Any, client_ip: str, email: str) -> int:
+    """POST the form from ``client_ip`` (what uvicorn puts in the scope); the status."""
+    body = f"email={email}".encode()
+    status = 0
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "https",
+        "path": "/subscribe",
+        "raw_path": b"/subscribe",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"news.test.example"),
+            (b"content-type", b"application/x-www-form-urlencoded"),
+        ],
+        "client": (client_ip, 40000),
+        "server": ("news.test.example", 443),
+    }
+    asyncio.run(app(scope, receive, send))
+    return status
+
+
+def test_per_ip_limit_takes_an_ipv6_client_by_its_64_prefix(
+    web_settings: Settings, engine: Engine
+) -> None:
+    # one IPv6 subscriber line is a /64: rotating the interface id must not reset the count
+    limit = PER_IP_LIMIT[0]
+    app = create_app(web_settings, engine=engine, mailer=NoMail(), clock=FakeClock())
+    statuses = [
+        _subscribe_from(app, f"2001:db8:1:2::{i:x}", f"p{i}@example.org") for i in range(limit + 5)
+    ]
+    assert statuses[:limit] == [200] * limit
+    assert set(statuses[limit:]) == {429}
+    # a neighbour on another /64 and IPv4 clients keep their own allowance
+    assert _subscribe_from(app, "2001:db8:1:3::1", "q@example.org") == 200
+    assert _subscribe_from(app, "192.0.2.1", "r@example.org") == 200
+    assert _subscribe_from(app, "192.0.2.2", "s@example.org") == 200
+
+
+class NoMail:
+    async def send(self, message: object) -> None:
+        return None
 
 
 def test_form_and_json_under_the_limit_still_work(client: TestClient, smtpd: SMTPServer) -> None:

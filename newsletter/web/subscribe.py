@@ -7,6 +7,7 @@ tell either. A filled honeypot field or a per-address limit is answered exactly 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 from collections.abc import Mapping
@@ -66,7 +67,7 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
     async def subscribe(request: Request) -> Response:
         wants_json = "application/json" in request.headers.get("content-type", "")
         client_ip = request.client.host if request.client else "unknown"
-        if not ctx.per_ip.hit(client_ip):
+        if not ctx.per_ip.hit(client_key(client_ip)):
             return _reply(ctx, wants_json, 429, "Too many requests; please try again later.")
         try:
             form = await _read_form(request, wants_json)
@@ -160,6 +161,23 @@ def _record(ctx: WebContext, form: SubscribeForm, lists: list[str]) -> EmailMess
         link=confirm_url(ctx.settings.publication.base_url, token),
         lists=pending,
     )
+
+
+def client_key(host: str) -> str:
+    """The per-IP limit's key: an IPv4 address, or the /64 an IPv6 client is given.
+
+    One IPv6 line hands its holder a whole /64; keyed by full address, rotating the interface
+    id would reset the count with every request.
+    """
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 def mailbox_key(normalized: str) -> str:
