@@ -626,7 +626,17 @@ def _ref(row: Any) -> IssueRef:
 
 
 def _clip(value: str | None, limit: int = 1000) -> str | None:
-    return value if value is None or len(value) <= limit else value[:limit] + "..."
+    """A reply as stored: bounded, and with control characters escaped.
+
+    The text comes from whichever server the recipient's domain points at; it is printed by
+    ``newsletter status`` and mailed in reports, where an escape sequence would drive the
+    reader's terminal.
+    """
+    if value is None:
+        return None
+    if not value.isprintable():
+        value = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in value)
+    return value if len(value) <= limit else value[:limit] + "..."
 
 
 def _dead_local_owner(owner: str, here: str) -> bool:
