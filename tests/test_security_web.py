@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,15 @@ from sqlalchemy import Engine
 from starlette.testclient import TestClient
 
 from newsletter.config import Settings, load_settings
-from newsletter.store.subscribers import add_subscriber, ensure_lists
+from newsletter.store.schema import SubscriptionStatus
+from newsletter.store.subscribers import (
+    add_subscriber,
+    ensure_lists,
+    find_by_email,
+    list_ids,
+    request_subscription,
+    unsubscribe,
+)
 from newsletter.tokens import TokenPurpose, make_token
 from newsletter.web.app import PER_ADDRESS_LIMIT, PER_IP_LIMIT, create_app
 from newsletter.web.confirmation import build_confirmation
@@ -321,3 +331,58 @@ def test_confirmation_builder_escapes_and_quotes_a_name(web_settings: Settings) 
     assert html is not None
     assert "<img src=x" not in html.get_content()
     assert "&lt;img src=x" in html.get_content()
+
+
+def _confirm_path(smtpd: SMTPServer, index: int = -1) -> str:
+    text = smtpd.handler.messages[index].message.get_body(preferencelist=("plain",))
+    assert text is not None
+    match = re.search(r"https://news\.test\.example(/confirm/[A-Za-z0-9_-]+)", text.get_content())
+    assert match is not None
+    return match.group(1)
+
+
+def _statuses(engine: Engine, email: str) -> dict[str, SubscriptionStatus]:
+    with engine.begin() as conn:
+        sub = find_by_email(conn, email)
+    assert sub is not None
+    return {s.list_slug: s.status for s in sub.subscriptions}
+
+
+def test_a_confirmation_link_confirms_only_what_was_asked_before_it(
+    client: TestClient, smtpd: SMTPServer, engine: Engine
+) -> None:
+    r = client.post("/subscribe", data={"email": "v@example.org", "lists": "weekly"})
+    assert r.status_code == 200
+    link = _confirm_path(smtpd)
+    # later, someone else asks for another list in v's name; v never sees that request
+    later = datetime.now(UTC) + timedelta(seconds=30)
+    with engine.begin() as conn:
+        ids = list_ids(conn)
+        request_subscription(conn, "v@example.org", list_ids=[ids["business"]], now=later)
+    assert client.get(link).status_code == 200
+    assert _statuses(engine, "v@example.org") == {
+        "weekly": SubscriptionStatus.CONFIRMED,
+        "business": SubscriptionStatus.UNCONFIRMED,
+    }
+
+
+def test_an_old_confirmation_link_does_not_undo_a_later_unsubscribe(
+    client: TestClient, smtpd: SMTPServer, engine: Engine
+) -> None:
+    client.post("/subscribe", data={"email": "v@example.org", "lists": "weekly"})
+    link = _confirm_path(smtpd)
+    assert client.get(link).status_code == 200
+    with engine.begin() as conn:
+        ids = list_ids(conn)
+        sub = find_by_email(conn, "v@example.org")
+        assert sub is not None
+        unsubscribe(conn, sub.id, ids["weekly"], now=datetime.now(UTC) + timedelta(seconds=30))
+        # a stranger re-requests the list: it waits for a fresh confirmation
+        request_subscription(
+            conn,
+            "v@example.org",
+            list_ids=[ids["weekly"]],
+            now=datetime.now(UTC) + timedelta(seconds=60),
+        )
+    client.get(link)  # the old link, from the old email
+    assert _statuses(engine, "v@example.org") == {"weekly": SubscriptionStatus.UNCONFIRMED}

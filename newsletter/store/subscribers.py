@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
-from sqlalchemy import Connection, Row, delete, func, select, update
+from sqlalchemy import Connection, Row, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletter.config import Settings
@@ -518,25 +518,37 @@ def request_subscription(
 
 
 def confirm_subscriber(
-    conn: Connection, uid: str, *, now: datetime | None = None
+    conn: Connection,
+    uid: str,
+    *,
+    now: datetime | None = None,
+    requested_before: datetime | None = None,
 ) -> Subscriber | None:
     """Activate every subscription of ``uid`` waiting for confirmation (double opt-in).
 
-    Returns None when there is no such subscriber or the address is suppressed (a confirmation
-    link never overrides the suppression list). Confirming twice is harmless.
+    With ``requested_before`` (when the link was issued) only what was waiting then is
+    confirmed: a list someone asked for in the person's name later, or one they left later,
+    needs a link of its own. Returns None when there is no such subscriber or the address is
+    suppressed (a confirmation link never overrides the suppression list). Confirming twice
+    is harmless.
     """
     now = now or _now()
     found = find_by_uid(conn, uid)
     if found is None or is_suppressed(conn, found.email_normalized):
         return None
-    conn.execute(
-        update(subscriptions)
-        .where(
-            subscriptions.c.subscriber_id == found.id,
-            subscriptions.c.status == SubscriptionStatus.UNCONFIRMED.value,
-        )
-        .values(status=SubscriptionStatus.CONFIRMED.value, confirmed_at=now)
+    stmt = update(subscriptions).where(
+        subscriptions.c.subscriber_id == found.id,
+        subscriptions.c.status == SubscriptionStatus.UNCONFIRMED.value,
     )
+    if requested_before is not None:
+        stmt = stmt.where(
+            subscriptions.c.created_at < requested_before,
+            or_(
+                subscriptions.c.unsubscribed_at.is_(None),
+                subscriptions.c.unsubscribed_at < requested_before,
+            ),
+        )
+    conn.execute(stmt.values(status=SubscriptionStatus.CONFIRMED.value, confirmed_at=now))
     conn.execute(
         update(subscribers)
         .where(subscribers.c.id == found.id, subscribers.c.confirmed_at.is_(None))

@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
 
@@ -101,9 +102,12 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         except TokenError as exc:
             return ctx.page("invalid.html", status_code=400, private=True, message=str(exc))
 
+        # issued-at has whole seconds; the request it answers was stored within that second
+        issued = datetime.fromtimestamp(data.issued_at + 1, UTC)
+
         def work() -> Subscriber | None:
             with ctx.engine.begin() as conn:
-                return confirm_subscriber(conn, data.subscriber_uid)
+                return confirm_subscriber(conn, data.subscriber_uid, requested_before=issued)
 
         subscriber = await run_in_threadpool(work)
         if subscriber is None:
