@@ -26,6 +26,9 @@ from newsletter.model import PLACEHOLDERS
 from newsletter.store import schema
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
+# What XML 1.0 cannot carry at all (control characters other than tab and line breaks,
+# surrogates, U+FFFE/U+FFFF); legal in an issue file, and one would break the whole feed.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 FEED_ENTRIES = 20
 # Every send state means subscribers already hold the email and its "view in browser" link.
 ARCHIVED_STATES = tuple(state.value for state in schema.SendStatus)
@@ -158,9 +161,10 @@ class Archive:
         ET.register_namespace("", ATOM_NS)
 
         def sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+            attrs = {k: _NOT_XML.sub(" ", v) for k, v in attrs.items()}
             el = ET.SubElement(parent, f"{{{ATOM_NS}}}{tag}", attrs)
             if text is not None:
-                el.text = text
+                el.text = _NOT_XML.sub(" ", text)
             return el
 
         feed = ET.Element(f"{{{ATOM_NS}}}feed", {"xml:lang": pub.lang})
