@@ -359,7 +359,7 @@ def test_a_confirmation_link_confirms_only_what_was_asked_before_it(
     with engine.begin() as conn:
         ids = list_ids(conn)
         request_subscription(conn, "v@example.org", list_ids=[ids["business"]], now=later)
-    assert client.get(link).status_code == 200
+    assert client.post(link).status_code == 200
     assert _statuses(engine, "v@example.org") == {
         "weekly": SubscriptionStatus.CONFIRMED,
         "business": SubscriptionStatus.UNCONFIRMED,
@@ -371,7 +371,7 @@ def test_an_old_confirmation_link_does_not_undo_a_later_unsubscribe(
 ) -> None:
     client.post("/subscribe", data={"email": "v@example.org", "lists": "weekly"})
     link = _confirm_path(smtpd)
-    assert client.get(link).status_code == 200
+    assert client.post(link).status_code == 200
     with engine.begin() as conn:
         ids = list_ids(conn)
         sub = find_by_email(conn, "v@example.org")
@@ -384,5 +384,24 @@ def test_an_old_confirmation_link_does_not_undo_a_later_unsubscribe(
             list_ids=[ids["weekly"]],
             now=datetime.now(UTC) + timedelta(seconds=60),
         )
-    client.get(link)  # the old link, from the old email
+    client.post(link)  # the old link, from the old email
     assert _statuses(engine, "v@example.org") == {"weekly": SubscriptionStatus.UNCONFIRMED}
+
+
+def test_following_the_confirmation_link_alone_confirms_nothing(
+    client: TestClient, smtpd: SMTPServer, engine: Engine
+) -> None:
+    # mail security scanners fetch every link in an email (GET); a subscription someone asked
+    # for in another person's name must not confirm itself that way
+    client.post("/subscribe", data={"email": "v@example.org", "lists": "weekly"})
+    link = _confirm_path(smtpd)
+    for _ in range(2):
+        page = client.get(link)
+        assert page.status_code == 200
+        assert page.headers["cache-control"] == "no-store"
+        assert re.search(r'<form method="post"', page.text)
+        assert _statuses(engine, "v@example.org") == {"weekly": SubscriptionStatus.UNCONFIRMED}
+    done = client.post(link)
+    assert done.status_code == 200
+    assert "You're subscribed" in done.text
+    assert _statuses(engine, "v@example.org") == {"weekly": SubscriptionStatus.CONFIRMED}

@@ -87,6 +87,8 @@ def test_subscribe_confirm_unsubscribe_in_a_browser(
         link = re.search(r"http://127\.0\.0\.1:\d+/confirm/\S+", text.get_content())
         assert link is not None
         page.goto(link.group(0))
+        assert page.locator("h1").inner_text() == "Confirm your subscription"
+        page.get_by_role("button", name="Confirm my subscription").click()
         assert page.locator("h1").inner_text() == "You're subscribed"
         assert "Millbrook" not in page.content()  # the test publication, not the sample
 

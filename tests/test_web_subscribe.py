@@ -101,13 +101,16 @@ def test_subscribe_confirm_flow_sends_branded_multipart_email(
     assert status_of(engine, "reader@example.org") is SubscriptionStatus.UNCONFIRMED
 
     link = confirm_link(message)
-    page = client.get(link)
+    # the link shows a button; pressing it (POST) confirms (test_security_web)
+    assert client.get(link).status_code == 200
+    assert status_of(engine, "reader@example.org") is SubscriptionStatus.UNCONFIRMED
+    page = client.post(link)
     assert page.status_code == 200
     assert "subscribed" in page.text
     assert page.headers["cache-control"] == "no-store"
     assert status_of(engine, "reader@example.org") is SubscriptionStatus.CONFIRMED
     # confirming twice is harmless
-    assert client.get(link).status_code == 200
+    assert client.post(link).status_code == 200
     assert status_of(engine, "reader@example.org") is SubscriptionStatus.CONFIRMED
 
 
@@ -238,6 +241,7 @@ def test_confirm_token_tampering_and_suppression(
     with engine.begin() as conn:
         suppress(conn, "t@example.org", SuppressionReason.COMPLAINED)
     assert client.get(link).status_code == 400
+    assert client.post(link).status_code == 400
     assert status_of(engine, "t@example.org") is SubscriptionStatus.UNSUBSCRIBED
 
 

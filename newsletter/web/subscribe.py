@@ -27,10 +27,12 @@ from newsletter.store.subscribers import (
     Subscriber,
     clean_name,
     confirm_subscriber,
+    find_by_uid,
+    is_suppressed,
     normalize_email,
     request_subscription,
 )
-from newsletter.tokens import TokenPurpose, confirm_url, make_token, read_token
+from newsletter.tokens import TokenData, TokenPurpose, confirm_url, make_token, read_token
 from newsletter.web.confirmation import CONFIRM_MAX_AGE_DAYS, build_confirmation
 from newsletter.web.context import (
     BodyTooLarge,
@@ -90,15 +92,37 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         response.background = task
         return response
 
-    async def confirm(request: Request) -> Response:
-        token = request.path_params["token"]
+    def verify(token: str) -> TokenData:
+        return read_token(
+            ctx.settings.secret_key,
+            token,
+            TokenPurpose.CONFIRM,
+            max_age_seconds=CONFIRM_MAX_AGE_DAYS * 86400,
+        )
+
+    async def confirm_page(request: Request) -> Response:
+        """The link in the email shows a button and changes nothing.
+
+        Mail security scanners open every link in an email; if opening it confirmed, a
+        subscription requested in someone else's name would confirm itself.
+        """
         try:
-            data = read_token(
-                ctx.settings.secret_key,
-                token,
-                TokenPurpose.CONFIRM,
-                max_age_seconds=CONFIRM_MAX_AGE_DAYS * 86400,
-            )
+            data = verify(request.path_params["token"])
+        except TokenError as exc:
+            return ctx.page("invalid.html", status_code=400, private=True, message=str(exc))
+
+        def look() -> bool:
+            with ctx.engine.connect() as conn:
+                found = find_by_uid(conn, data.subscriber_uid)
+                return found is not None and not is_suppressed(conn, found.email_normalized)
+
+        if not await run_in_threadpool(look):
+            return ctx.page("invalid.html", status_code=400, private=True, message=None)
+        return ctx.page("confirm.html", private=True)
+
+    async def confirm(request: Request) -> Response:
+        try:
+            data = verify(request.path_params["token"])
         except TokenError as exc:
             return ctx.page("invalid.html", status_code=400, private=True, message=str(exc))
 
@@ -122,7 +146,8 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         Route("/", form_page, methods=["GET"], name="home"),
         Route("/subscribe", form_page, methods=["GET"], name="subscribe_form"),
         Route("/subscribe", subscribe, methods=["POST"], name="subscribe"),
-        Route("/confirm/{token}", confirm, methods=["GET"], name="confirm"),
+        Route("/confirm/{token}", confirm_page, methods=["GET"], name="confirm_page"),
+        Route("/confirm/{token}", confirm, methods=["POST"], name="confirm"),
     ]
 
 
