@@ -28,11 +28,11 @@ def _variants(token: str) -> list[str]:
 
 @pytest.mark.parametrize("index", range(7))
 def test_other_spellings_of_a_valid_token_are_refused(index: int) -> None:
-    token = make_token(SECRET, TokenPurpose.UNSUBSCRIBE, new_subscriber_uid(), 3)
+    # fixed inputs: a token whose spelling has both "-" and "_", so every variant differs
+    token = make_token(SECRET, TokenPurpose.UNSUBSCRIBE, "29" * 16, 3, issued_at=1_700_000_000)
     assert read_token(SECRET, token, TokenPurpose.UNSUBSCRIBE).list_id == 3
     variant = _variants(token)[index]
-    if variant == token:
-        pytest.skip("this token has no such variant")
+    assert variant != token
     with pytest.raises(TokenError):
         read_token(SECRET, variant, TokenPurpose.UNSUBSCRIBE)
 
