@@ -129,7 +129,8 @@ class Settings:
     delivery: Delivery = field(default_factory=Delivery)
     dkim: Dkim = field(default_factory=Dkim)
     scheduler: Scheduler = field(default_factory=Scheduler)
-    database_url: str = "sqlite:///newsletter.db"
+    # may hold a database password: kept out of repr like the secrets below
+    database_url: str = field(default="sqlite:///newsletter.db", repr=False)
     smtp_url: str = "smtp://127.0.0.1:8025"
     issues_dir: Path = Path("issues")
     templates_dir: Path = Path("templates")

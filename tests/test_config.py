@@ -50,10 +50,15 @@ def test_environment_overrides_section_and_top_level_keys(tmp_path: Path) -> Non
 
 
 def test_secrets_never_appear_in_repr(tmp_path: Path) -> None:
-    env = {"NEWSLETTER_SECRET_KEY": "s3cret-" * 5, "NEWSLETTER_SMTP_PASSWORD": "hunter2"}
+    env = {
+        "NEWSLETTER_SECRET_KEY": "s3cret-" * 5,
+        "NEWSLETTER_SMTP_PASSWORD": "hunter2",
+        "NEWSLETTER_DATABASE_URL": "postgresql://news:dbpass99@db.example/news",
+    }
     s = load_settings(write(tmp_path, MINIMAL), environ=env)
     assert "s3cret" not in repr(s)
     assert "hunter2" not in repr(s)
+    assert "dbpass99" not in repr(s)
 
 
 def test_generated_secret_is_private_and_stable(tmp_path: Path) -> None:
