@@ -11,16 +11,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
-from sqlalchemy import Engine, make_url
+from sqlalchemy import Engine
 
 from newsletter.cli import AppContext, main, pass_app
 from newsletter.config import Settings
 from newsletter.delivery import SendReport, run_send
-from newsletter.errors import NewsletterError, StoreError
+from newsletter.errors import NewsletterError
 from newsletter.message import MessageTemplate, Personalization, envelope_sender, sender_domain
 from newsletter.model import IssueStatus, RenderedIssue
 from newsletter.sink import Sink, count_messages
-from newsletter.store.database import make_engine, migrate, schema_is_current
+from newsletter.store.database import display_url, initialise, make_engine, open_current
 from newsletter.store.ledger import IssueRef, SqlLedger
 from newsletter.store.schema import DeliveryStatus
 from newsletter.tokens import TokenPurpose, make_token, unsubscribe_mailto, unsubscribe_url
@@ -41,19 +41,7 @@ DEMO_SUBSCRIBERS = (
 
 def _open(settings: Settings) -> Engine:
     """An engine on a store whose schema is current; otherwise say to run ``init``."""
-    engine = make_engine(settings.database_url)
-    where = make_url(settings.database_url).render_as_string(hide_password=True)
-    try:
-        current = schema_is_current(engine)
-    except Exception as exc:  # the driver's own errors: unreachable server, bad URL
-        engine.dispose()
-        raise StoreError(f"cannot open the database at {where}: {exc}") from None
-    if not current:
-        engine.dispose()
-        raise StoreError(
-            f"the database at {where} is not set up or is out of date; run `newsletter init`"
-        )
-    return engine
+    return open_current(settings.database_url)
 
 
 def _issue_path(settings: Settings, issue: str) -> Path:
@@ -357,15 +345,13 @@ def sink_command(app: AppContext, host: str, port: int, maildir: Path | None) ->
 @pass_app
 def demo_command(app: AppContext) -> None:
     """Set up the local store, add demo subscribers and send the newest ready issue to a sink."""
-    from newsletter.store.subscribers import add_subscriber, ensure_lists
+    from newsletter.store.subscribers import add_subscriber
 
     settings = app.settings
     engine = make_engine(settings.database_url)
     try:
-        migrate(engine)
-        with engine.begin() as conn:
-            ids = ensure_lists(conn, settings)
-        where = make_url(settings.database_url).render_as_string(hide_password=True)
+        ids = initialise(engine, settings)
+        where = display_url(settings.database_url)
         click.echo(f"1. Database ready ({where}); lists: {', '.join(sorted(ids))}")
         path = _newest_ready(settings)
         from newsletter.issues import load_issue

@@ -20,20 +20,19 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
-from sqlalchemy import Connection, Engine, make_url
+from sqlalchemy import Connection, Engine
 
 from newsletter.cli import AppContext, main, pass_app
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError, StoreError
 from newsletter.mailto import MailRequest, handle_unsubscribe_mail
-from newsletter.store.database import make_engine, migrate, schema_is_current
+from newsletter.store.database import display_url, initialise, make_engine, open_current
 from newsletter.store.importing import ImportReport, RejectsWriter, export_csv, import_csv
 from newsletter.store.schema import SubscriptionStatus, SuppressionReason
 from newsletter.store.subscribers import (
     add_subscriber,
     count_subscribers,
     counts_by_status,
-    ensure_lists,
     erase,
     find_by_email,
     iter_subscribers,
@@ -59,26 +58,11 @@ def _shown(value: object) -> str:
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
-def _display_url(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
-
-
 @contextmanager
 def open_store(settings: Settings) -> Iterator[Engine]:
     """An engine on a database whose schema is current (otherwise: run ``init``), disposed after."""
-    engine = make_engine(settings.database_url)
+    engine = open_current(settings.database_url)
     try:
-        try:
-            current = schema_is_current(engine)
-        except Exception as exc:  # the driver's own errors: unreachable server, bad URL
-            raise StoreError(
-                f"cannot open the database at {_display_url(settings.database_url)}: {exc}"
-            ) from None
-        if not current:
-            raise StoreError(
-                f"the database at {_display_url(settings.database_url)} is not set up or is "
-                "out of date; run `newsletter init`"
-            )
         yield engine
     finally:
         engine.dispose()
@@ -101,12 +85,10 @@ def init(app: AppContext) -> None:
     settings = app.settings
     engine = make_engine(settings.database_url)
     try:
-        migrate(engine)
-        with engine.begin() as conn:
-            ids = ensure_lists(conn, settings)
+        ids = initialise(engine, settings)
     finally:
         engine.dispose()
-    click.echo(f"Database ready: {_display_url(settings.database_url)}")
+    click.echo(f"Database ready: {display_url(settings.database_url)}")
     click.echo("Lists: " + ", ".join(sorted(ids)))
 
 

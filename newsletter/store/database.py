@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.errors import StoreError
+
+if TYPE_CHECKING:
+    from newsletter.config import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -76,3 +79,34 @@ def schema_is_current(engine: Engine) -> bool:
         if not inspect(conn).has_table("alembic_version"):
             return False
         return MigrationContext.configure(conn).get_current_revision() == head
+
+
+def display_url(url: str) -> str:
+    """``url`` fit for output: any password replaced by ``***``."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def open_current(url: str) -> Engine:
+    """An engine on a database whose schema is current; otherwise a StoreError saying what to do."""
+    engine = make_engine(url)
+    try:
+        current = schema_is_current(engine)
+    except Exception as exc:  # the driver's own errors: unreachable server, bad URL
+        engine.dispose()
+        raise StoreError(f"cannot open the database at {display_url(url)}: {exc}") from None
+    if not current:
+        engine.dispose()
+        raise StoreError(
+            f"the database at {display_url(url)} is not set up or is out of date; "
+            "run `newsletter init`"
+        )
+    return engine
+
+
+def initialise(engine: Engine, settings: Settings) -> dict[str, int]:
+    """What ``newsletter init`` does: migrate, then create the configured lists (idempotent)."""
+    from newsletter.store.subscribers import ensure_lists
+
+    migrate(engine)
+    with engine.begin() as conn:
+        return ensure_lists(conn, settings)
