@@ -42,8 +42,8 @@ from newsletter.message import (
 from newsletter.model import RenderedIssue
 from newsletter.progress import ProgressBar
 from newsletter.signing import DkimSigner
+from newsletter.states import DeliveryStatus, SendStatus
 from newsletter.store.ledger import Claimed, Failure, IssueRef, Outcome, SqlLedger, new_owner
-from newsletter.store.schema import DeliveryStatus, SendStatus
 from newsletter.tokens import TokenPurpose, make_token, unsubscribe_mailto, unsubscribe_url
 from newsletter.transport import SendResult, SmtpPool
 

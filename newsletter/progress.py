@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from newsletter.store.schema import DeliveryStatus
+from newsletter.states import DeliveryStatus
 
 
 class ProgressBar:

@@ -19,8 +19,8 @@ from newsletter.errors import QuotaReachedError
 from newsletter.message import MessageTemplate
 from newsletter.model import Issue, IssueStatus, RenderedIssue
 from newsletter.signing import DkimSigner
+from newsletter.states import SendStatus
 from newsletter.store.ledger import IssueRef, SqlLedger
-from newsletter.store.schema import SendStatus
 
 
 def rendered_from_ref(ref: IssueRef) -> RenderedIssue:

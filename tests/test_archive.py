@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 
 from newsletter.config import Settings
 from newsletter.model import UNSUBSCRIBE_URL_PLACEHOLDER
+from newsletter.states import SendStatus
 from newsletter.store import schema
 from newsletter.web.archive import public_html, routes
 
@@ -38,7 +39,7 @@ def add_issue(engine: Engine, list_id: int, slug: str, title: str, day: int, **k
         "title": title,
         "subject": f"The Test Weekly: {title}",
         "issue_date": T0 + timedelta(days=day),
-        "status": schema.SendStatus.FINISHED.value,
+        "status": SendStatus.FINISHED.value,
         "html": EMAIL.replace("{body}", f"<h1>{title}</h1>").replace("{slug}", slug),
         "text": title,
         "created_at": T0 + timedelta(days=day),

@@ -27,18 +27,9 @@ from newsletter.delivery import (
 )
 from newsletter.errors import StoreError
 from newsletter.message import MessageTemplate
+from newsletter.states import DeliveryStatus, SendStatus, SubscriptionStatus, SuppressionReason
 from newsletter.store.ledger import SqlLedger
-from newsletter.store.schema import (
-    DeliveryStatus,
-    SendStatus,
-    SubscriptionStatus,
-    SuppressionReason,
-    deliveries,
-    issues,
-    subscribers,
-    subscriptions,
-    suppressions,
-)
+from newsletter.store.schema import deliveries, issues, subscribers, subscriptions, suppressions
 from newsletter.store.subscribers import add_subscriber, ensure_lists, unsubscribe
 from newsletter.tokens import TokenPurpose, read_token
 from newsletter.transport import SmtpPool

@@ -16,9 +16,9 @@ from sqlalchemy import Engine
 
 from newsletter.config import Settings
 from newsletter.errors import ImportFileError, InvalidAddressError
+from newsletter.states import SubscriptionStatus, SuppressionReason
 from newsletter.store.database import make_engine, migrate
 from newsletter.store.importing import ImportReport, Reject, RejectsWriter, export_csv, import_csv
-from newsletter.store.schema import SubscriptionStatus, SuppressionReason
 from newsletter.store.subscribers import (
     add_subscriber,
     ensure_lists,

@@ -24,8 +24,9 @@ from newsletter.config import Settings, load_settings
 from newsletter.delivery import issue_sent
 from newsletter.scheduled import RunOutcome, build_scheduler, run_due
 from newsletter.scheduling import Action, Schedule
+from newsletter.states import DeliveryStatus
 from newsletter.store.database import make_engine
-from newsletter.store.schema import DeliveryStatus, deliveries, subscribers
+from newsletter.store.schema import deliveries, subscribers
 from newsletter.store.subscribers import add_subscriber, ensure_lists
 from tests.conftest import REPO, TEST_SECRET, write_config
 from tests.smtpd import Received, SMTPServer

@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from starlette.testclient import TestClient
 
 from newsletter.config import Settings, load_settings
-from newsletter.store.schema import SubscriptionStatus
+from newsletter.states import SubscriptionStatus
 from newsletter.store.subscribers import (
     add_subscriber,
     ensure_lists,

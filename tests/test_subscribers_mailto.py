@@ -12,8 +12,8 @@ from sqlalchemy import Engine
 from newsletter.cli import main
 from newsletter.config import Settings, load_settings
 from newsletter.mailto import MailRequest, handle_unsubscribe_mail
+from newsletter.states import SubscriptionStatus
 from newsletter.store.database import make_engine
-from newsletter.store.schema import SubscriptionStatus
 from newsletter.store.subscribers import add_subscriber, ensure_lists, find_by_email
 from newsletter.tokens import TokenPurpose, make_token, unsubscribe_mailto
 from tests.conftest import TEST_SECRET, write_config

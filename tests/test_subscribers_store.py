@@ -14,7 +14,8 @@ from sqlalchemy import Engine, select
 
 from newsletter.config import Settings
 from newsletter.errors import InvalidAddressError, StoreError, SuppressedError
-from newsletter.store.schema import SubscriptionStatus, SuppressionReason, suppressions
+from newsletter.states import SubscriptionStatus, SuppressionReason
+from newsletter.store.schema import suppressions
 from newsletter.store.subscribers import (
     _fast_normalize,
     add_subscriber,

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from starlette.testclient import TestClient
 
 from newsletter.config import Settings, load_settings
-from newsletter.store.schema import SubscriptionStatus, SuppressionReason
+from newsletter.states import SubscriptionStatus, SuppressionReason
 from newsletter.store.subscribers import (
     add_subscriber,
     ensure_lists,

@@ -11,8 +11,8 @@ from starlette.testclient import TestClient
 
 from newsletter.config import Settings, load_settings
 from newsletter.errors import StoreError, SuppressedError
+from newsletter.states import SubscriptionStatus, SuppressionReason
 from newsletter.store.importing import Reject, import_csv
-from newsletter.store.schema import SubscriptionStatus, SuppressionReason
 from newsletter.store.subscribers import (
     Subscriber,
     add_subscriber,

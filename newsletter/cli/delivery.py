@@ -20,9 +20,9 @@ from newsletter.errors import NewsletterError
 from newsletter.message import MessageTemplate, Personalization, envelope_sender, sender_domain
 from newsletter.model import IssueStatus, RenderedIssue
 from newsletter.sink import Sink, count_messages
+from newsletter.states import DeliveryStatus
 from newsletter.store.database import display_url, initialise, make_engine, open_current
 from newsletter.store.ledger import IssueRef, SqlLedger
-from newsletter.store.schema import DeliveryStatus
 from newsletter.tokens import TokenPurpose, make_token, unsubscribe_mailto, unsubscribe_url
 from newsletter.transport import SmtpPool
 from newsletter.worker import run_worker

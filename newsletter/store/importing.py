@@ -23,12 +23,8 @@ from typing import Any, BinaryIO, NamedTuple, TextIO
 from sqlalchemy import Connection, Engine
 
 from newsletter.errors import ImportFileError, InvalidAddressError
-from newsletter.store.schema import (
-    SubscriptionStatus,
-    subscribers,
-    subscriptions,
-    suppressions,
-)
+from newsletter.states import SubscriptionStatus
+from newsletter.store.schema import subscribers, subscriptions, suppressions
 from newsletter.store.subscribers import (
     clean_name,
     email_hash,

@@ -34,11 +34,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.errors import StoreError
+from newsletter.states import DeliveryStatus, SendStatus, SubscriptionStatus, SuppressionReason
 from newsletter.store.schema import (
-    DeliveryStatus,
-    SendStatus,
-    SubscriptionStatus,
-    SuppressionReason,
     deliveries,
     issues,
     lists,

@@ -1,12 +1,10 @@
 """Tables of the store (SQLAlchemy Core), shared by SQLite and PostgreSQL.
 
 The Alembic migrations in ``migrations/versions`` create exactly these; a test compares them.
-States are stored as the ``value`` of the enums below.
+States are stored as the ``value`` of the enums in :mod:`newsletter.states`.
 """
 
 from __future__ import annotations
-
-import enum
 
 from sqlalchemy import (
     JSON,
@@ -30,33 +28,6 @@ metadata = MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
-
-
-class SubscriptionStatus(enum.Enum):
-    UNCONFIRMED = "unconfirmed"
-    CONFIRMED = "confirmed"
-    UNSUBSCRIBED = "unsubscribed"
-
-
-class SuppressionReason(enum.Enum):
-    UNSUBSCRIBED = "unsubscribed"
-    BOUNCED = "bounced"
-    COMPLAINED = "complained"
-    ERASED = "erased"
-
-
-class DeliveryStatus(enum.Enum):
-    PENDING = "pending"
-    SENDING = "sending"
-    SENT = "sent"
-    FAILED = "failed"
-    BOUNCED = "bounced"
-
-
-class SendStatus(enum.Enum):
-    SENDING = "sending"
-    PAUSED = "paused"
-    FINISHED = "finished"
 
 
 lists = Table(

@@ -22,22 +22,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletter.config import Settings
 from newsletter.errors import InvalidAddressError, StoreError, SuppressedError
-from newsletter.store.schema import (
-    SubscriptionStatus,
-    SuppressionReason,
-    lists,
-    subscribers,
-    subscriptions,
-    suppressions,
-)
+from newsletter.states import SubscriptionStatus, SuppressionReason
+from newsletter.store.schema import lists, subscribers, subscriptions, suppressions
 from newsletter.tokens import new_subscriber_uid
 
 __all__ = [
     "SubscribeRequest",
     "Subscriber",
     "Subscription",
-    "SubscriptionStatus",
-    "SuppressionReason",
     "add_subscriber",
     "clean_name",
     "confirm_subscriber",

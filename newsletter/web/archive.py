@@ -23,6 +23,7 @@ from starlette.templating import Jinja2Templates
 
 from newsletter.config import Settings
 from newsletter.model import PLACEHOLDERS
+from newsletter.states import SendStatus
 from newsletter.store import schema
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -31,7 +32,7 @@ ATOM_NS = "http://www.w3.org/2005/Atom"
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 FEED_ENTRIES = 20
 # Every send state means subscribers already hold the email and its "view in browser" link.
-ARCHIVED_STATES = tuple(state.value for state in schema.SendStatus)
+ARCHIVED_STATES = tuple(state.value for state in SendStatus)
 # A page must never be framed by another site or run script; the email needs inline styles
 # and its images (which may live on a CDN).
 PAGE_CSP = (

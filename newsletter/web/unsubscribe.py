@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from newsletter.errors import TokenError
-from newsletter.store.schema import SuppressionReason
+from newsletter.states import SuppressionReason
 from newsletter.store.subscribers import (
     Subscriber,
     Subscription,
