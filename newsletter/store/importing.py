@@ -411,7 +411,7 @@ class _Driver:
         self.conn = conn
         self.pg = conn.dialect.name == "postgresql"
         utc = now.astimezone(UTC)
-        # the text SQLAlchemy's SQLite DateTime stores, so reads through Core see the same value
+        # the text UtcDateTime stores on SQLite (UTC, no offset), so reads through Core agree
         self.now: object = (
             utc if self.pg else utc.replace(tzinfo=None).isoformat(" ", "microseconds")
         )

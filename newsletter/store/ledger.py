@@ -105,13 +105,6 @@ def new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
-def utc(value: datetime) -> datetime:
-    """Aware UTC; naive values (SQLite hands them back) are UTC already."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
 def _insert(conn: Connection, table: Any) -> postgresql.Insert | sqlite.Insert:
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table)
@@ -219,7 +212,6 @@ class SqlLedger:
         the issue exists already, nothing changes and the count is None: a rerun resumes the
         send it began and does not pick up people who subscribed since.
         """
-        now = utc(now)
         when = datetime.combine(issue_date, time(0), tzinfo=UTC)
         try:
             with self.engine.begin() as conn:
@@ -303,7 +295,6 @@ class SqlLedger:
         self, issue: IssueRef, *, owner: str, now: datetime, lease_seconds: float, limit: int
     ) -> list[Claimed]:
         """Lease up to ``limit`` due deliveries to ``owner``; each claim counts as an attempt."""
-        now = utc(now)
         expires = now + timedelta(seconds=lease_seconds)
         d = deliveries.c
         try:
@@ -377,7 +368,7 @@ class SqlLedger:
                 email=r.email,
                 name=r.name,
                 attempts=r.attempts,
-                created_at=utc(r.created_at),
+                created_at=r.created_at,
                 active=bool(r.active),
             )
             for r in rows
@@ -422,7 +413,7 @@ class SqlLedger:
                         d.status == DeliveryStatus.SENDING.value,
                         d.lease_owner == owner,
                     )
-                    .values(lease_expires_at=utc(now) + timedelta(seconds=lease_seconds))
+                    .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
                 )
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot renew delivery leases: {exc}") from exc
@@ -447,7 +438,7 @@ class SqlLedger:
                     d.status == DeliveryStatus.SENDING.value,
                     d.lease_owner.in_(dead),
                 )
-                .values(lease_expires_at=utc(now) - timedelta(seconds=1))
+                .values(lease_expires_at=now - timedelta(seconds=1))
             )
             return int(result.rowcount or 0)
 
@@ -459,7 +450,6 @@ class SqlLedger:
         """Write outcomes in one transaction; bounces also go on the suppression list."""
         if not outcomes:
             return
-        now = utc(now)
         d = deliveries.c
         sent = [
             {"sid": o.subscriber_id, "code": o.code, "reply": _clip(o.reply)}
@@ -472,7 +462,7 @@ class SqlLedger:
                 "st": o.status.value,
                 "code": o.code,
                 "reply": _clip(o.reply),
-                "next": utc(o.next_attempt_at) if o.next_attempt_at else None,
+                "next": o.next_attempt_at,
             }
             for o in outcomes
             if o.status is not DeliveryStatus.SENT
@@ -553,7 +543,7 @@ class SqlLedger:
                     d.issue_id == issue.id, d.status == DeliveryStatus.SENDING.value
                 )
             ).scalar()
-        times = [utc(t) for t in (pending, leased) if t is not None]
+        times = [t for t in (pending, leased) if t is not None]
         return min(times) if times else None
 
     def failures(self, issue: IssueRef, *, limit: int = 20) -> list[Failure]:
@@ -590,7 +580,7 @@ class SqlLedger:
             conn.execute(
                 update(issues)
                 .where(issues.c.id == issue.id, issues.c.status != status.value)
-                .values(status=status.value, finished_at=None if still_open else utc(now))
+                .values(status=status.value, finished_at=None if still_open else now)
             )
         return still_open is None
 
@@ -602,9 +592,9 @@ class SqlLedger:
         """When each message of the last while was accepted (seeds the hourly cap)."""
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(deliveries.c.sent_at).where(deliveries.c.sent_at >= utc(since))
+                select(deliveries.c.sent_at).where(deliveries.c.sent_at >= since)
             ).scalars()
-            return [utc(t) for t in rows]
+            return list(rows)
 
 
 def _ref(row: Any) -> IssueRef:
@@ -618,7 +608,7 @@ def _ref(row: Any) -> IssueRef:
         text=row.text,
         status=SendStatus(row.status),
         title=row.title,
-        issue_date=utc(row.issue_date).date(),
+        issue_date=row.issue_date.date(),
     )
 
 

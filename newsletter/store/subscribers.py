@@ -598,13 +598,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; everything stored is UTC
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
-
-
 def dialect_insert(conn: Connection, table: Any) -> postgresql.Insert | sqlite.Insert:
     """INSERT with ON CONFLICT support for the connection's dialect."""
     if conn.dialect.name == "postgresql":
@@ -722,23 +715,19 @@ def _load_many(
     by_subscriber: dict[int, list[Subscription]] = {}
     for sub in conn.execute(stmt.order_by(subscriptions.c.list_id)):
         slug, list_name = names.get(sub.list_id, (str(sub.list_id), str(sub.list_id)))
-        created = _aware(sub.created_at)
-        assert created is not None
         by_subscriber.setdefault(sub.subscriber_id, []).append(
             Subscription(
                 list_id=sub.list_id,
                 list_slug=slug,
                 list_name=list_name,
                 status=SubscriptionStatus(sub.status),
-                created_at=created,
-                confirmed_at=_aware(sub.confirmed_at),
-                unsubscribed_at=_aware(sub.unsubscribed_at),
+                created_at=sub.created_at,
+                confirmed_at=sub.confirmed_at,
+                unsubscribed_at=sub.unsubscribed_at,
             )
         )
     result = []
     for row in rows:
-        created = _aware(row.created_at)
-        assert created is not None
         result.append(
             Subscriber(
                 id=row.id,
@@ -748,8 +737,8 @@ def _load_many(
                 name=row.name,
                 attributes=dict(row.attributes or {}),
                 source=row.source,
-                created_at=created,
-                confirmed_at=_aware(row.confirmed_at),
+                created_at=row.created_at,
+                confirmed_at=row.confirmed_at,
                 subscriptions=tuple(by_subscriber.get(row.id, ())),
             )
         )

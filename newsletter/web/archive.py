@@ -76,13 +76,8 @@ def public_html(html: str, *, subscribe_url: str) -> str:
     return html
 
 
-def _utc(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; the store writes UTC
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _rfc3339(value: datetime) -> str:
-    return _utc(value).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class Archive:
@@ -118,8 +113,8 @@ class Archive:
             list_name=row["list_name"],
             title=row["title"],
             subject=row["subject"],
-            issue_date=_utc(row["issue_date"]),
-            sent_at=_utc(row["finished_at"] or row["created_at"]),
+            issue_date=row["issue_date"],
+            sent_at=row["finished_at"] or row["created_at"],
             html=public_html(row["html"], subscribe_url=self.subscribe_url) if with_html else "",
         )
 
