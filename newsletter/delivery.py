@@ -43,7 +43,8 @@ from newsletter.model import RenderedIssue
 from newsletter.progress import ProgressBar
 from newsletter.signing import DkimSigner
 from newsletter.states import DeliveryStatus, SendStatus
-from newsletter.store.ledger import Claimed, Failure, IssueRef, Outcome, SqlLedger, new_owner
+from newsletter.store.issues import IssueRef, find_issue, load_bodies, set_status, start_issue
+from newsletter.store.ledger import Claimed, Failure, Outcome, SqlLedger, new_owner
 from newsletter.tokens import TokenPurpose, make_token, unsubscribe_mailto, unsubscribe_url
 from newsletter.transport import SendResult, SmtpPool
 
@@ -471,17 +472,18 @@ def prepare_issue(
     issue = load_issue(issue_path, settings)
     slug = list_slug or issue.list or settings.publication.default_list
     settings.mailing_list(slug)  # a ConfigError naming the known lists
-    ledger = SqlLedger(engine)
-    ref = ledger.find_issue(issue.slug, slug)
+    ref = find_issue(engine, issue.slug, slug)
     if ref is not None:
+        bodies = load_bodies(engine, ref)
         rendered = RenderedIssue(
-            issue, ref.subject, issue.preheader, ref.html, ref.text, archive_url=""
+            issue, bodies.subject, issue.preheader, bodies.html, bodies.text, archive_url=""
         )
         return ref, rendered, None
     rendered = Renderer(settings).render(issue)
     with engine.begin() as conn:
         list_id = ensure_lists(conn, settings)[slug]
-    ref, created = ledger.start_issue(
+    ref, created = start_issue(
+        engine,
         slug=issue.slug,
         list_id=list_id,
         list_slug=slug,
@@ -589,7 +591,7 @@ def report_for(
     finished = ledger.finish_if_done(ref, now=now)
     paused = str(run.paused) if run is not None and run.paused is not None else None
     if paused is not None and not finished:
-        ledger.set_status(ref, SendStatus.PAUSED)
+        set_status(ledger.engine, ref, SendStatus.PAUSED)
     failures = tuple((f.email, _reply(f)) for f in ledger.failures(ref, limit=50) if _final(f))
     return SendReport(
         issue_slug=ref.slug,
@@ -615,7 +617,7 @@ def _reply(f: Failure) -> str:
 
 def issue_sent(engine: Engine, slug: str, list_slug: str) -> bool:
     """True when every delivery of the issue to the list is done (sent, failed or bounced)."""
-    ref = SqlLedger(engine).find_issue(slug, list_slug)
+    ref = find_issue(engine, slug, list_slug)
     if ref is None:
         return False
     counts = SqlLedger(engine).counts(ref)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from newsletter import delivery, issues
 from newsletter.checks import check_issue
@@ -45,8 +45,7 @@ from newsletter.scheduling import (
     list_schedules,
 )
 from newsletter.store import notices
-from newsletter.store.schema import issues as issues_table
-from newsletter.store.schema import lists as lists_table
+from newsletter.store.issues import send_started
 
 log = logging.getLogger("newsletter.scheduler")
 
@@ -218,17 +217,6 @@ def plan(
                 )
         result.append((path, maybe))
     return result
-
-
-def send_started(engine: Engine, slug: str, list_slug: str) -> bool:
-    """True when delivery has recorded this issue for this list (a send began)."""
-    query = (
-        select(issues_table.c.id)
-        .join(lists_table, lists_table.c.id == issues_table.c.list_id)
-        .where(issues_table.c.slug == slug, lists_table.c.slug == list_slug)
-    )
-    with engine.connect() as conn:
-        return conn.execute(query).first() is not None
 
 
 def _unreadable(

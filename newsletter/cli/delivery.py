@@ -22,7 +22,8 @@ from newsletter.model import IssueStatus, RenderedIssue
 from newsletter.sink import Sink, count_messages
 from newsletter.states import DeliveryStatus
 from newsletter.store.database import display_url, initialise, make_engine, open_current
-from newsletter.store.ledger import IssueRef, SqlLedger
+from newsletter.store.issues import IssueRef, find_issue, issues_by_slug
+from newsletter.store.ledger import SqlLedger
 from newsletter.tokens import TokenPurpose, make_token, unsubscribe_mailto, unsubscribe_url
 from newsletter.transport import SmtpPool
 from newsletter.worker import run_worker
@@ -173,7 +174,7 @@ def _when(value: datetime | None) -> str:
 def _dry_run(settings: Settings, engine: Engine, path: Path, list_slug: str | None) -> None:
     from newsletter.issues import load_issue
     from newsletter.rendering import Renderer
-    from newsletter.store.subscribers import list_ids
+    from newsletter.store.subscribers import count_deliverable, list_ids
 
     issue = load_issue(path, settings)
     slug = list_slug or issue.list or settings.publication.default_list
@@ -182,7 +183,7 @@ def _dry_run(settings: Settings, engine: Engine, path: Path, list_slug: str | No
     ledger = SqlLedger(engine)
     with engine.connect() as conn:
         list_id = list_ids(conn).get(slug)
-    recipients = ledger.count_recipients(list_id) if list_id is not None else 0
+        recipients = count_deliverable(conn, list_id) if list_id is not None else 0
     size = len(_sample(settings, rendered, mailing_list.slug))
     click.echo("Dry run: nothing is sent or recorded.")
     click.echo(f"  issue:      {issue.slug} ({path})")
@@ -191,7 +192,7 @@ def _dry_run(settings: Settings, engine: Engine, path: Path, list_slug: str | No
     click.echo(f"  list:       {slug} ({mailing_list.name})")
     click.echo(f"  relay:      {settings.smtp_url} ({settings.smtp.connections} connections)")
     click.echo(f"  message:    about {size / 1024:.0f} KiB each")
-    ref = ledger.find_issue(issue.slug, slug)
+    ref = find_issue(engine, issue.slug, slug)
     if ref is None:
         click.echo(f"  recipients: {recipients} (confirmed, not suppressed)")
     else:
@@ -286,7 +287,7 @@ def status_command(app: AppContext, issue: str, list_slug: str | None) -> None:
     engine = _open(settings)
     try:
         ledger = SqlLedger(engine)
-        refs = [r for r in ledger.find_by_slug(slug) if list_slug in (None, r.list_slug)]
+        refs = [r for r in issues_by_slug(engine, slug) if list_slug in (None, r.list_slug)]
         if not refs:
             click.echo(f"{slug}: not sent yet")
             return

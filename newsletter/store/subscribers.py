@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
-from sqlalchemy import Connection, Row, delete, func, or_, select, update
+from sqlalchemy import Connection, Row, Select, delete, exists, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletter.config import Settings
@@ -33,9 +33,11 @@ __all__ = [
     "add_subscriber",
     "clean_name",
     "confirm_subscriber",
+    "count_deliverable",
     "count_subscribers",
     "count_suppressions",
     "counts_by_status",
+    "deliverable",
     "dialect_insert",
     "email_hash",
     "ensure_lists",
@@ -49,6 +51,7 @@ __all__ = [
     "request_subscription",
     "resolve_lists",
     "suppress",
+    "suppressed_clause",
     "suppression_reason",
     "unsubscribe",
 ]
@@ -276,6 +279,55 @@ def suppression_reason(conn: Connection, email: str) -> SuppressionReason | None
 
 def is_suppressed(conn: Connection, email: str) -> bool:
     return suppression_reason(conn, email) is not None
+
+
+_SQLITE_SHA256 = "newsletter_sha256"
+
+
+def _sha256_hex(value: str | None) -> str | None:
+    return None if value is None else email_hash(value)
+
+
+def _email_hash_sql(conn: Connection, column: Any) -> Any:
+    """SQL for the suppression key of an ``email_normalized`` column, on either database."""
+    if conn.dialect.name == "postgresql":
+        return func.encode(func.sha256(func.convert_to(column, literal("UTF8"))), literal("hex"))
+    # SQLite has no SHA-256; the same Python function the store uses is registered per connection
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    raw.create_function(_SQLITE_SHA256, 1, _sha256_hex, deterministic=True)
+    return getattr(func, _SQLITE_SHA256)(column)
+
+
+def suppressed_clause(conn: Connection) -> Any:
+    """SQL: the ``subscribers`` row of the query is on the suppression list."""
+    return exists().where(
+        suppressions.c.email_hash == _email_hash_sql(conn, subscribers.c.email_normalized)
+    )
+
+
+def deliverable(conn: Connection, list_id: int, *columns: Any) -> Select[Any]:
+    """SELECT ``columns`` over the list's confirmed, non-suppressed subscriptions.
+
+    Who a send to the list reaches: what its ledger rows are created from, and what
+    ``send --dry-run`` counts.
+    """
+    return (
+        select(*columns)
+        .select_from(
+            subscriptions.join(subscribers, subscribers.c.id == subscriptions.c.subscriber_id)
+        )
+        .where(
+            subscriptions.c.list_id == list_id,
+            subscriptions.c.status == SubscriptionStatus.CONFIRMED.value,
+            ~suppressed_clause(conn),
+        )
+    )
+
+
+def count_deliverable(conn: Connection, list_id: int) -> int:
+    """How many people a send to the list would reach now (for ``--dry-run``)."""
+    return int(conn.execute(deliverable(conn, list_id, func.count())).scalar_one())
 
 
 # --- reading ----------------------------------------------------------------------------------

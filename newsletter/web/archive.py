@@ -11,10 +11,9 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from markupsafe import escape
-from sqlalchemy import Engine, RowMapping, select
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -23,16 +22,13 @@ from starlette.templating import Jinja2Templates
 
 from newsletter.config import Settings
 from newsletter.model import PLACEHOLDERS
-from newsletter.states import SendStatus
-from newsletter.store import schema
+from newsletter.store.issues import SentIssue, sent_copies, sent_issues
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 # What XML 1.0 cannot carry at all (control characters other than tab and line breaks,
 # surrogates, U+FFFE/U+FFFF); legal in an issue file, and one would break the whole feed.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 FEED_ENTRIES = 20
-# Every send state means subscribers already hold the email and its "view in browser" link.
-ARCHIVED_STATES = tuple(state.value for state in SendStatus)
 # A page must never be framed by another site or run script; the email needs inline styles
 # and its images (which may live on a CDN).
 PAGE_CSP = (
@@ -87,35 +83,16 @@ class Archive:
         self.settings = settings
         self.engine = engine
 
-    def _query(self) -> Any:
-        i, lst = schema.issues, schema.lists
-        return (
-            select(
-                i.c.slug,
-                lst.c.slug.label("list_slug"),
-                lst.c.name.label("list_name"),
-                i.c.title,
-                i.c.subject,
-                i.c.issue_date,
-                i.c.created_at,
-                i.c.finished_at,
-                i.c.html,
-            )
-            .select_from(i.join(lst, i.c.list_id == lst.c.id))
-            .where(i.c.status.in_(ARCHIVED_STATES))
-            .order_by(i.c.issue_date.desc(), i.c.created_at.desc(), i.c.id.desc())
-        )
-
-    def _row(self, row: RowMapping, *, with_html: bool) -> ArchivedIssue:
+    def _public(self, sent: SentIssue, *, with_html: bool) -> ArchivedIssue:
         return ArchivedIssue(
-            slug=row["slug"],
-            list_slug=row["list_slug"],
-            list_name=row["list_name"],
-            title=row["title"],
-            subject=row["subject"],
-            issue_date=row["issue_date"],
-            sent_at=row["finished_at"] or row["created_at"],
-            html=public_html(row["html"], subscribe_url=self.subscribe_url) if with_html else "",
+            slug=sent.slug,
+            list_slug=sent.list_slug,
+            list_name=sent.list_name,
+            title=sent.title,
+            subject=sent.subject,
+            issue_date=sent.issue_date,
+            sent_at=sent.sent_at,
+            html=public_html(sent.html, subscribe_url=self.subscribe_url) if with_html else "",
         )
 
     @property
@@ -128,27 +105,17 @@ class Archive:
     def latest(
         self, *, list_slug: str | None = None, limit: int | None = None, with_html: bool = False
     ) -> list[ArchivedIssue]:
-        query = self._query()
-        if list_slug is not None:
-            query = query.where(schema.lists.c.slug == list_slug)
-        if limit is not None:
-            query = query.limit(limit)
-        with self.engine.connect() as conn:
-            rows = conn.execute(query).mappings().all()
-        return [self._row(r, with_html=with_html) for r in rows]
+        found = sent_issues(self.engine, list_slug=list_slug, limit=limit, with_html=with_html)
+        return [self._public(sent, with_html=with_html) for sent in found]
 
     def find(self, slug: str, list_slug: str | None = None) -> ArchivedIssue | None:
         """The issue ``slug``; without a list, the default list's copy or else the newest."""
-        query = self._query().where(schema.issues.c.slug == slug)
-        if list_slug is not None:
-            query = query.where(schema.lists.c.slug == list_slug)
-        with self.engine.connect() as conn:
-            rows = conn.execute(query).mappings().all()
-        if not rows:
+        copies = sent_copies(self.engine, slug, list_slug)
+        if not copies:
             return None
         default = self.settings.publication.default_list
-        best = next((r for r in rows if r["list_slug"] == default), rows[0])
-        return self._row(best, with_html=True)
+        best = next((c for c in copies if c.list_slug == default), copies[0])
+        return self._public(best, with_html=True)
 
     def feed(self, base_path: str = "/archive") -> bytes:
         """The Atom feed (RFC 4287) of the newest sent issues, as UTF-8 XML."""
