@@ -20,6 +20,7 @@ from typing import Protocol
 
 from sqlalchemy import Engine
 
+from newsletter.addresses import ascii_address, sender_domain
 from newsletter.config import Settings
 from newsletter.errors import (
     DeliveryError,
@@ -31,14 +32,7 @@ from newsletter.errors import (
     TemporaryDeliveryError,
     TransportUnavailableError,
 )
-from newsletter.message import (
-    MessageTemplate,
-    Personalization,
-    ascii_address,
-    envelope_sender,
-    sender_domain,
-    stable_message_id,
-)
+from newsletter.message import MessageTemplate, Personalization, envelope_sender, stable_message_id
 from newsletter.model import RenderedIssue
 from newsletter.progress import ProgressBar
 from newsletter.signing import DkimSigner
@@ -223,7 +217,7 @@ class DeliveryEngine:
         self.owner = owner or new_owner()
         self.signer = signer
         self.rng = rng or random.Random()
-        self.domain = sender_domain(settings)
+        self.domain = sender_domain(settings.publication.sender)
 
     async def deliver(
         self,

@@ -14,14 +14,11 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from email import quoprimime
-from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 
-import idna
-
+from newsletter.addresses import address, check_header_value, sender_domain
 from newsletter.config import MailingList, Settings
-from newsletter.errors import InvalidAddressError
 from newsletter.model import UNSUBSCRIBE_URL_PLACEHOLDER, RenderedIssue
 
 
@@ -52,13 +49,6 @@ def _raw_list_unsubscribe(name: str, value: str, linesep: str) -> str:
 REFERENCE_POLICY = _ListHeaderPolicy()
 
 
-def check_header_value(value: str, what: str) -> str:
-    """Refuse CR, LF and NUL in anything bound for a header (header injection)."""
-    if any(ch in value for ch in "\r\n\x00"):
-        raise InvalidAddressError(value, f"{what} contains a line break or NUL")
-    return value
-
-
 def stable_message_id(secret: bytes, issue_id: int, subscriber_uid: str, domain: str) -> str:
     """The same ``Message-ID`` for every attempt at one recipient's copy of one issue.
 
@@ -73,13 +63,9 @@ def stable_message_id(secret: bytes, issue_id: int, subscriber_uid: str, domain:
 
 def list_id(settings: Settings, mailing_list: MailingList) -> str:
     """``List-Id`` (RFC 2919): the list's name and a stable id under the sender's domain."""
-    domain = parseaddr(settings.publication.sender)[1].rpartition("@")[2] or "localhost"
+    domain = sender_domain(settings.publication.sender)
     name = mailing_list.name.replace('"', "'")
     return f'"{name}" <{mailing_list.slug}.{domain}>'
-
-
-def sender_domain(settings: Settings) -> str:
-    return parseaddr(settings.publication.sender)[1].rpartition("@")[2] or "localhost"
 
 
 def build_email_message(
@@ -105,7 +91,7 @@ def build_email_message(
         msg["Reply-To"] = settings.publication.reply_to
     msg["Subject"] = subject_prefix + rendered.subject
     msg["Date"] = format_datetime(date or datetime.now().astimezone())
-    msg["Message-ID"] = message_id or make_msgid(domain=sender_domain(settings))
+    msg["Message-ID"] = message_id or make_msgid(domain=sender_domain(settings.publication.sender))
     msg["List-Id"] = list_id(settings, mailing_list)
     msg["List-Unsubscribe"] = f"<{unsubscribe_url}>, <{unsubscribe_mailto}>"
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
@@ -114,27 +100,6 @@ def build_email_message(
         rendered.html.replace(UNSUBSCRIBE_URL_PLACEHOLDER, unsubscribe_url), subtype="html"
     )
     return msg
-
-
-def ascii_address(email: str) -> str:
-    """``email`` with its domain in IDNA (``xn--``) form, as SMTP and headers need it."""
-    local, _, domain = email.rpartition("@")
-    if domain.isascii():
-        # what IDNA would make of it, without its cost per message
-        return f"{local}@{domain.lower()}"
-    try:
-        ascii_domain = idna.encode(domain, uts46=True).decode("ascii")
-    except idna.IDNAError as exc:
-        raise InvalidAddressError(email, f"domain cannot be encoded: {exc}") from None
-    return f"{local}@{ascii_domain}"
-
-
-def address(display_name: str, addr: str) -> str:
-    """A safely quoted ``Name <addr>``; CR/LF in either part is refused."""
-    check_header_value(display_name, "display name")
-    check_header_value(addr, "address")
-    local, _, domain = addr.rpartition("@")
-    return str(Address(display_name=display_name, username=local, domain=domain))
 
 
 # --- fast per-recipient path ---------------------------------------------------------------

@@ -14,8 +14,8 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
+from newsletter.addresses import sender_domain
 from newsletter.config import Settings
-from newsletter.message import sender_domain
 from newsletter.transport import send_single
 
 # Enough failures to act on; the full list is in the ledger (`newsletter status`).
@@ -154,7 +154,7 @@ def _message(settings: Settings, subject: str, text: str, body_html: str) -> Ema
     # titles come from issue files; a line break there must not reach the header
     msg["Subject"] = " ".join(subject.split())
     msg["Date"] = format_datetime(datetime.now().astimezone())
-    msg["Message-ID"] = make_msgid(domain=sender_domain(settings))
+    msg["Message-ID"] = make_msgid(domain=sender_domain(settings.publication.sender))
     msg["Auto-Submitted"] = "auto-generated"
     msg.set_content(text)
     msg.add_alternative(

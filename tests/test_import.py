@@ -14,6 +14,7 @@ from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
 
+from newsletter.addresses import normalize_email
 from newsletter.config import Settings
 from newsletter.errors import ImportFileError, InvalidAddressError
 from newsletter.states import SubscriptionStatus, SuppressionReason
@@ -24,7 +25,6 @@ from newsletter.store.subscribers import (
     ensure_lists,
     find_by_email,
     iter_subscribers,
-    normalize_email,
     suppress,
     unsubscribe,
 )

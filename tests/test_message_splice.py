@@ -13,12 +13,12 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from newsletter.addresses import address
 from newsletter.config import Settings
 from newsletter.errors import InvalidAddressError
 from newsletter.message import (
     MessageTemplate,
     Personalization,
-    address,
     build_email_message,
     envelope_sender,
 )

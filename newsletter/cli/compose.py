@@ -8,12 +8,13 @@ from pathlib import Path
 
 import click
 
+from newsletter.addresses import sender_domain
 from newsletter.checks import check_issue
 from newsletter.cli import AppContext, main, pass_app
 from newsletter.config import Settings
 from newsletter.errors import IssueError
 from newsletter.issues import load_issue
-from newsletter.message import build_email_message, sender_domain
+from newsletter.message import build_email_message
 from newsletter.model import Issue
 from newsletter.rendering import Renderer
 from newsletter.tokens import TokenPurpose, make_token, unsubscribe_mailto, unsubscribe_url
@@ -91,7 +92,7 @@ def write_issue(issue: Issue, renderer: Renderer, settings: Settings, out_dir: P
         mailing_list,
         to=SAMPLE_RECIPIENT,
         unsubscribe_url=unsubscribe_url(settings.publication.base_url, token),
-        unsubscribe_mailto=unsubscribe_mailto(sender_domain(settings), token),
+        unsubscribe_mailto=unsubscribe_mailto(sender_domain(settings.publication.sender), token),
         date=issue.send_at,
     )
     html_path = out_dir / f"{issue.slug}.html"

@@ -13,11 +13,12 @@ from pathlib import Path
 import click
 from sqlalchemy import Engine
 
+from newsletter.addresses import sender_domain
 from newsletter.cli import AppContext, main, pass_app
 from newsletter.config import Settings
 from newsletter.delivery import SendReport, run_send
 from newsletter.errors import NewsletterError
-from newsletter.message import MessageTemplate, Personalization, envelope_sender, sender_domain
+from newsletter.message import MessageTemplate, Personalization, envelope_sender
 from newsletter.model import IssueStatus, RenderedIssue
 from newsletter.sink import Sink, count_messages
 from newsletter.states import DeliveryStatus
@@ -209,7 +210,7 @@ def _sample(settings: Settings, rendered: RenderedIssue, list_slug: str) -> byte
 
 
 def _person(settings: Settings, to: str, token: str) -> Personalization:
-    domain = sender_domain(settings)
+    domain = sender_domain(settings.publication.sender)
     return Personalization(
         to=to,
         unsubscribe_url=unsubscribe_url(settings.publication.base_url, token),
@@ -219,9 +220,9 @@ def _person(settings: Settings, to: str, token: str) -> Personalization:
 
 
 def _send_test(settings: Settings, path: Path, to: str, list_slug: str | None) -> None:
+    from newsletter.addresses import normalize_email
     from newsletter.issues import load_issue
     from newsletter.rendering import Renderer
-    from newsletter.store.subscribers import normalize_email
 
     address = normalize_email(to)
     issue = load_issue(path, settings)

@@ -22,6 +22,7 @@ from rich.progress import (
 )
 from sqlalchemy import Connection, Engine
 
+from newsletter.addresses import normalize_email
 from newsletter.cli import AppContext, main, pass_app
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError, StoreError
@@ -36,7 +37,6 @@ from newsletter.store.subscribers import (
     erase,
     find_by_email,
     iter_subscribers,
-    normalize_email,
     resolve_lists,
     suppress,
     suppression_reason,

@@ -9,8 +9,8 @@ from email.utils import format_datetime, make_msgid
 
 from jinja2 import Environment
 
+from newsletter.addresses import address, ascii_address, check_header_value, sender_domain
 from newsletter.config import MailingList, Settings
-from newsletter.message import address, ascii_address, check_header_value, sender_domain
 
 CONFIRM_MAX_AGE_DAYS = 7
 
@@ -44,7 +44,7 @@ def build_confirmation(
         msg["Reply-To"] = settings.publication.reply_to
     msg["Subject"] = check_header_value(" ".join(subject.split()), "subject")
     msg["Date"] = format_datetime(date or datetime.now().astimezone())
-    msg["Message-ID"] = make_msgid(domain=sender_domain(settings))
+    msg["Message-ID"] = make_msgid(domain=sender_domain(settings.publication.sender))
     # a reply to a request, not bulk mail: tell autoresponders to stay quiet
     msg["Auto-Submitted"] = "auto-generated"
     msg.set_content(text)

@@ -33,12 +33,13 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from newsletter.addresses import sender_domain
 from newsletter.checks import check_issue
 from newsletter.config import Settings
 from newsletter.diagnostics import Problem, Severity
 from newsletter.errors import NewsletterError
 from newsletter.issues import load_issue
-from newsletter.message import build_email_message, sender_domain
+from newsletter.message import build_email_message
 from newsletter.model import UNSUBSCRIBE_URL_PLACEHOLDER, Issue, RenderedIssue
 from newsletter.rendering import Renderer
 from newsletter.tokens import unsubscribe_mailto, unsubscribe_url
@@ -149,7 +150,9 @@ def sample_message(
         mailing_list,
         to=to,
         unsubscribe_url=unsubscribe_url(settings.publication.base_url, PREVIEW_TOKEN),
-        unsubscribe_mailto=unsubscribe_mailto(sender_domain(settings), PREVIEW_TOKEN),
+        unsubscribe_mailto=unsubscribe_mailto(
+            sender_domain(settings.publication.sender), PREVIEW_TOKEN
+        ),
         subject_prefix=subject_prefix,
     )
 

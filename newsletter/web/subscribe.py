@@ -22,14 +22,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from newsletter.addresses import clean_name, mailbox_key, normalize_email
 from newsletter.errors import InvalidAddressError, NewsletterError, TokenError
 from newsletter.store.subscribers import (
     Subscriber,
-    clean_name,
     confirm_subscriber,
     find_by_uid,
     is_suppressed,
-    normalize_email,
     request_subscription,
 )
 from newsletter.tokens import TokenData, TokenPurpose, confirm_url, make_token, read_token
@@ -207,16 +206,6 @@ def client_key(host: str) -> str:
             return str(ip.ipv4_mapped)
         return str(ipaddress.IPv6Network((ip, 64), strict=False))
     return str(ip)
-
-
-def mailbox_key(normalized: str) -> str:
-    """The mailbox an address delivers to, for the per-address limit.
-
-    ``name+anything@domain`` reaches ``name@domain`` at most providers, so the tags must not
-    buy a flooder a fresh allowance of confirmation emails to one person's inbox.
-    """
-    local, _, domain = normalized.rpartition("@")
-    return f"{local.split('+', 1)[0] or local}@{domain}"
 
 
 async def _read_form(request: Request, wants_json: bool) -> SubscribeForm:
