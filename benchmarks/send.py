@@ -194,7 +194,7 @@ import json, resource, sys, time
 sys.path.insert(0, {str(REPO)!r})
 from benchmarks.send import settings_for, ISSUE
 from pathlib import Path
-from newsletter.delivery import run_send
+from newsletter.sending import run_send
 from newsletter.store.database import make_engine
 settings = settings_for(Path({str(root)!r}), {database_url!r}, {smtp_url!r}, {connections})
 engine = make_engine({database_url!r})

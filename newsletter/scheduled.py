@@ -3,7 +3,7 @@
 :func:`run_due` is one run (what ``scheduler.py --once`` does and what every APScheduler job
 calls); :func:`build_scheduler` wires the long-running APScheduler with its job store in the
 same database. Decisions come from :mod:`newsletter.scheduling`; sending is
-:func:`newsletter.delivery.run_send`, whose ledger makes a repeated or resumed send harmless.
+:func:`newsletter.sending.run_send`, whose ledger makes a repeated or resumed send harmless.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
-from newsletter import delivery, issues
+from newsletter import delivery, issues, sending
 from newsletter.checks import check_issue
 from newsletter.config import Settings
 from newsletter.errors import IssueError, NewsletterError
@@ -189,7 +189,7 @@ def plan(
         due = due_at(issue.date, issue.send_at, schedules.get(list_slug), default_tz=default_tz)
         if due is None or due > now:
             continue
-        if delivery.issue_sent(engine, issue.slug, list_slug):
+        if sending.issue_sent(engine, issue.slug, list_slug):
             continue
         maybe = decide(
             slug=issue.slug,
@@ -236,7 +236,7 @@ def _unreadable(
     due = due_at(file_date, None, schedules.get(list_slug), default_tz=default_tz)
     if due is None or due > now or now - due > LOOKBACK:
         return None
-    if delivery.issue_sent(engine, issues.slug_for(path), list_slug):
+    if sending.issue_sent(engine, issues.slug_for(path), list_slug):
         return None  # went out before the file was broken; nothing to tell
     return Decision(
         issues.slug_for(path),
@@ -262,9 +262,9 @@ def _send(
     log_event("send_start", fields, due=decision.due, resume=decision.action is Action.RESUME)
     clock = time.monotonic()
     error: str | None = None
-    report: delivery.SendReport | None = None
+    report: sending.SendReport | None = None
     try:
-        report = delivery.run_send(
+        report = sending.run_send(
             settings, engine, path, list_slug=decision.list_slug, transport=transport, now=now
         )
     except NewsletterError as exc:
@@ -306,7 +306,7 @@ def _send(
 
 def _summary(
     decision: Decision,
-    report: delivery.SendReport | None,
+    report: sending.SendReport | None,
     *,
     started: datetime,
     finished: datetime,
@@ -602,7 +602,7 @@ def upcoming(
         due = due_at(issue.date, issue.send_at, schedules.get(list_slug), default_tz=default_tz)
         if due is None or now - due > LOOKBACK:
             continue
-        if delivery.issue_sent(engine, issue.slug, list_slug):
+        if sending.issue_sent(engine, issue.slug, list_slug):
             continue
         if send_started(engine, issue.slug, list_slug):
             state = "sending (resumes at the next run)"

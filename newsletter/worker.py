@@ -8,36 +8,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 
 from sqlalchemy import Engine
 
 from newsletter.config import MailingList, Settings
-from newsletter.delivery import DeliveryEngine, Policy, Transport, pool_for, report_for
+from newsletter.delivery import DeliveryEngine, Policy, Transport
 from newsletter.errors import QuotaReachedError
 from newsletter.message import MessageTemplate
-from newsletter.model import Issue, IssueStatus, RenderedIssue
+from newsletter.sending import pool_for, report_for
 from newsletter.signing import DkimSigner
 from newsletter.states import SendStatus
-from newsletter.store.issues import IssueBodies, IssueRef, load_bodies, open_issues, set_status
+from newsletter.store.issues import load_bodies, open_issues, set_status
 from newsletter.store.ledger import SqlLedger
-
-
-def rendered_from_ref(ref: IssueRef, bodies: IssueBodies) -> RenderedIssue:
-    """The issue as it was recorded when its send began (workers may not have the file)."""
-    issue = Issue(
-        path=Path(f"{ref.slug}.md"),
-        slug=ref.slug,
-        date=ref.issue_date or datetime.now(UTC).date(),
-        title=ref.title,
-        subject=bodies.subject,
-        preheader="",
-        authors=(),
-        status=IssueStatus.READY,
-        list=ref.list_slug,
-    )
-    return RenderedIssue(issue, bodies.subject, "", bodies.html, bodies.text, archive_url="")
 
 
 def _mailing_list(settings: Settings, slug: str) -> MailingList:
@@ -106,9 +89,7 @@ async def _work(
                     # the bodies are read once per send this worker takes on, not every poll
                     bodies = await asyncio.to_thread(load_bodies, ledger.engine, ref)
                     template = MessageTemplate(
-                        rendered_from_ref(ref, bodies),
-                        settings,
-                        _mailing_list(settings, ref.list_slug),
+                        bodies, settings, _mailing_list(settings, ref.list_slug)
                     )
                     templates[ref.id] = template
                 run = await engine.deliver(ref, template)

@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from newsletter.config import load_settings
-from newsletter.delivery import run_send
+from newsletter.sending import run_send
 from tests.conftest import REPO, TEST_SECRET, write_config
 from tests.smtpd import SMTPServer
 from tests.test_delivery import ISSUE, bulk_people, states

@@ -7,7 +7,7 @@ import dataclasses
 import hashlib
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,17 +16,10 @@ import pytest
 from sqlalchemy import Engine, func, insert, select
 
 from newsletter.config import Settings
-from newsletter.delivery import (
-    DeliveryEngine,
-    Policy,
-    SendReport,
-    issue_sent,
-    prepare_issue,
-    run_send,
-    with_smtp_url,
-)
+from newsletter.delivery import DeliveryEngine, Policy
 from newsletter.errors import StoreError
 from newsletter.message import MessageTemplate
+from newsletter.sending import SendReport, issue_sent, prepare_issue, run_send, with_smtp_url
 from newsletter.states import DeliveryStatus, SendStatus, SubscriptionStatus, SuppressionReason
 from newsletter.store.ledger import SqlLedger
 from newsletter.store.schema import deliveries, issues, subscribers, subscriptions, suppressions
@@ -180,6 +173,37 @@ def test_send_reaches_every_confirmed_subscriber_once(
     assert again.sent_now == 0
     assert again.created is None
     assert len(smtpd.handler.messages) == len(people)
+
+
+class RecordingProgress:
+    """A ``sending.Progress`` that keeps what it was told."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+
+    def start(self, counts: Mapping[DeliveryStatus, int]) -> None:
+        self.calls.append(("start", dict(counts)))
+
+    def update(self, done: int, sent: int) -> None:
+        self.calls.append(("update", (done, sent)))
+
+    def stop(self) -> None:
+        self.calls.append(("stop", None))
+
+
+def test_progress_is_reported_through_the_callback(
+    engine: Engine, settings: Settings, smtpd: SMTPServer, project: Path, people: list[str]
+) -> None:
+    smtpd.handler.faults.rcpt[people[0]] = ["550 5.1.1 no such user"]
+    progress = RecordingProgress()
+    send(settings, engine, smtpd, project, progress=progress)
+    kinds = [kind for kind, _ in progress.calls]
+    assert kinds[0] == "start"
+    assert kinds[-1] == "stop"
+    assert progress.calls[0][1] == {**dict.fromkeys(DeliveryStatus, 0), DeliveryStatus.PENDING: 6}
+    updates = [value for kind, value in progress.calls if kind == "update"]
+    assert updates[-1] == (len(people), len(people) - 1)
+    assert [done for done, _ in updates] == list(range(1, len(people) + 1))
 
 
 @pytest.mark.parametrize(

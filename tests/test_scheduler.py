@@ -21,9 +21,9 @@ from sqlalchemy import Engine, select
 
 from newsletter.cli import main as cli_main
 from newsletter.config import Settings, load_settings
-from newsletter.delivery import issue_sent
 from newsletter.scheduled import RunOutcome, build_scheduler, run_due
 from newsletter.scheduling import Action, Schedule
+from newsletter.sending import issue_sent
 from newsletter.states import DeliveryStatus
 from newsletter.store.database import make_engine
 from newsletter.store.schema import deliveries, subscribers

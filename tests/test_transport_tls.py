@@ -22,8 +22,9 @@ from sqlalchemy import Engine, select
 
 from newsletter.cli import main
 from newsletter.config import Settings, load_settings
-from newsletter.delivery import Policy, run_send
+from newsletter.delivery import Policy
 from newsletter.errors import ConfigError, TlsVerificationError, TransportUnavailableError
+from newsletter.sending import run_send
 from newsletter.store.database import make_engine, migrate
 from newsletter.store.schema import deliveries, subscribers
 from newsletter.store.subscribers import add_subscriber, ensure_lists

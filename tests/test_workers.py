@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import Engine, event, func, select
 
 from newsletter.config import Settings, load_settings
-from newsletter.delivery import Policy, issue_sent, prepare_issue, with_smtp_url
+from newsletter.delivery import Policy
+from newsletter.sending import issue_sent, prepare_issue, with_smtp_url
 from newsletter.store.database import make_engine, migrate
 from newsletter.store.schema import deliveries
 from newsletter.worker import run_worker

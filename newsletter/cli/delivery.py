@@ -15,11 +15,12 @@ from sqlalchemy import Engine
 
 from newsletter.addresses import sender_domain
 from newsletter.cli import AppContext, main, pass_app
+from newsletter.cli.progress import ProgressBar
 from newsletter.config import Settings
-from newsletter.delivery import SendReport, run_send
 from newsletter.errors import NewsletterError
 from newsletter.message import MessageTemplate, Personalization, envelope_sender
 from newsletter.model import IssueStatus, RenderedIssue
+from newsletter.sending import SendReport, run_send
 from newsletter.sink import Sink, count_messages
 from newsletter.states import DeliveryStatus
 from newsletter.store.database import display_url, initialise, make_engine, open_current
@@ -114,7 +115,8 @@ def send_command(
         if dry_run:
             _dry_run(settings, engine, path, list_slug)
             return
-        report = run_send(settings, engine, path, list_slug=list_slug, progress=not no_progress)
+        bar = None if no_progress else ProgressBar()
+        report = run_send(settings, engine, path, list_slug=list_slug, progress=bar)
     except KeyboardInterrupt:
         click.secho(
             f"interrupted; the ledger keeps what was sent: run `newsletter send {issue}` again "
@@ -371,7 +373,7 @@ def demo_command(app: AppContext) -> None:
         click.echo(f"2. Demo subscribers on {slug}: {', '.join(e for e, _ in DEMO_SUBSCRIBERS)}")
         with Sink(settings.maildir) as sink:
             click.echo(f"3. SMTP sink listening on {sink.url}, storing into {sink.maildir}")
-            report = run_send(replace(settings, smtp_url=sink.url), engine, path, progress=False)
+            report = run_send(replace(settings, smtp_url=sink.url), engine, path)
             received = sink.handler.received
     finally:
         engine.dispose()
