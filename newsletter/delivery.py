@@ -20,6 +20,7 @@ from typing import Protocol
 from newsletter.addresses import ascii_address, sender_domain
 from newsletter.config import Settings
 from newsletter.errors import (
+    ConfigError,
     DeliveryError,
     InvalidAddressError,
     NewsletterError,
@@ -132,6 +133,9 @@ class DeliveryRun:
     paused: TransportUnavailableError | None = None
     # the ledger could not be written: stop, since nothing sent now could be recorded
     store_error: StoreError | None = None
+    # a setting is wrong (an unverifiable relay certificate, an unusable DKIM key): stop and
+    # say so; every row goes back untouched, since trying again would fail the same way
+    config_error: ConfigError | None = None
     # last time every row this engine holds had its lease extended
     renewed_at: datetime | None = None
     sent: int = 0
@@ -139,7 +143,9 @@ class DeliveryRun:
 
     @property
     def stopping(self) -> bool:
-        return self.paused is not None or self.store_error is not None
+        return (
+            self.paused is not None or self.store_error is not None or self.config_error is not None
+        )
 
 
 class DeliveryEngine:
@@ -174,7 +180,11 @@ class DeliveryEngine:
         *,
         on_progress: ProgressCallback | None = None,
     ) -> DeliveryRun:
-        """Send every row that is due now; stops early (``paused``) if the relay is gone."""
+        """Send every row that is due now; stops early (``paused``) if the relay is gone.
+
+        A wrong setting (:class:`ConfigError`: the relay's certificate does not verify, the
+        DKIM key cannot sign) stops the run too, gives every unsent row back and is raised.
+        """
         run = DeliveryRun()
         await asyncio.to_thread(self.ledger.reap, issue, now=self.clock())
         queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=2 * self.transport.connections)
@@ -215,6 +225,10 @@ class DeliveryEngine:
                         continue
                     try:
                         job = self._job(issue, template, row, claimed_at)
+                    except ConfigError as exc:
+                        run.config_error = run.config_error or exc
+                        run.released.append(row.subscriber_id)
+                        continue
                     except NewsletterError as exc:
                         # bad data in one row (say, a line break in a name) fails that row only
                         run.outcomes.append(
@@ -291,6 +305,8 @@ class DeliveryEngine:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+        if run.config_error is not None:
+            raise run.config_error
         if run.store_error is not None:
             raise run.store_error
         return run
@@ -339,6 +355,10 @@ class DeliveryEngine:
         except TransportUnavailableError as exc:
             if run.paused is None:
                 run.paused = exc
+            return None
+        except ConfigError as exc:
+            if run.config_error is None:
+                run.config_error = exc
             return None
         except DeliveryError as exc:
             return self._failed(row, exc)

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from apscheduler.triggers.cron import CronTrigger
 
 from newsletter.config import Settings
-from newsletter.errors import SchedulerError
+from newsletter.errors import ConfigError
 from newsletter.model import Issue, IssueStatus
 
 # Index is ``date.weekday()`` (Monday = 0), the numbering APScheduler 3 also uses. Schedules
@@ -114,30 +114,30 @@ def parse_schedule(text: str, *, default_timezone: str, key: str = "schedule") -
     """Parse ``"fri 13:00 Europe/Kyiv"`` (the zone may be left out: ``default_timezone``)."""
     parts = text.split()
     if len(parts) not in (2, 3):
-        raise SchedulerError(
-            f"{key}: {text!r} is not a weekly slot; write it as "
-            "'<weekday> <HH:MM> [<time zone>]', e.g. 'fri 13:00 Europe/Kyiv'"
+        raise ConfigError(
+            key,
+            f"{text!r} is not a weekly slot; write it as "
+            "'<weekday> <HH:MM> [<time zone>]', e.g. 'fri 13:00 Europe/Kyiv'",
         )
     day_text, time_text = parts[0].lower(), parts[1]
     zone = parts[2] if len(parts) == 3 else default_timezone
     if day_text.isdigit():
-        raise SchedulerError(
-            f"{key}: weekday {parts[0]!r} is a number; use a name (mon, tue, ... sun), because "
-            "APScheduler counts Monday as 0 and cron counts it as 1"
+        raise ConfigError(
+            key,
+            f"weekday {parts[0]!r} is a number; use a name (mon, tue, ... sun), because "
+            "APScheduler counts Monday as 0 and cron counts it as 1",
         )
     weekday = _LONG_NAMES.get(day_text, day_text)
     if weekday not in WEEKDAYS:
-        raise SchedulerError(
-            f"{key}: unknown weekday {parts[0]!r}; use one of {', '.join(WEEKDAYS)}"
-        )
+        raise ConfigError(key, f"unknown weekday {parts[0]!r}; use one of {', '.join(WEEKDAYS)}")
     match = _TIME.match(time_text)
     if not match:
-        raise SchedulerError(f"{key}: time {time_text!r} must be HH:MM on a 24-hour clock")
+        raise ConfigError(key, f"time {time_text!r} must be HH:MM on a 24-hour clock")
     try:
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError):
-        raise SchedulerError(
-            f"{key}: unknown time zone {zone!r}; use an IANA name such as Europe/Kyiv"
+        raise ConfigError(
+            key, f"unknown time zone {zone!r}; use an IANA name such as Europe/Kyiv"
         ) from None
     return Schedule(weekday, int(match.group(1)), int(match.group(2)), zone)
 

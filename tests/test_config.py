@@ -120,3 +120,31 @@ def test_repository_config_loads() -> None:
     s = load_settings(repo / "newsletter.toml", environ={"NEWSLETTER_SECRET_KEY": "x" * 32})
     assert s.lists["weekly"].schedule
     assert s.publication.default_list in s.lists
+
+
+def test_one_error_hierarchy() -> None:
+    """Every error raised on purpose is a NewsletterError; meaning never hangs on except order."""
+    from newsletter import errors
+
+    assert not issubclass(errors.TransportUnavailableError, errors.DeliveryError)
+    assert issubclass(errors.QuotaReachedError, errors.TransportUnavailableError)
+    assert issubclass(errors.TlsVerificationError, errors.ConfigError)
+    assert not issubclass(errors.TlsVerificationError, errors.TransportUnavailableError)
+    for web in (errors.FormError, errors.BodyTooLarge, errors.InvalidLink):
+        assert issubclass(web, errors.WebError)
+        assert issubclass(web, errors.NewsletterError)
+    assert str(errors.TlsVerificationError("it does not verify", key="smtp.ca_file")) == (
+        "it does not verify"
+    )
+
+
+def test_no_bare_newsletter_error_is_raised() -> None:
+    """Raises name the specific error, so callers can tell a bad file from a bad setting."""
+    import re
+
+    from tests.conftest import REPO
+
+    sources = [*(REPO / "newsletter").rglob("*.py"), REPO / "scheduler.py"]
+    bare = re.compile(r"raise NewsletterError\(")
+    offenders = [str(p) for p in sources if bare.search(p.read_text(encoding="utf-8"))]
+    assert offenders == []

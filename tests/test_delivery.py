@@ -17,9 +17,10 @@ from sqlalchemy import Engine, func, insert, select
 
 from newsletter.config import Settings
 from newsletter.delivery import DeliveryEngine, Policy
-from newsletter.errors import StoreError
+from newsletter.errors import ConfigError, StoreError
 from newsletter.message import MessageTemplate
 from newsletter.sending import SendReport, issue_sent, prepare_issue, run_send, with_smtp_url
+from newsletter.signing import DkimSigner
 from newsletter.states import DeliveryStatus, SendStatus, SubscriptionStatus, SuppressionReason
 from newsletter.store.ledger import SqlLedger
 from newsletter.store.schema import deliveries, issues, subscribers, subscriptions, suppressions
@@ -521,3 +522,29 @@ def test_leases_are_renewed_so_a_second_engine_never_takes_a_live_batch(
     asyncio.run(both())
     assert smtpd.handler.by_recipient() == dict.fromkeys(people, 1)
     assert set(states(engine).values()) == {"sent"}
+
+
+def test_a_key_that_cannot_sign_stops_the_send_and_fails_nobody(
+    engine: Engine, settings: Settings, smtpd: SMTPServer, project: Path, people: list[str]
+) -> None:
+    """A setting that is wrong for every message stops the run instead of failing every row."""
+    s = with_smtp_url(settings, smtpd.url)
+    ref, content, _ = prepare_issue(s, engine, project / "issues" / ISSUE, now=T0)
+    template = MessageTemplate(content, s, s.mailing_list(ref.list_slug))
+    broken = DkimSigner(private_key=b"not a key", selector="s1", domain="test.example")
+
+    async def deliver() -> None:
+        pool = SmtpPool.from_settings(s, connections=1)
+        try:
+            await DeliveryEngine(
+                s, SqlLedger(engine), pool, policy=FAST, clock=lambda: T0, signer=broken
+            ).deliver(ref, template)
+        finally:
+            await pool.close()
+
+    with pytest.raises(ConfigError, match="cannot sign"):
+        asyncio.run(deliver())
+    assert smtpd.handler.messages == []
+    assert set(states(engine).values()) == {"pending"}
+    with engine.connect() as conn:
+        assert set(conn.execute(select(deliveries.c.attempts)).scalars()) == {0}

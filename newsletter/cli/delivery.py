@@ -17,7 +17,7 @@ from newsletter.addresses import sender_domain
 from newsletter.cli import AppContext, main, pass_app
 from newsletter.cli.progress import ProgressBar
 from newsletter.config import Settings
-from newsletter.errors import NewsletterError
+from newsletter.errors import IssueError, NewsletterError
 from newsletter.message import MessageTemplate, Personalization, envelope_sender
 from newsletter.model import IssueStatus, RenderedIssue
 from newsletter.sending import SendReport, run_send
@@ -57,7 +57,7 @@ def _issue_path(settings: Settings, issue: str) -> Path:
     matches = sorted(settings.issues_dir.glob(f"*{issue}*.md"))
     if len(matches) == 1:
         return matches[0]
-    raise NewsletterError(f"{issue}: no such issue file (looked in {settings.issues_dir})")
+    raise IssueError(f"no such issue file (looked in {settings.issues_dir})", path=issue)
 
 
 def _check(settings: Settings, path: Path) -> None:
@@ -402,4 +402,4 @@ def _newest_ready(settings: Settings) -> Path:
             continue
         if issue.status is IssueStatus.READY:
             return path
-    raise NewsletterError(f"no issue with `status: ready` in {settings.issues_dir}")
+    raise IssueError(f"no issue with `status: ready` in {settings.issues_dir}")

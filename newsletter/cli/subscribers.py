@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Engine
 from newsletter.addresses import normalize_email
 from newsletter.cli import AppContext, main, pass_app
 from newsletter.config import Settings
-from newsletter.errors import NewsletterError, StoreError
+from newsletter.errors import StoreError
 from newsletter.mailto import MailRequest, handle_unsubscribe_mail
 from newsletter.states import SubscriptionStatus, SuppressionReason
 from newsletter.store.database import display_url, initialise, make_engine, open_current
@@ -328,7 +328,7 @@ def show(app: AppContext, email: str) -> None:
             subscriber = find_by_email(conn, email)
             reason = suppression_reason(conn, email)
         if subscriber is None and reason is None:
-            raise NewsletterError(f"{normalize_email(email)} is not in the store")
+            raise StoreError(f"{normalize_email(email)} is not in the store")
         if subscriber is not None:
             click.echo(f"email:      {subscriber.email}")
             click.echo(f"name:       {subscriber.name or '-'}")

@@ -15,6 +15,7 @@ from starlette.responses import HTMLResponse
 from starlette.types import Message
 
 from newsletter.config import Settings
+from newsletter.errors import BodyTooLarge
 from newsletter.store.subscribers import ensure_lists
 from newsletter.transport import send_single
 from newsletter.web.ratelimit import RateLimiter
@@ -28,10 +29,6 @@ PAGE_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY"}
 PRIVATE_HEADERS = {**PAGE_HEADERS, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 # Forms here are a few fields; uvicorn sets no limit and Starlette reads bodies into memory.
 MAX_BODY_BYTES = 16 * 1024
-
-
-class BodyTooLarge(Exception):
-    """The request body is over the limit; nothing more of it was read."""
 
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:

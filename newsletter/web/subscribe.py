@@ -23,7 +23,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from newsletter.addresses import clean_name, mailbox_key, normalize_email
-from newsletter.errors import InvalidAddressError, NewsletterError, TokenError
+from newsletter.errors import (
+    BodyTooLarge,
+    FormError,
+    InvalidAddressError,
+    NewsletterError,
+    TokenError,
+)
 from newsletter.store.subscribers import (
     Subscriber,
     confirm_subscriber,
@@ -34,7 +40,6 @@ from newsletter.store.subscribers import (
 from newsletter.tokens import TokenData, TokenPurpose, confirm_url, make_token, read_token
 from newsletter.web.confirmation import CONFIRM_MAX_AGE_DAYS, build_confirmation
 from newsletter.web.context import (
-    BodyTooLarge,
     WebContext,
     parse_form,
     read_body,
@@ -52,14 +57,6 @@ class SubscribeForm:
     name: str | None
     lists: tuple[str, ...]
     honeypot: bool
-
-
-class FormError(Exception):
-    """The submission cannot be processed; the message is safe to show."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def routes(ctx: WebContext) -> list[BaseRoute]:

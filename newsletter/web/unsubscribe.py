@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from newsletter.errors import TokenError
+from newsletter.errors import BodyTooLarge, InvalidLink, TokenError
 from newsletter.states import SuppressionReason
 from newsletter.store.subscribers import (
     Subscriber,
@@ -29,7 +29,7 @@ from newsletter.store.subscribers import (
     unsubscribe,
 )
 from newsletter.tokens import TokenData, TokenPurpose, read_token
-from newsletter.web.context import BodyTooLarge, WebContext, parse_form, read_body
+from newsletter.web.context import WebContext, parse_form, read_body
 
 ONE_CLICK_FIELD = "List-Unsubscribe"
 ONE_CLICK_VALUE = "One-Click"
@@ -51,10 +51,6 @@ class Outcome:
         if self.subscriber is None or self.suppressed:
             return ()
         return self.subscriber.active_subscriptions
-
-
-class InvalidLink(Exception):
-    pass
 
 
 def mask_email(email: str) -> str:
