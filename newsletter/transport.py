@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
@@ -399,24 +399,59 @@ def wire_form(data: bytes) -> bytes:
 _SMTP_ADDRESS = re.compile(r"[!-;=?-~]+@[!-;=?-~]+")
 
 
+#: The aiosmtplib internals the bulk path writes through, by class. aiosmtplib is pinned below
+#: its next major version (pyproject.toml); tests/test_transport_internals.py fails naming
+#: these and the pin if a release drops one, and without them the path falls back to the
+#: public API (correct, several times slower: see benchmarks/send.py).
+AIOSMTPLIB_INTERNALS: dict[str, tuple[str, ...]] = {
+    "SMTPProtocol": ("_command_lock", "_response_pending"),
+    "SMTP": ("_ehlo_or_helo_if_needed",),
+}
+
+
 class _BulkSMTP(aiosmtplib.SMTP):
     """aiosmtplib's client with leaner MAIL, RCPT and DATA for the bulk path.
 
     aiosmtplib re-parses every address with ``email.utils`` and re-encodes every message with
     regular expressions; at a thousand messages a second that costs more than building them.
     Addresses here are checked once against :data:`_SMTP_ADDRESS` and messages arrive in wire
-    form, so these send the same commands through aiosmtplib's public ``execute_command``.
+    form, so these send the same commands through aiosmtplib's public ``execute_command`` and
+    write DATA under its command lock (:data:`AIOSMTPLIB_INTERNALS`).
     """
+
+    # False takes only aiosmtplib's public API (what happens when the internals are gone)
+    use_internals: ClassVar[bool] = True
+
+    def _internals(self) -> bool:
+        protocol = self.protocol
+        return (
+            self.use_internals
+            and protocol is not None
+            and all(hasattr(protocol, name) for name in AIOSMTPLIB_INTERNALS["SMTPProtocol"])
+            and all(hasattr(self, name) for name in AIOSMTPLIB_INTERNALS["SMTP"])
+        )
 
     async def mail_fast(self, sender: str) -> aiosmtplib.SMTPResponse:
         if not _SMTP_ADDRESS.fullmatch(sender):
             raise ValueError(f"envelope sender {sender!r} is not a plain ASCII address")
         if self.is_ehlo_or_helo_needed:
-            await self._ehlo_or_helo_if_needed()
+            await self._greet()
         response = await self.execute_command(b"MAIL", b"FROM:<" + sender.encode("ascii") + b">")
         if response.code != SMTPStatus.COMPLETED:
             raise aiosmtplib.SMTPSenderRefused(response.code, response.message, sender)
         return response
+
+    async def _greet(self) -> None:
+        if self._internals():
+            await self._ehlo_or_helo_if_needed()
+            return
+        # what _ehlo_or_helo_if_needed does, in public calls
+        try:
+            await self.ehlo()
+        except aiosmtplib.SMTPHeloError:
+            if not self.is_connected:
+                raise
+            await self.helo()
 
     async def rcpt_fast(self, recipient: str) -> aiosmtplib.SMTPResponse:
         response = await self.execute_command(b"RCPT", b"TO:<" + recipient.encode("ascii") + b">")
@@ -429,8 +464,8 @@ class _BulkSMTP(aiosmtplib.SMTP):
         if protocol is None:
             raise aiosmtplib.SMTPServerDisconnected("Connection lost")
         lock = getattr(protocol, "_command_lock", None)
-        if lock is None or not hasattr(protocol, "_response_pending"):
-            # an aiosmtplib without the internals this relies on: take the ordinary path
+        if lock is None or not self._internals():
+            # no lock (the connection is gone: data() says so) or no internals: the public way
             return await self.data(_unwire(wire))
         try:
             async with lock:
