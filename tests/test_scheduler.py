@@ -19,11 +19,11 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, select
 
+from newsletter.autosend import RunOutcome, build_scheduler, plan, run_due, upcoming
 from newsletter.cli import main as cli_main
 from newsletter.config import Settings, load_settings
-from newsletter.scheduled import RunOutcome, build_scheduler, run_due
-from newsletter.scheduling import Action, Schedule
 from newsletter.sending import issue_sent
+from newsletter.slots import Action, Schedule, list_schedules
 from newsletter.states import DeliveryStatus
 from newsletter.store.database import make_engine
 from newsletter.store.schema import deliveries, subscribers
@@ -410,6 +410,47 @@ def test_bad_schedule_is_a_clear_error(project_dir: Path, tmp_path: Path) -> Non
     assert proc.returncode == 1
     assert "lists.weekly.schedule" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_before_init_the_scheduler_says_to_run_init(project_dir: Path, tmp_path: Path) -> None:
+    config = write_config(project_dir, database_url=f"sqlite:///{tmp_path / 'empty.db'}")
+    proc = subprocess.run(
+        _scheduler_cmd(config, "--once"), env=_env(), capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 1
+    assert "run `newsletter init`" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_the_schedule_view_and_a_run_decide_alike(live: Settings, engine: Engine) -> None:
+    """`newsletter schedule` and the scheduler take their actions from one decision."""
+    write_issue(live, FRIDAY, "river-week")
+    write_issue(live, FRIDAY, "still-draft", status="draft")
+    write_issue(live, FRIDAY - timedelta(days=7), "last-week")  # missed by days: stale
+    write_issue(live, FRIDAY, "broken", hero="images/missing.png")
+    now = SLOT + timedelta(minutes=5)
+    overdue, _, _ = upcoming(live, engine, now=now)
+    planned = plan(
+        live,
+        engine,
+        list_schedules(live),
+        now=now,
+        grace=timedelta(minutes=live.scheduler.misfire_grace_minutes),
+        send_stale=False,
+    )
+    shown = {item.slug: item.action for item in overdue}
+    decided = {decision.slug: decision.action for _, decision in planned}
+    assert (
+        shown
+        == decided
+        == {
+            "river-week": Action.SEND,
+            "still-draft": Action.SKIP_DRAFT,
+            "last-week": Action.SKIP_STALE,
+            "broken": Action.SKIP_INVALID,
+        }
+    )
+    assert {item.slug: item.state for item in overdue}["still-draft"] == "draft"
 
 
 def test_long_running_scheduler_jobs(live: Settings, engine: Engine) -> None:

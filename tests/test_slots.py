@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from newsletter.errors import ConfigError
 from newsletter.model import IssueStatus
-from newsletter.scheduling import (
+from newsletter.slots import (
     WEEKDAYS,
     Action,
     Schedule,

@@ -1,9 +1,10 @@
-"""The scheduled send job: under the database lock, send what is due and tell the editor.
+"""Automatic sends: under the database lock, send what is due and tell the editor.
 
 :func:`run_due` is one run (what ``scheduler.py --once`` does and what every APScheduler job
 calls); :func:`build_scheduler` wires the long-running APScheduler with its job store in the
-same database. Decisions come from :mod:`newsletter.scheduling`; sending is
-:func:`newsletter.sending.run_send`, whose ledger makes a repeated or resumed send harmless.
+same database; :func:`upcoming` is what ``newsletter schedule`` shows. Decisions come from
+:mod:`newsletter.slots`; sending is :func:`newsletter.sending.run_send`, whose ledger makes a
+repeated or resumed send harmless. Events are logged through :mod:`newsletter.logfmt`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from newsletter.checks import check_issue
 from newsletter.config import Settings
 from newsletter.errors import IssueError, NewsletterError
 from newsletter.locks import try_lock
-from newsletter.model import IssueStatus
+from newsletter.logfmt import log_event
 from newsletter.reports import (
     SendSummary,
     Skipped,
@@ -34,11 +35,12 @@ from newsletter.reports import (
     send_report_message,
     skipped_message,
 )
-from newsletter.scheduling import (
+from newsletter.slots import (
     LOOKBACK,
     Action,
     Decision,
     Schedule,
+    classify,
     decide,
     due_at,
     issue_list,
@@ -47,62 +49,8 @@ from newsletter.scheduling import (
 from newsletter.store import notices
 from newsletter.store.issues import send_started
 
-log = logging.getLogger("newsletter.scheduler")
-
 _FILE_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})-")
-_BARE = re.compile(r"^[A-Za-z0-9_.:/@+-]+$")
 SWEEP_SECONDS = 60
-# one event is one line, whatever an error message or an issue title contains
-_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"})
-
-
-def format_kv(fields: Mapping[str, object]) -> str:
-    """``key=value`` pairs, values quoted when they hold spaces or quotes (logfmt style)."""
-    parts = []
-    for key, value in fields.items():
-        if value is None:
-            continue
-        if isinstance(value, datetime):
-            value = value.isoformat(timespec="seconds")
-        text = str(value)
-        if not _BARE.match(text):
-            text = '"' + text.translate(_ESCAPES) + '"'
-        parts.append(f"{key}={text}")
-    return " ".join(parts)
-
-
-def log_event(
-    event: str,
-    context: Mapping[str, object] | None = None,
-    *,
-    level: int = logging.INFO,
-    exc_info: bool = False,
-    **fields: object,
-) -> None:
-    """One structured line: ``event=sent list=weekly issue=river-week sent=120``."""
-    kv = {"event": event, **(context or {}), **fields}
-    log.log(level, "%s", format_kv(kv), extra={"kv": kv}, exc_info=exc_info)
-
-
-class KeyValueFormatter(logging.Formatter):
-    """journald-friendly lines: ``time=... level=info event=... list=... issue=...``.
-
-    Lines from other libraries (APScheduler, SQLAlchemy) keep their text as a quoted ``msg``.
-    """
-
-    def format(self, record: logging.LogRecord) -> str:
-        head = {
-            "time": datetime.fromtimestamp(record.created, UTC),
-            "level": record.levelname.lower(),
-        }
-        kv = getattr(record, "kv", None)
-        if isinstance(kv, dict):
-            line = format_kv({**head, **kv})
-        else:
-            line = format_kv({**head, "logger": record.name, "msg": record.getMessage()})
-        if record.exc_info:
-            line += " " + format_kv({"exc": self.formatException(record.exc_info)})
-        return line
 
 
 @dataclass
@@ -345,7 +293,7 @@ def _summary(
 def _skip(
     settings: Settings, engine: Engine, decision: Decision, *, now: datetime, out: RunOutcome
 ) -> None:
-    reason = decision.action.value.removeprefix("skip_")
+    reason = decision.action.value
     fields: dict[str, object] = {
         "list": decision.list_slug,
         "issue": decision.slug,
@@ -554,8 +502,24 @@ class PlannedIssue:
     title: str
     list_slug: str
     due: datetime
-    state: str  # "ready", "draft", "invalid: ...", "sending" (a send began)
+    # what a run at its due time would do (what a run now does, when it is due already)
+    action: Action
     send_at: bool
+    # why it is invalid, when it is
+    problem: str = ""
+
+    @property
+    def state(self) -> str:
+        """The few words ``newsletter schedule`` prints for the issue."""
+        if self.action is Action.RESUME:
+            return "sending (resumes at the next run)"
+        if self.action is Action.SKIP_DRAFT:
+            return "draft"
+        if self.action is Action.SKIP_STALE:
+            return "stale: missed by more than the grace; send with --send-stale"
+        if self.action is Action.SKIP_INVALID:
+            return f"invalid: {self.problem}"
+        return "ready"
 
 
 @dataclass(frozen=True)
@@ -569,7 +533,10 @@ def upcoming(
     settings: Settings, engine: Engine, *, now: datetime, count: int = 4
 ) -> tuple[list[PlannedIssue], list[UpcomingSlot], list[PlannedIssue]]:
     """What the scheduler would do: overdue issues, the next ``count`` slots per list with the
-    issues each would send, and ``send_at`` issues in that window. Reads; never sends."""
+    issues each would send, and ``send_at`` issues in that window. Reads; never sends.
+
+    Each issue's action comes from the same :func:`slots.classify` a run uses.
+    """
     schedules = list_schedules(settings)
     default_tz = ZoneInfo(settings.publication.timezone)
     grace = timedelta(minutes=settings.scheduler.misfire_grace_minutes)
@@ -593,8 +560,9 @@ def upcoming(
                         path.name,
                         list_slug,
                         due,
-                        f"invalid: {exc.message}",
+                        Action.SKIP_INVALID,
                         False,
+                        problem=exc.message,
                     )
                 )
             continue
@@ -604,17 +572,20 @@ def upcoming(
             continue
         if sending.issue_sent(engine, issue.slug, list_slug):
             continue
-        if send_started(engine, issue.slug, list_slug):
-            state = "sending (resumes at the next run)"
-        elif issue.status is IssueStatus.DRAFT:
-            state = "draft"
-        elif due <= now and now - due > grace:
-            state = "stale: missed by more than the grace; send with --send-stale"
-        else:
+        action = classify(
+            status=issue.status,
+            due=due,
+            now=now,
+            grace=grace,
+            send_stale=False,
+            started=send_started(engine, issue.slug, list_slug),
+        )
+        problem = ""
+        if action is Action.SEND:
             errors = [p for p in check_issue(path, settings) if p.is_error]
-            state = (
-                f"invalid: {len(errors)} error(s), run 'newsletter check'" if errors else "ready"
-            )
+            if errors:
+                action = Action.SKIP_INVALID
+                problem = f"{len(errors)} error(s), run 'newsletter check'"
         pending.append(
             PlannedIssue(
                 path.name,
@@ -622,8 +593,9 @@ def upcoming(
                 issue.title,
                 list_slug,
                 due,
-                state,
+                action,
                 issue.send_at is not None,
+                problem=problem,
             )
         )
     overdue = [p for p in pending if p.due <= now]
