@@ -25,16 +25,10 @@ from sqlalchemy import Engine
 from newsletter import delivery, issues, sending
 from newsletter.checks import check_issue
 from newsletter.config import Settings
+from newsletter.emails import SendSummary, Skipped, send_report_message, skipped_message
 from newsletter.errors import IssueError, NewsletterError
 from newsletter.locks import try_lock
 from newsletter.logfmt import log_event
-from newsletter.reports import (
-    SendSummary,
-    Skipped,
-    deliver_report,
-    send_report_message,
-    skipped_message,
-)
 from newsletter.slots import (
     LOOKBACK,
     Action,
@@ -48,6 +42,7 @@ from newsletter.slots import (
 )
 from newsletter.store import notices
 from newsletter.store.issues import send_started
+from newsletter.transport import send_single
 
 _FILE_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})-")
 SWEEP_SECONDS = 60
@@ -347,7 +342,7 @@ def _deliver(
         log_event("report_skipped", fields, detail="no publication.editor_email configured")
         return True
     try:
-        asyncio.run(deliver_report(settings, message))
+        asyncio.run(send_single(settings, message))
     except NewsletterError as exc:
         log_event("report_failed", fields, level=logging.ERROR, error=str(exc))
         out.errors.append(f"report to the editor failed: {exc}")

@@ -124,6 +124,36 @@ def list_id(settings: Settings, mailing_list: MailingList) -> str:
     return f'"{name}" <{mailing_list.slug}.{domain}>'
 
 
+def header_block(
+    settings: Settings,
+    *,
+    to: str,
+    subject: str,
+    date: datetime | None = None,
+    message_id: str | None = None,
+    auto_submitted: bool = False,
+) -> EmailMessage:
+    """A new message with the headers every email of the publication starts with.
+
+    From, To, Reply-To (when configured), Subject, Date and Message-ID, in that order, and
+    ``Auto-Submitted: auto-generated`` for mail no person wrote (confirmations, reports), so
+    autoresponders stay quiet. Issue copies, test copies, confirmations and reports all begin
+    here; :class:`MessageTemplate` writes the same lines for the bulk path.
+    """
+    check_header_value(subject, "subject")
+    msg = EmailMessage(policy=REFERENCE_POLICY)
+    msg["From"] = settings.publication.sender
+    msg["To"] = to
+    if settings.publication.reply_to:
+        msg["Reply-To"] = settings.publication.reply_to
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(date or datetime.now().astimezone())
+    msg["Message-ID"] = message_id or make_msgid(domain=sender_domain(settings.publication.sender))
+    if auto_submitted:
+        msg["Auto-Submitted"] = "auto-generated"
+    return msg
+
+
 def build_email_message(
     content: MessageContent,
     settings: Settings,
@@ -149,14 +179,9 @@ def build_email_message(
     person = Personalization(
         to, unsubscribe_url, unsubscribe_mailto, message_id or "", values=values or {}
     )
-    msg = EmailMessage(policy=REFERENCE_POLICY)
-    msg["From"] = settings.publication.sender
-    msg["To"] = to
-    if settings.publication.reply_to:
-        msg["Reply-To"] = settings.publication.reply_to
-    msg["Subject"] = subject_prefix + content.subject
-    msg["Date"] = format_datetime(date or datetime.now().astimezone())
-    msg["Message-ID"] = message_id or make_msgid(domain=sender_domain(settings.publication.sender))
+    msg = header_block(
+        settings, to=to, subject=subject_prefix + content.subject, date=date, message_id=message_id
+    )
     msg["List-Id"] = list_id(settings, mailing_list)
     msg["List-Unsubscribe"] = f"<{unsubscribe_url}>, <{unsubscribe_mailto}>"
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from starlette.testclient import TestClient
 
 from newsletter.config import Settings, load_settings
+from newsletter.emails import build_confirmation
 from newsletter.states import SubscriptionStatus
 from newsletter.store.subscribers import (
     add_subscriber,
@@ -25,7 +26,6 @@ from newsletter.store.subscribers import (
 )
 from newsletter.tokens import TokenPurpose, make_token
 from newsletter.web.app import PER_ADDRESS_LIMIT, PER_IP_LIMIT, create_app
-from newsletter.web.confirmation import build_confirmation
 from newsletter.web.context import MAX_BODY_BYTES, page_environment
 from tests.conftest import TEST_SECRET, write_config
 from tests.smtpd import SMTPServer

@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 from newsletter.cli import main
 from newsletter.config import Settings, load_settings
-from newsletter.mailto import MailRequest, handle_unsubscribe_mail
+from newsletter.inbound.mailto import MailRequest, handle_unsubscribe_mail
 from newsletter.states import SubscriptionStatus
 from newsletter.store.database import make_engine
 from newsletter.store.subscribers import add_subscriber, ensure_lists, find_by_email

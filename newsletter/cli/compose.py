@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, time
 from pathlib import Path
 
 import click
 
-from newsletter.addresses import sender_domain
 from newsletter.checks import check_issue
 from newsletter.cli import AppContext, main, pass_app
 from newsletter.config import Settings
+from newsletter.emails import sample_copy
 from newsletter.errors import IssueError
 from newsletter.issues import load_issue
-from newsletter.message import build_email_message
 from newsletter.model import Issue
 from newsletter.rendering import Renderer
-from newsletter.tokens import TokenPurpose, make_token, unsubscribe_mailto, unsubscribe_url
-
-SAMPLE_RECIPIENT = "Sample Reader <reader@example.com>"
-# A fixed, obviously fake subscriber so the sample .eml is the same on every build.
-SAMPLE_SUBSCRIBER_UID = "0" * 32
-
 
 ISSUES_ARGUMENT = click.argument(
     "paths", metavar="ISSUE...", nargs=-1, type=click.Path(path_type=Path, dir_okay=False)
@@ -78,23 +70,7 @@ def build(app: AppContext, paths: tuple[Path, ...], output: Path | None) -> None
 def write_issue(issue: Issue, renderer: Renderer, settings: Settings, out_dir: Path) -> list[Path]:
     """Write the three files for ``issue``; returns their paths."""
     rendered = renderer.render(issue)
-    mailing_list = settings.mailing_list(issue.list)
-    token = make_token(
-        settings.secret_key,
-        TokenPurpose.UNSUBSCRIBE,
-        SAMPLE_SUBSCRIBER_UID,
-        0,
-        issued_at=int(datetime.combine(issue.date, time()).timestamp()),
-    )
-    message = build_email_message(
-        rendered,
-        settings,
-        mailing_list,
-        to=SAMPLE_RECIPIENT,
-        unsubscribe_url=unsubscribe_url(settings.publication.base_url, token),
-        unsubscribe_mailto=unsubscribe_mailto(sender_domain(settings.publication.sender), token),
-        date=issue.send_at,
-    )
+    message = sample_copy(rendered, settings)
     html_path = out_dir / f"{issue.slug}.html"
     text_path = out_dir / f"{issue.slug}.txt"
     eml_path = out_dir / f"{issue.slug}.eml"

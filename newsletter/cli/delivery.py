@@ -13,12 +13,13 @@ from pathlib import Path
 import click
 from sqlalchemy import Engine
 
-from newsletter.addresses import sender_domain
+from newsletter.addresses import normalize_email, sender_domain
 from newsletter.cli import AppContext, main, pass_app
 from newsletter.cli.progress import ProgressBar
 from newsletter.config import Settings
+from newsletter.emails import NO_LIST, NOBODY_UID, TEST_PREFIX, test_copy
 from newsletter.errors import IssueError, NewsletterError
-from newsletter.message import MessageTemplate, Personalization, envelope_sender
+from newsletter.message import MessageTemplate, Personalization
 from newsletter.model import IssueStatus, RenderedIssue
 from newsletter.sending import SendReport, run_send
 from newsletter.sink import Sink, count_messages
@@ -27,7 +28,7 @@ from newsletter.store.database import display_url, initialise, make_engine, open
 from newsletter.store.issues import IssueRef, find_issue, issues_by_slug
 from newsletter.store.ledger import SqlLedger
 from newsletter.tokens import TokenPurpose, make_token, unsubscribe_mailto, unsubscribe_url
-from newsletter.transport import SmtpPool
+from newsletter.transport import send_single
 from newsletter.worker import run_worker
 
 # EX_TEMPFAIL (sysexits.h): the send is not finished; running it again will continue it
@@ -206,23 +207,20 @@ def _dry_run(settings: Settings, engine: Engine, path: Path, list_slug: str | No
 
 
 def _sample(settings: Settings, rendered: RenderedIssue, list_slug: str) -> bytes:
+    """One recipient's bytes as the bulk path builds them, for a stand-in reader."""
     template = MessageTemplate(rendered, settings, settings.mailing_list(list_slug))
-    token = make_token(settings.secret_key, TokenPurpose.UNSUBSCRIBE, "0" * 32, 0)
-    return template.render(_person(settings, "reader@example.org", token))
-
-
-def _person(settings: Settings, to: str, token: str) -> Personalization:
+    token = make_token(settings.secret_key, TokenPurpose.UNSUBSCRIBE, NOBODY_UID, NO_LIST)
     domain = sender_domain(settings.publication.sender)
-    return Personalization(
-        to=to,
+    person = Personalization(
+        to="reader@example.org",
         unsubscribe_url=unsubscribe_url(settings.publication.base_url, token),
         unsubscribe_mailto=unsubscribe_mailto(domain, token),
-        message_id=f"<test.{int(time.time() * 1000)}.{token[:8]}@{domain}>",
+        message_id=f"<{token[:32]}@{domain}>",
     )
+    return template.render(person)
 
 
 def _send_test(settings: Settings, path: Path, to: str, list_slug: str | None) -> None:
-    from newsletter.addresses import normalize_email
     from newsletter.issues import load_issue
     from newsletter.rendering import Renderer
 
@@ -230,24 +228,11 @@ def _send_test(settings: Settings, path: Path, to: str, list_slug: str | None) -
     issue = load_issue(path, settings)
     slug = list_slug or issue.list or settings.publication.default_list
     rendered = Renderer(settings).render(issue)
-    template = MessageTemplate(
-        rendered, settings, settings.mailing_list(slug), subject_prefix="[TEST] "
+    message = test_copy(rendered, settings, settings.mailing_list(slug), to=address)
+    asyncio.run(send_single(settings, message))
+    click.echo(
+        f"Test copy of {issue.slug} sent to {address} (subject starts with {TEST_PREFIX.strip()})."
     )
-    # a token for no subscriber: the link works as a link but unsubscribes nobody
-    token = make_token(settings.secret_key, TokenPurpose.UNSUBSCRIBE, "0" * 32, 0)
-    data = template.render(_person(settings, address, token))
-
-    async def go() -> None:
-        pool = SmtpPool.from_settings(settings, connections=1)
-        try:
-            result = await pool.send(envelope_sender(settings, address), [address], data)
-        finally:
-            await pool.close()
-        if address not in result.accepted:
-            raise result.refused[address]
-
-    asyncio.run(go())
-    click.echo(f"Test copy of {issue.slug} sent to {address} (subject starts with [TEST]).")
 
 
 @main.command("worker")

@@ -26,7 +26,7 @@ from newsletter.addresses import normalize_email
 from newsletter.cli import AppContext, main, pass_app
 from newsletter.config import Settings
 from newsletter.errors import StoreError
-from newsletter.mailto import MailRequest, handle_unsubscribe_mail
+from newsletter.inbound.mailto import MailRequest, handle_unsubscribe_mail
 from newsletter.states import SubscriptionStatus, SuppressionReason
 from newsletter.store.database import display_url, initialise, make_engine, open_current
 from newsletter.store.importing import ImportReport, RejectsWriter, export_csv, import_csv

@@ -33,16 +33,15 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from newsletter.addresses import sender_domain
 from newsletter.checks import check_issue
 from newsletter.config import Settings
 from newsletter.diagnostics import Problem, Severity
+from newsletter.emails import PREVIEW_TOKEN, preview_copy, test_copy
 from newsletter.errors import NewsletterError
 from newsletter.issues import load_issue
-from newsletter.message import build_email_message
 from newsletter.model import UNSUBSCRIBE_URL_PLACEHOLDER, Issue, RenderedIssue
 from newsletter.rendering import Renderer
-from newsletter.tokens import unsubscribe_mailto, unsubscribe_url
+from newsletter.tokens import unsubscribe_url
 from newsletter.transport import send_single
 from newsletter.web.reload import ReloadHub, events_endpoint, reload_script, watch
 
@@ -72,9 +71,6 @@ def allowed_hosts_for(bind: str) -> tuple[str, ...]:
 
 DESKTOP_WIDTH = 640
 MOBILE_WIDTH = 375
-TEST_SUBJECT_PREFIX = "[TEST] "
-# Stands in for a recipient's token in the preview's headers and links.
-PREVIEW_TOKEN = "preview"  # noqa: S105 (not a secret: an unsigned stand-in)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _DATE_PREFIX = re.compile(r"^(\d{4})-(\d{2})-(\d{2})")
 
@@ -136,24 +132,6 @@ def display_html(html: str, settings: Settings) -> str:
     html = html.replace(f"{base}/images/", "/images/")
     return html.replace(
         UNSUBSCRIBE_URL_PLACEHOLDER, unsubscribe_url(settings.publication.base_url, PREVIEW_TOKEN)
-    )
-
-
-def sample_message(
-    rendered: RenderedIssue, settings: Settings, *, to: str, subject_prefix: str = ""
-) -> EmailMessage:
-    """The complete message one subscriber would get, with a stand-in unsubscribe token."""
-    mailing_list = settings.mailing_list(rendered.issue.list)
-    return build_email_message(
-        rendered,
-        settings,
-        mailing_list,
-        to=to,
-        unsubscribe_url=unsubscribe_url(settings.publication.base_url, PREVIEW_TOKEN),
-        unsubscribe_mailto=unsubscribe_mailto(
-            sender_domain(settings.publication.sender), PREVIEW_TOKEN
-        ),
-        subject_prefix=subject_prefix,
     )
 
 
@@ -288,7 +266,7 @@ class PreviewState:
         try:
             issue = load_issue(path, settings)
             rendered = self.renderer.render(issue)
-            message = sample_message(rendered, settings, to=preview_recipient(settings))
+            message = preview_copy(rendered, settings, to=preview_recipient(settings))
         except NewsletterError as exc:
             return IssuePreview(name, path, problems, failure=str(exc))
         except Exception as exc:
@@ -447,9 +425,8 @@ async def send_test(request: Request) -> Response:
         kind, text = "error", "This issue has errors; fix them before sending a test."
     else:
         try:
-            message = sample_message(
-                preview.rendered, settings, to=recipient, subject_prefix=TEST_SUBJECT_PREFIX
-            )
+            mailing_list = settings.mailing_list(preview.rendered.issue.list)
+            message = test_copy(preview.rendered, settings, mailing_list, to=recipient)
             await send_single(settings, message)
         except NewsletterError as exc:
             kind, text = "error", f"The test was not sent: {exc}"

@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from newsletter.addresses import clean_name, mailbox_key, normalize_email
+from newsletter.emails import CONFIRM_MAX_AGE_DAYS, build_confirmation
 from newsletter.errors import (
     BodyTooLarge,
     FormError,
@@ -38,7 +39,6 @@ from newsletter.store.subscribers import (
     request_subscription,
 )
 from newsletter.tokens import TokenData, TokenPurpose, confirm_url, make_token, read_token
-from newsletter.web.confirmation import CONFIRM_MAX_AGE_DAYS, build_confirmation
 from newsletter.web.context import (
     WebContext,
     parse_form,
