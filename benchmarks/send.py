@@ -65,7 +65,8 @@ def rendered_issue(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 def bench_build(settings: Settings, n: int = 3000) -> dict[str, float]:
-    from newsletter.tokens import TokenPurpose, make_token, unsubscribe_mailto, unsubscribe_url
+    from newsletter.tokens import TokenPurpose, make_token
+    from newsletter.urls import unsubscribe_mailto, unsubscribe_url
 
     rendered = rendered_issue(settings)
     mailing_list = settings.mailing_list(None)

@@ -34,8 +34,9 @@ from newsletter.signing import DkimSigner
 from newsletter.states import DeliveryStatus
 from newsletter.store.issues import IssueRef
 from newsletter.store.ledger import Claimed, Outcome, new_owner
-from newsletter.tokens import TokenPurpose, make_token, unsubscribe_mailto, unsubscribe_url
+from newsletter.tokens import TokenPurpose, make_token
 from newsletter.transport import SendResult
+from newsletter.urls import unsubscribe_mailto, unsubscribe_url
 
 Clock = Callable[[], datetime]
 # (messages done, of which sent) after each outcome of a run

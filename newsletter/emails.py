@@ -22,7 +22,8 @@ from newsletter.addresses import address, ascii_address, check_header_value, sen
 from newsletter.config import MailingList, Settings
 from newsletter.message import MessageContent, build_email_message, header_block
 from newsletter.model import RenderedIssue
-from newsletter.tokens import TokenPurpose, make_token, unsubscribe_mailto, unsubscribe_url
+from newsletter.tokens import TokenPurpose, make_token
+from newsletter.urls import unsubscribe_mailto, unsubscribe_url
 
 # --- copies of an issue that are not deliveries ---------------------------------------------
 

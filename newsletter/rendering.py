@@ -10,7 +10,6 @@ premailer may not fetch stylesheets.
 from __future__ import annotations
 
 import logging
-import posixpath
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import jinja2
 import premailer
 from mjml import mjml2html
 
+from newsletter import urls
 from newsletter.config import Settings
 from newsletter.errors import RenderError
 from newsletter.model import (
@@ -33,6 +33,7 @@ from newsletter.model import (
     RenderedIssue,
 )
 from newsletter.plaintext import join_names, tidy, underline, wrap
+from newsletter.templating import Templates, environment, template_folder
 
 HTML_TEMPLATE = "issue.mjml.j2"
 TEXT_TEMPLATE = "issue.txt.j2"
@@ -85,15 +86,12 @@ def _spotlight_layout(blocks: Sequence[Block]) -> tuple[Image | None, Sequence[B
 
 def image_url(src: str, settings: Settings) -> str:
     """The absolute URL of an issue image: ``images/x.png`` -> ``{base_url}/images/x.png``."""
-    if src.startswith(("http://", "https://")):
-        return src
-    path = posixpath.normpath(src).lstrip("/")
-    return f"{settings.publication.base_url.rstrip('/')}/{path}"
+    return urls.issue_file_url(settings.publication.base_url, src)
 
 
 def archive_url(issue: Issue, settings: Settings) -> str:
     """The issue's "view in browser" page."""
-    return f"{settings.publication.base_url.rstrip('/')}/archive/{issue.slug}"
+    return urls.archive_url(settings.publication.base_url, issue.slug)
 
 
 def long_date(value: date) -> str:
@@ -140,28 +138,19 @@ class Renderer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        directory = settings.templates_dir / "email"
+        directory = template_folder(settings, Templates.EMAIL)
         if not directory.is_dir():
             raise RenderError(f"template folder {directory} not found; check templates_dir")
-        self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(directory),
-            # Everything from the issue is escaped in the HTML; the text part is not HTML.
-            autoescape=jinja2.select_autoescape(
-                enabled_extensions=("mjml.j2", "html.j2", "html"),
-                disabled_extensions=("txt.j2", "css.j2"),
-                default_for_string=True,
-                default=True,
-            ),
-            undefined=jinja2.StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
-        self.env.filters.update(
-            image_url=lambda src: image_url(str(src), settings),
-            longdate=long_date,
-            join_names=join_names,
-            wrap=wrap,
-            underline=underline,
+        self.env = environment(
+            settings,
+            Templates.EMAIL,
+            filters={
+                "image_url": lambda src: image_url(str(src), settings),
+                "longdate": long_date,
+                "join_names": join_names,
+                "wrap": wrap,
+                "underline": underline,
+            },
         )
         try:
             self.html_template = self.env.get_template(HTML_TEMPLATE)

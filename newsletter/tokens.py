@@ -95,17 +95,3 @@ def read_token(
     if max_age_seconds is not None and current - issued_at > max_age_seconds:
         raise TokenError("this link has expired")
     return TokenData(purpose, uid.hex(), list_id, issued_at)
-
-
-def unsubscribe_url(base_url: str, token: str) -> str:
-    """The page with the one-click button and preferences; also the RFC 8058 POST target."""
-    return f"{base_url.rstrip('/')}/unsubscribe/{token}"
-
-
-def confirm_url(base_url: str, token: str) -> str:
-    return f"{base_url.rstrip('/')}/confirm/{token}"
-
-
-def unsubscribe_mailto(sender_domain: str, token: str) -> str:
-    """The ``mailto:`` alternative for ``List-Unsubscribe``; the token identifies the recipient."""
-    return f"mailto:unsubscribe@{sender_domain}?subject=unsubscribe%20{token}"

@@ -15,7 +15,8 @@ from newsletter.inbound.mailto import MailRequest, handle_unsubscribe_mail
 from newsletter.states import SubscriptionStatus
 from newsletter.store.database import make_engine
 from newsletter.store.subscribers import add_subscriber, ensure_lists, find_by_email
-from newsletter.tokens import TokenPurpose, make_token, unsubscribe_mailto
+from newsletter.tokens import TokenPurpose, make_token
+from newsletter.urls import unsubscribe_mailto
 from tests.conftest import TEST_SECRET, write_config
 
 SECRET = TEST_SECRET.encode()

@@ -9,14 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from newsletter.errors import TokenError
-from newsletter.tokens import (
-    TokenPurpose,
-    make_token,
-    new_subscriber_uid,
-    read_token,
-    unsubscribe_mailto,
-    unsubscribe_url,
-)
+from newsletter.tokens import TokenPurpose, make_token, new_subscriber_uid, read_token
+from newsletter.urls import unsubscribe_mailto, unsubscribe_url
 
 KEY = b"k" * 32
 

@@ -27,8 +27,9 @@ from newsletter.states import DeliveryStatus
 from newsletter.store.database import display_url, initialise, make_engine, open_current
 from newsletter.store.issues import IssueRef, find_issue, issues_by_slug
 from newsletter.store.ledger import SqlLedger
-from newsletter.tokens import TokenPurpose, make_token, unsubscribe_mailto, unsubscribe_url
+from newsletter.tokens import TokenPurpose, make_token
 from newsletter.transport import send_single
+from newsletter.urls import unsubscribe_mailto, unsubscribe_url
 from newsletter.worker import run_worker
 
 # EX_TEMPFAIL (sysexits.h): the send is not finished; running it again will continue it

@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
+from newsletter import urls
 from newsletter.config import Settings
 from newsletter.store.database import make_engine
 from newsletter.web import archive, subscribe, unsubscribe
@@ -48,15 +49,14 @@ def create_app(
         per_address=RateLimiter(*PER_ADDRESS_LIMIT, clock=now),
         per_ip=RateLimiter(*PER_IP_LIMIT, clock=now),
     )
-    routes: list[BaseRoute] = [*subscribe.routes(ctx), *unsubscribe.routes(ctx)]
-
-    # --- archive
-    routes.extend(archive.routes(settings, engine))
-    # --- end archive
-
+    routes: list[BaseRoute] = [
+        *subscribe.routes(ctx),
+        *unsubscribe.routes(ctx),
+        *archive.routes(settings, engine),
+    ]
     routes.append(
         Mount(
-            "/images",
+            urls.IMAGES,
             app=StaticFiles(directory=settings.issues_dir / "images", check_dir=False),
             name="images",
         )

@@ -20,9 +20,11 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.templating import Jinja2Templates
 
+from newsletter import urls
 from newsletter.config import Settings
 from newsletter.model import PLACEHOLDERS
 from newsletter.store.issues import SentIssue, sent_copies, sent_issues
+from newsletter.templating import Templates, environment
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 # What XML 1.0 cannot carry at all (control characters other than tab and line breaks,
@@ -52,7 +54,7 @@ class ArchivedIssue:
 
     @property
     def path(self) -> str:
-        return f"/archive/{self.list_slug}/{self.slug}"
+        return urls.archive_issue_path(self.list_slug, self.slug)
 
 
 def public_html(html: str, *, subscribe_url: str) -> str:
@@ -97,10 +99,10 @@ class Archive:
 
     @property
     def subscribe_url(self) -> str:
-        return self.settings.publication.base_url.rstrip("/") + "/subscribe"
+        return urls.subscribe_url(self.settings.publication.base_url)
 
     def absolute(self, path: str) -> str:
-        return self.settings.publication.base_url.rstrip("/") + path
+        return urls.absolute(self.settings.publication.base_url, path)
 
     def latest(
         self, *, list_slug: str | None = None, limit: int | None = None, with_html: bool = False
@@ -117,7 +119,7 @@ class Archive:
         best = next((c for c in copies if c.list_slug == default), copies[0])
         return self._public(best, with_html=True)
 
-    def feed(self, base_path: str = "/archive") -> bytes:
+    def feed(self) -> bytes:
         """The Atom feed (RFC 4287) of the newest sent issues, as UTF-8 XML."""
         entries = self.latest(limit=FEED_ENTRIES, with_html=True)
         pub = self.settings.publication
@@ -131,14 +133,14 @@ class Archive:
             return el
 
         feed = ET.Element(f"{{{ATOM_NS}}}feed", {"xml:lang": pub.lang})
-        feed_url = self.absolute(f"{base_path}/feed.xml")
+        feed_url = self.absolute(urls.ARCHIVE_FEED)
         sub(feed, "id", feed_url)
         sub(feed, "title", pub.name)
         sub(feed, "subtitle", f"Every issue of {pub.name}")
         updated = max((e.sent_at for e in entries), default=datetime(2000, 1, 1, tzinfo=UTC))
         sub(feed, "updated", _rfc3339(updated))
         sub(feed, "link", rel="self", type="application/atom+xml", href=feed_url)
-        sub(feed, "link", rel="alternate", type="text/html", href=self.absolute(base_path))
+        sub(feed, "link", rel="alternate", type="text/html", href=self.absolute(urls.ARCHIVE))
         author = sub(feed, "author")
         sub(author, "name", pub.name)
         sub(feed, "generator", "newsletter")
@@ -158,7 +160,7 @@ class Archive:
 
 
 def _templates(settings: Settings) -> Jinja2Templates:
-    return Jinja2Templates(directory=str(settings.templates_dir))
+    return Jinja2Templates(env=environment(settings, Templates.ARCHIVE))
 
 
 def _with_nav(html: str, issue: ArchivedIssue, settings: Settings) -> str:
@@ -166,7 +168,7 @@ def _with_nav(html: str, issue: ArchivedIssue, settings: Settings) -> str:
     bar = (
         '<div style="font-family:Helvetica,Arial,sans-serif;font-size:14px;padding:8px 12px;'
         f'background:{escape(settings.brand.primary_color)};color:#ffffff">'
-        '<a href="/archive" style="color:#ffffff">'
+        f'<a href="{urls.ARCHIVE}" style="color:#ffffff">'
         f"&larr; All issues of {escape(settings.publication.name)}</a>"
         f" &middot; {escape(issue.issue_date.strftime('%d %B %Y'))}</div>"
     )
@@ -219,9 +221,9 @@ def routes(settings: Settings, engine: Engine) -> list[BaseRoute]:
         return HTMLResponse(_with_nav(issue.html, issue, settings), headers=headers)
 
     return [
-        Route("/archive", index, name="archive"),
-        Route("/archive/", index),
-        Route("/archive/feed.xml", feed, name="archive_feed"),
-        Route("/archive/{list}/{slug}", page, name="archive_list_issue"),
-        Route("/archive/{slug}", page, name="archive_issue"),
+        Route(urls.ARCHIVE, index, name="archive"),
+        Route(urls.ARCHIVE + "/", index),
+        Route(urls.ARCHIVE_FEED, feed, name="archive_feed"),
+        Route(urls.ARCHIVE_LIST_ISSUE, page, name="archive_list_issue"),
+        Route(urls.ARCHIVE_ISSUE, page, name="archive_issue"),
     ]

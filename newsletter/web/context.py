@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any, Protocol
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment
 from sqlalchemy import Engine
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -17,6 +17,7 @@ from starlette.types import Message
 from newsletter.config import Settings
 from newsletter.errors import BodyTooLarge
 from newsletter.store.subscribers import ensure_lists
+from newsletter.templating import Templates, environment
 from newsletter.transport import send_single
 from newsletter.web.ratelimit import RateLimiter
 
@@ -73,15 +74,7 @@ class SmtpMailer:
 
 def page_environment(settings: Settings) -> Environment:
     """Jinja for the web pages and confirmation email: autoescaped, strict about typos."""
-    env = Environment(
-        loader=FileSystemLoader(str(settings.templates_dir)),
-        autoescape=select_autoescape(("html", "htm", "xml", "j2")),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.globals.update(publication=settings.publication, brand=settings.brand)
-    return env
+    return environment(settings, Templates.PAGES)
 
 
 @dataclass

@@ -24,7 +24,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -33,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from newsletter import urls
 from newsletter.checks import check_issue
 from newsletter.config import Settings
 from newsletter.diagnostics import Problem, Severity
@@ -41,8 +42,9 @@ from newsletter.errors import NewsletterError
 from newsletter.issues import load_issue
 from newsletter.model import UNSUBSCRIBE_URL_PLACEHOLDER, Issue, RenderedIssue
 from newsletter.rendering import Renderer
-from newsletter.tokens import unsubscribe_url
+from newsletter.templating import Templates, environment
 from newsletter.transport import send_single
+from newsletter.urls import unsubscribe_url
 from newsletter.web.reload import ReloadHub, events_endpoint, reload_script, watch
 
 log = logging.getLogger(__name__)
@@ -128,8 +130,8 @@ def display_html(html: str, settings: Settings) -> str:
     being written; the preview serves the same files itself. The unsubscribe placeholder gets
     a stand-in link so the footer looks as it will.
     """
-    base = settings.publication.base_url.rstrip("/")
-    html = html.replace(f"{base}/images/", "/images/")
+    public_images = urls.absolute(settings.publication.base_url, urls.IMAGES + "/")
+    html = html.replace(public_images, urls.IMAGES + "/")
     return html.replace(
         UNSUBSCRIBE_URL_PLACEHOLDER, unsubscribe_url(settings.publication.base_url, PREVIEW_TOKEN)
     )
@@ -186,19 +188,11 @@ class PreviewState:
     @property
     def pages(self) -> Environment:
         if self._pages is None:
-            env = Environment(
-                loader=FileSystemLoader(str(self.settings.templates_dir)),
-                autoescape=select_autoescape(("html",)),
-                undefined=StrictUndefined,
-                trim_blocks=True,
-                lstrip_blocks=True,
+            self._pages = environment(
+                self.settings,
+                Templates.PREVIEW,
+                globals={"desktop_width": DESKTOP_WIDTH, "mobile_width": MOBILE_WIDTH},
             )
-            env.globals.update(
-                publication=self.settings.publication,
-                desktop_width=DESKTOP_WIDTH,
-                mobile_width=MOBILE_WIDTH,
-            )
-            self._pages = env
         return self._pages
 
     @property
@@ -436,7 +430,8 @@ async def send_test(request: Request) -> Response:
                 f"Sent a test of \u201c{preview.rendered.subject}\u201d to {recipient}.",
             )
     key = app.flash(kind, text)
-    return RedirectResponse(f"/issues/{name}?flash={key}", status_code=303)
+    page = request.app.url_path_for("issue", name=name)
+    return RedirectResponse(f"{page}?flash={key}", status_code=303)
 
 
 async def image(request: Request) -> Response:
@@ -490,13 +485,13 @@ def create_preview_app(
 
     app = Starlette(
         routes=[
-            Route("/", index, name="index"),
-            Route("/__reload", events_endpoint(hub), name="reload"),
-            Route("/issues/{name}", issue_page, name="issue"),
-            Route("/issues/{name}/email", issue_email, name="issue_email"),
-            Route("/issues/{name}/message.eml", issue_eml, name="issue_eml"),
-            Route("/issues/{name}/send-test", send_test, methods=["POST"], name="send_test"),
-            Route("/images/{path:path}", image, name="image"),
+            Route(urls.PREVIEW_INDEX, index, name="index"),
+            Route(urls.PREVIEW_RELOAD, events_endpoint(hub), name="reload"),
+            Route(urls.PREVIEW_ISSUE, issue_page, name="issue"),
+            Route(urls.PREVIEW_EMAIL, issue_email, name="issue_email"),
+            Route(urls.PREVIEW_EML, issue_eml, name="issue_eml"),
+            Route(urls.PREVIEW_SEND_TEST, send_test, methods=["POST"], name="send_test"),
+            Route(urls.PREVIEW_IMAGE, image, name="image"),
         ],
         lifespan=lifespan,
         middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))],

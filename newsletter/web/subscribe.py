@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from newsletter import urls
 from newsletter.addresses import clean_name, mailbox_key, normalize_email
 from newsletter.emails import CONFIRM_MAX_AGE_DAYS, build_confirmation
 from newsletter.errors import (
@@ -38,7 +39,8 @@ from newsletter.store.subscribers import (
     is_suppressed,
     request_subscription,
 )
-from newsletter.tokens import TokenData, TokenPurpose, confirm_url, make_token, read_token
+from newsletter.tokens import TokenData, TokenPurpose, make_token, read_token
+from newsletter.urls import confirm_url
 from newsletter.web.context import (
     WebContext,
     parse_form,
@@ -139,11 +141,11 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         )
 
     return [
-        Route("/", form_page, methods=["GET"], name="home"),
-        Route("/subscribe", form_page, methods=["GET"], name="subscribe_form"),
-        Route("/subscribe", subscribe, methods=["POST"], name="subscribe"),
-        Route("/confirm/{token}", confirm_page, methods=["GET"], name="confirm_page"),
-        Route("/confirm/{token}", confirm, methods=["POST"], name="confirm"),
+        Route(urls.HOME, form_page, methods=["GET"], name="home"),
+        Route(urls.SUBSCRIBE, form_page, methods=["GET"], name="subscribe_form"),
+        Route(urls.SUBSCRIBE, subscribe, methods=["POST"], name="subscribe"),
+        Route(urls.CONFIRM, confirm_page, methods=["GET"], name="confirm_page"),
+        Route(urls.CONFIRM, confirm, methods=["POST"], name="confirm"),
     ]
 
 

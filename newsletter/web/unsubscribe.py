@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from newsletter import urls
 from newsletter.errors import BodyTooLarge, InvalidLink, TokenError
 from newsletter.states import SuppressionReason
 from newsletter.store.subscribers import (
@@ -135,8 +136,8 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         return ctx.page("unsubscribed.html", private=True, outcome=outcome, mask=mask_email)
 
     return [
-        Route("/unsubscribe/{token}", page, methods=["GET"], name="unsubscribe"),
-        Route("/unsubscribe/{token}", post, methods=["POST"], name="unsubscribe_post"),
+        Route(urls.UNSUBSCRIBE, page, methods=["GET"], name="unsubscribe"),
+        Route(urls.UNSUBSCRIBE, post, methods=["POST"], name="unsubscribe_post"),
     ]
 
 
