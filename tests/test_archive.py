@@ -8,14 +8,13 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, insert, select
-from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from newsletter.config import Settings
 from newsletter.model import UNSUBSCRIBE_URL_PLACEHOLDER
 from newsletter.states import SendStatus
 from newsletter.store import schema
-from newsletter.web.archive import public_html, routes
+from newsletter.web.archive import public_html
 
 A = "{http://www.w3.org/2005/Atom}"
 T0 = datetime(2026, 11, 6, 11, 0, tzinfo=UTC)
@@ -48,11 +47,6 @@ def add_issue(engine: Engine, list_id: int, slug: str, title: str, day: int, **k
     values.update(kw)
     with engine.begin() as conn:
         conn.execute(insert(schema.issues).values(**values))
-
-
-@pytest.fixture
-def client(settings: Settings, engine: Engine) -> TestClient:
-    return TestClient(Starlette(routes=routes(settings, engine)))
 
 
 @pytest.fixture

@@ -30,12 +30,6 @@ from newsletter.store.subscribers import (
 )
 
 
-@pytest.fixture
-def lists(engine: Engine, settings: Settings) -> dict[str, int]:
-    with engine.begin() as conn:
-        return ensure_lists(conn, settings)
-
-
 def run(
     engine: Engine, path: Path, list_id: int, **kwargs: object
 ) -> tuple[ImportReport, list[Reject]]:
@@ -309,6 +303,7 @@ CELL = st.text(alphabet=TEXT, max_size=12)
     delimiter=st.sampled_from([",", ";", "\t"]),
     crlf=st.booleans(),
 )
+@pytest.mark.slow
 def test_property_nothing_valid_is_lost(
     tmp_path_factory: pytest.TempPathFactory,
     settings: Settings,

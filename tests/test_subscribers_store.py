@@ -28,12 +28,6 @@ from newsletter.store.subscribers import (
 )
 
 
-@pytest.fixture
-def lists(engine: Engine, settings: Settings) -> dict[str, int]:
-    with engine.begin() as conn:
-        return ensure_lists(conn, settings)
-
-
 def test_ensure_lists_is_idempotent(engine: Engine, settings: Settings) -> None:
     with engine.begin() as conn:
         first = ensure_lists(conn, settings)

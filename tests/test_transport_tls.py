@@ -225,7 +225,7 @@ def test_a_certificate_for_another_host_does_not_verify(
     settings: Settings, tmp_path: Path, login: Login
 ) -> None:
     # signed by a trusted CA, but for another name: host name checking is on too
-    elsewhere = make_pki(tmp_path / "elsewhere", names="DNS:relay.internal.example")
+    elsewhere = make_pki(tmp_path / "elsewhere", names=["relay.internal.example"])
     server = SMTPServer(RecordingHandler(), tls_context=elsewhere.server_context())
     server.start()
     try:

@@ -2,44 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 from starlette.testclient import TestClient
 
-from newsletter.config import Settings, load_settings
 from newsletter.errors import StoreError, SuppressedError
 from newsletter.states import SubscriptionStatus, SuppressionReason
 from newsletter.store.importing import Reject, import_csv
 from newsletter.store.subscribers import (
     Subscriber,
     add_subscriber,
-    ensure_lists,
     erase,
     find_by_email,
     suppression_reason,
 )
 from newsletter.tokens import TokenPurpose, make_token
-from newsletter.web.app import create_app
-from tests.conftest import TEST_SECRET, write_config
+from tests.conftest import TEST_SECRET
 from tests.smtpd import SMTPServer
 
 SECRET = TEST_SECRET.encode()
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
-
-
-@pytest.fixture
-def web_settings(project: Path, database_url: str, smtpd: SMTPServer) -> Settings:
-    path = write_config(project, database_url=database_url, smtp_url=smtpd.url)
-    return load_settings(path, environ={"NEWSLETTER_SECRET_KEY": TEST_SECRET})
-
-
-@pytest.fixture
-def lists(engine: Engine, web_settings: Settings) -> dict[str, int]:
-    with engine.begin() as conn:
-        return ensure_lists(conn, web_settings)
 
 
 @pytest.fixture
@@ -51,13 +35,6 @@ def reader(engine: Engine, lists: dict[str, int]) -> Subscriber:
             list_ids=[lists["weekly"], lists["business"]],
             name="<script>alert('name')</script>",
         )
-
-
-@pytest.fixture
-def client(web_settings: Settings, engine: Engine) -> Iterator[TestClient]:
-    app = create_app(web_settings, engine=engine)
-    with TestClient(app, base_url="https://news.test.example", follow_redirects=False) as c:
-        yield c
 
 
 def token_for(subscriber: Subscriber, list_id: int) -> str:

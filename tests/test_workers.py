@@ -26,6 +26,7 @@ RECIPIENTS = 150
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_three_workers_one_killed_nothing_lost(
     postgres_url: str, project: Path, smtpd: SMTPServer
 ) -> None:
