@@ -148,3 +148,24 @@ def test_no_bare_newsletter_error_is_raised() -> None:
     bare = re.compile(r"raise NewsletterError\(")
     offenders = [str(p) for p in sources if bare.search(p.read_text(encoding="utf-8"))]
     assert offenders == []
+
+
+def test_earlier_signing_keys_are_read_checked_and_never_printed(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL)
+    current, old, older = "current-" * 4, "previous-key-" * 3, "oldest-key-" * 3
+    env = {"NEWSLETTER_SECRET_KEY": current, "NEWSLETTER_SECRET_KEY_OLD": f" {old}, {older} ,"}
+    s = load_settings(path, environ=env)
+    assert s.secret_key == current.encode()
+    assert s.secret_key_old == (old.encode(), older.encode())
+    assert s.token_keys == (current.encode(), old.encode(), older.encode())
+    for key in (current, old, older):
+        assert key not in repr(s)
+    assert load_settings(path, environ={"NEWSLETTER_SECRET_KEY": current}).secret_key_old == ()
+
+    short = "tiny"
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ={**env, "NEWSLETTER_SECRET_KEY_OLD": f"{old},{short}"})
+    assert info.value.key == "NEWSLETTER_SECRET_KEY_OLD"
+    assert "key 2 of 2 is too short" in str(info.value)
+    assert short not in str(info.value)
+    assert old not in str(info.value)

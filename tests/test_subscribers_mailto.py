@@ -76,6 +76,20 @@ def test_mailto_request_leaves_the_list(engine: Engine, settings: Settings) -> N
     assert business.status is SubscriptionStatus.CONFIRMED
 
 
+def test_a_request_signed_with_an_earlier_key_is_honoured(
+    engine: Engine, settings: Settings
+) -> None:
+    with engine.begin() as conn:
+        ids = ensure_lists(conn, settings)
+        reader = add_subscriber(conn, "reader@example.org", list_ids=[ids["weekly"]])
+    token = make_token(SECRET, TokenPurpose.UNSUBSCRIBE, reader.uid, ids["weekly"])
+    message = request_mail(unsubscribe_mailto("test.example", token))
+    rotated = (b"the-current-key-after-rotation", SECRET)
+    with engine.begin() as conn:
+        assert handle_unsubscribe_mail(conn, rotated[:1], message).result is MailRequest.INVALID
+        assert handle_unsubscribe_mail(conn, rotated, message).result is MailRequest.UNSUBSCRIBED
+
+
 def test_cli_reads_a_maildir(project: Path, tmp_path: Path) -> None:
     config = write_config(project, database_url=f"sqlite:///{tmp_path / 'm.db'}")
     runner = CliRunner(env={"NEWSLETTER_SECRET_KEY": TEST_SECRET, "NEWSLETTER_CONFIG": None})

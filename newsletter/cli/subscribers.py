@@ -368,7 +368,7 @@ def unsubscribe_mail(app: AppContext, paths: tuple[Path, ...]) -> None:
                 parsed = email.message_from_binary_file(fh, policy=email.policy.default)
             assert isinstance(parsed, EmailMessage)
             with engine.begin() as conn:
-                outcome = handle_unsubscribe_mail(conn, settings.secret_key, parsed)
+                outcome = handle_unsubscribe_mail(conn, settings.token_keys, parsed)
             counts[outcome.result] += 1
             where = f" ({outcome.list_slug})" if outcome.list_slug else ""
             click.echo(f"{path.name}: {outcome.result.value}{where}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 
@@ -42,13 +43,18 @@ def token_from_message(message: EmailMessage) -> str | None:
     return match.group(1) if match else None
 
 
-def handle_unsubscribe_mail(conn: Connection, secret: bytes, message: EmailMessage) -> MailOutcome:
-    """Act on one inbound message; the caller owns the transaction."""
+def handle_unsubscribe_mail(
+    conn: Connection, keys: bytes | Sequence[bytes], message: EmailMessage
+) -> MailOutcome:
+    """Act on one inbound message; the caller owns the transaction.
+
+    ``keys`` are the signing keys that verify a token (``Settings.token_keys``).
+    """
     token = token_from_message(message)
     if token is None:
         return MailOutcome(MailRequest.NOT_A_REQUEST)
     try:
-        data = read_token(secret, token, TokenPurpose.UNSUBSCRIBE)
+        data = read_token(keys, token, TokenPurpose.UNSUBSCRIBE)
     except TokenError:
         return MailOutcome(MailRequest.INVALID)
     slugs = {lid: slug for slug, lid in list_ids(conn).items()}

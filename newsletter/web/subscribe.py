@@ -92,7 +92,7 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
 
     def verify(token: str) -> TokenData:
         return read_token(
-            ctx.settings.secret_key,
+            ctx.settings.token_keys,
             token,
             TokenPurpose.CONFIRM,
             max_age_seconds=CONFIRM_MAX_AGE_DAYS * 86400,

@@ -64,7 +64,7 @@ def mask_email(email: str) -> str:
 def routes(ctx: WebContext) -> list[BaseRoute]:
     def verify(token: str) -> TokenData:
         try:
-            return read_token(ctx.settings.secret_key, token, TokenPurpose.UNSUBSCRIBE)
+            return read_token(ctx.settings.token_keys, token, TokenPurpose.UNSUBSCRIBE)
         except TokenError:
             raise InvalidLink() from None
 
