@@ -6,12 +6,13 @@ from email.message import EmailMessage
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine
 
 from newsletter.cli import main
 from newsletter.config import Settings, load_settings
-from newsletter.inbound.mailto import MailRequest, handle_unsubscribe_mail
+from newsletter.inbound.mailto import MailRequest, handle_unsubscribe_mail, token_from_message
 from newsletter.states import SubscriptionStatus
 from newsletter.store.database import make_engine
 from newsletter.store.subscribers import add_subscriber, ensure_lists, find_by_email
@@ -120,3 +121,12 @@ def test_cli_reads_a_maildir(project: Path, tmp_path: Path) -> None:
     engine.dispose()
     assert found is not None
     assert found.subscriptions[0].status is SubscriptionStatus.UNSUBSCRIBED
+
+
+@pytest.mark.parametrize("ending", ["-", "_", "A"])
+def test_a_token_ending_in_any_base64url_character_is_read_whole(ending: str) -> None:
+    token = "AbCd-_0123456789" * 3 + "xyz" + ending
+    for subject in (f"unsubscribe {token}", f"Re: Unsubscribe {token}", f"unsubscribe {token} "):
+        message = EmailMessage()
+        message["Subject"] = subject
+        assert token_from_message(message) == token

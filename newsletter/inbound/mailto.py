@@ -20,8 +20,11 @@ from newsletter.errors import TokenError
 from newsletter.store.subscribers import find_by_uid, list_ids, unsubscribe
 from newsletter.tokens import TokenPurpose, read_token
 
-# "unsubscribe <token>", possibly behind "Re:" or a client's own prefix; tokens are base64url
-_SUBJECT_TOKEN = re.compile(r"\bunsubscribe\s+([A-Za-z0-9_-]{16,128})\b", re.IGNORECASE)
+# "unsubscribe <token>", possibly behind "Re:" or a client's own prefix; tokens are base64url,
+# and one may end in "-", after which a \b would not match and the token would lose its end
+_SUBJECT_TOKEN = re.compile(
+    r"\bunsubscribe\s+([A-Za-z0-9_-]{16,128})(?![A-Za-z0-9_-])", re.IGNORECASE
+)
 
 
 class MailRequest(enum.Enum):
