@@ -1,0 +1,177 @@
+"""Reading untrusted MIME within fixed bounds: parsing, walking, header and body text.
+
+Everything here takes what a stranger sent. Work is capped up front (bytes parsed, parts
+walked, nesting depth, characters of text and header values kept), so a report costs time
+in proportion to the caps, never to what the sender chose; and wrong charsets, broken
+encodings and malformed structure give replacement characters or None, never an exception.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from email import policy
+from email.header import decode_header, make_header
+from email.message import Message
+from email.parser import BytesParser, Parser
+
+#: Bytes of a message the parser reads; the rest is ignored (a report is a few kilobytes,
+#: plus the returned original: an issue's HTML and text are well under this)
+MAX_MESSAGE_BYTES = 512 * 1024
+#: Parts visited in one message, and how deep into nested multiparts
+MAX_PARTS = 64
+MAX_DEPTH = 8
+#: Characters kept of one header value (RFC 5322's line limit) and of one part's text
+MAX_HEADER_CHARS = 998
+MAX_TEXT_CHARS = 64 * 1024
+#: Header fields read from one block (a DSN recipient block, an original's header section)
+MAX_FIELDS = 200
+
+_FOLD = re.compile(r"\r?\n[ \t]*")
+# C0 controls (tab excepted), DEL and C1 controls: never kept in a value we hand on
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+_WHITESPACE = re.compile(r"[ \t]+")
+
+
+def parse_message(data: bytes) -> tuple[Message, bool]:
+    """The message in the first :data:`MAX_MESSAGE_BYTES` of ``data``, and whether it was cut.
+
+    ``compat32`` is the stdlib's fastest policy and parses ``message/delivery-status`` bodies
+    into header blocks; values are cleaned by :func:`header` on the way out.
+    """
+    truncated = len(data) > MAX_MESSAGE_BYTES
+    message = BytesParser(policy=policy.compat32).parsebytes(data[:MAX_MESSAGE_BYTES])
+    return message, truncated
+
+
+def parse_headers(text: str) -> Message:
+    """A header section given as text (``text/rfc822-headers``, an inline returned message)."""
+    return Parser(policy=policy.compat32).parsestr(text[:MAX_TEXT_CHARS], headersonly=True)
+
+
+def clean(value: str, limit: int = MAX_HEADER_CHARS) -> str:
+    """``value`` unfolded, without control characters, spaces collapsed, at most ``limit``."""
+    value = _FOLD.sub(" ", value[: limit * 2])
+    value = _CONTROL.sub("", value)
+    return _WHITESPACE.sub(" ", value).strip()[:limit]
+
+
+def raw_text(value: str) -> str:
+    """A raw header value or payload as text: compat32 keeps 8-bit bytes as surrogate escapes."""
+    # most 8-bit header bytes in the wild are UTF-8
+    if any("\udc80" <= ch <= "\udcff" for ch in value):
+        return value.encode("ascii", "surrogateescape").decode("utf-8", "replace")
+    return value
+
+
+def fields(message: Message) -> Iterator[tuple[str, str]]:
+    """``(lowercased name, cleaned value)`` of each header field, at most :data:`MAX_FIELDS`."""
+    for index, (name, value) in enumerate(message.raw_items()):
+        if index >= MAX_FIELDS:
+            return
+        if isinstance(name, str) and isinstance(value, str):
+            yield name.strip().lower(), clean(raw_text(value))
+
+
+def header(message: Message, name: str) -> str | None:
+    """The first ``name`` field, cleaned but not RFC 2047-decoded; None if absent or empty."""
+    wanted = name.lower()
+    for key, value in fields(message):
+        if key == wanted:
+            return value or None
+    return None
+
+
+def header_all(message: Message, name: str) -> list[str]:
+    wanted = name.lower()
+    return [value for key, value in fields(message) if key == wanted and value]
+
+
+def decoded_header(message: Message, name: str) -> str | None:
+    """``name`` with RFC 2047 encoded-words decoded (Subject and display names)."""
+    value = header(message, name)
+    if value is None or "=?" not in value:
+        return value
+    try:
+        return clean(str(make_header(decode_header(value))))
+    except (LookupError, UnicodeError, ValueError, AssertionError):
+        # an unknown charset or a broken encoded-word: the raw value still says something
+        return value
+
+
+def content_type(message: Message) -> str:
+    try:
+        return message.get_content_type()
+    except (TypeError, ValueError, AttributeError):
+        return "text/plain"
+
+
+def param(message: Message, name: str) -> str | None:
+    """A Content-Type parameter, lowercased; None if absent or unreadable."""
+    try:
+        value = message.get_param(name)
+    except (TypeError, ValueError, AttributeError, IndexError):
+        return None
+    if isinstance(value, tuple):  # RFC 2231 (charset, language, value)
+        value = value[2]
+    return clean(value).lower() if isinstance(value, str) else None
+
+
+def walk(message: Message) -> Iterator[tuple[int, Message]]:
+    """``(depth, part)`` depth first, within :data:`MAX_PARTS` and :data:`MAX_DEPTH`.
+
+    Iterative, unlike ``Message.walk``: a message nested a thousand levels deep costs the
+    same as one nested :data:`MAX_DEPTH` levels.
+    """
+    stack: list[tuple[int, Message]] = [(0, message)]
+    seen = 0
+    while stack and seen < MAX_PARTS:
+        depth, part = stack.pop()
+        seen += 1
+        yield depth, part
+        if depth >= MAX_DEPTH:
+            continue
+        payload = part.get_payload()
+        if isinstance(payload, list):
+            children = [p for p in payload[:MAX_PARTS] if isinstance(p, Message)]
+            stack.extend((depth + 1, child) for child in reversed(children))
+
+
+def children(part: Message) -> list[Message]:
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        return [p for p in payload[:MAX_PARTS] if isinstance(p, Message)]
+    return []
+
+
+def body_bytes(part: Message) -> bytes:
+    """The decoded body of a leaf part (base64, quoted-printable), or b"" for a multipart."""
+    if isinstance(part.get_payload(), list):
+        return b""
+    try:
+        data = part.get_payload(decode=True)
+    except (ValueError, TypeError, LookupError, UnicodeError, AssertionError):
+        return b""
+    return data if isinstance(data, bytes) else b""
+
+
+def body_text(part: Message, limit: int = MAX_TEXT_CHARS) -> str:
+    """The text of a leaf part in its declared charset (UTF-8 if unknown), at most ``limit``."""
+    data = body_bytes(part)[: limit * 4]
+    charset = param(part, "charset") or "utf-8"
+    try:
+        text = data.decode(charset, "replace")
+    except (LookupError, ValueError):
+        text = data.decode("utf-8", "replace")
+    return text[:limit]
+
+
+def defects(message: Message) -> list[str]:
+    """Names of the MIME defects the stdlib parser noted (missing boundary, bad base64 ...)."""
+    found: list[str] = []
+    for _depth, part in walk(message):
+        for defect in getattr(part, "defects", ()):
+            name = type(defect).__name__
+            if name not in found:
+                found.append(name)
+    return found
