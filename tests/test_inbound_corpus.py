@@ -99,6 +99,8 @@ def test_sample(name: str) -> None:
         assert report.problems
     # idempotency keys are there for every report
     assert len(report.digest) == 64
+    # every sample is read step by step, none falls through to the parser's catch-all
+    assert not any(p.startswith("unreadable") for p in report.problems), report.problems
 
 
 def test_unsubscribe_tokens_in_the_corpus_are_real_tokens() -> None:

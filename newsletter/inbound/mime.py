@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from email import policy
+from email.errors import MessageError
 from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import BytesParser, Parser
@@ -21,6 +22,9 @@ MAX_MESSAGE_BYTES = 512 * 1024
 #: Parts visited in one message, and how deep into nested multiparts
 MAX_PARTS = 64
 MAX_DEPTH = 8
+#: Content-Type fields in one message: a real report has a handful; past this only the
+#: top-level headers are read (the stdlib parser recurses, and slows, per nested part)
+MAX_CONTENT_TYPES = 2 * MAX_PARTS
 #: Characters kept of one header value (RFC 5322's line limit) and of one part's text
 MAX_HEADER_CHARS = 998
 MAX_TEXT_CHARS = 64 * 1024
@@ -28,20 +32,36 @@ MAX_TEXT_CHARS = 64 * 1024
 MAX_FIELDS = 200
 
 _FOLD = re.compile(r"\r?\n[ \t]*")
-# C0 controls (tab excepted), DEL and C1 controls: never kept in a value we hand on
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+# C0 controls (tab excepted), DEL, C1 controls and Unicode's line separators: never kept in a
+# value we hand on, so nothing from a report can start a new line where it is shown or stored
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 _WHITESPACE = re.compile(r"[ \t]+")
 
 
-def parse_message(data: bytes) -> tuple[Message, bool]:
-    """The message in the first :data:`MAX_MESSAGE_BYTES` of ``data``, and whether it was cut.
+def parse_message(data: bytes) -> tuple[Message, list[str]]:
+    """The message in the first :data:`MAX_MESSAGE_BYTES` of ``data``, and what was wrong.
 
     ``compat32`` is the stdlib's fastest policy and parses ``message/delivery-status`` bodies
-    into header blocks; values are cleaned by :func:`header` on the way out.
+    into header blocks; values are cleaned by :func:`header` on the way out. The stdlib
+    parser recurses once per nested part: past Python's recursion limit only the top-level
+    header section is read, as it is for a message with more than :data:`MAX_CONTENT_TYPES`
+    parts.
     """
-    truncated = len(data) > MAX_MESSAGE_BYTES
-    message = BytesParser(policy=policy.compat32).parsebytes(data[:MAX_MESSAGE_BYTES])
-    return message, truncated
+    problems = []
+    if len(data) > MAX_MESSAGE_BYTES:
+        problems.append(f"only the first {MAX_MESSAGE_BYTES} bytes were read")
+    parser = BytesParser(policy=policy.compat32)
+    data = data[:MAX_MESSAGE_BYTES]
+    if data.lower().count(b"content-type") > MAX_CONTENT_TYPES:
+        problems.append(
+            f"more than {MAX_CONTENT_TYPES} parts: only the top-level headers were read"
+        )
+        return parser.parsebytes(data, headersonly=True), problems
+    try:
+        return parser.parsebytes(data), problems
+    except RecursionError:
+        problems.append("multiparts nested too deeply: only the top-level headers were read")
+        return parser.parsebytes(data, headersonly=True), problems
 
 
 def parse_headers(text: str) -> Message:
@@ -94,7 +114,7 @@ def decoded_header(message: Message, name: str) -> str | None:
         return value
     try:
         return clean(str(make_header(decode_header(value))))
-    except (LookupError, UnicodeError, ValueError, AssertionError):
+    except (LookupError, UnicodeError, ValueError, AssertionError, MessageError):
         # an unknown charset or a broken encoded-word: the raw value still says something
         return value
 
@@ -129,15 +149,16 @@ def walk(message: Message) -> Iterator[tuple[int, Message]]:
         depth, part = stack.pop()
         seen += 1
         yield depth, part
-        if depth >= MAX_DEPTH:
-            continue
-        payload = part.get_payload()
-        if isinstance(payload, list):
-            children = [p for p in payload[:MAX_PARTS] if isinstance(p, Message)]
-            stack.extend((depth + 1, child) for child in reversed(children))
+        if depth < MAX_DEPTH:
+            stack.extend((depth + 1, child) for child in reversed(children(part)))
 
 
 def children(part: Message) -> list[Message]:
+    """The subparts of a multipart or the message inside a ``message/*`` part."""
+    # get_payload() of a leaf decodes 8-bit text with the declared charset, which can raise
+    # on a hostile charset name: ask is_multipart() first, it only looks at the type
+    if not part.is_multipart():
+        return []
     payload = part.get_payload()
     if isinstance(payload, list):
         return [p for p in payload[:MAX_PARTS] if isinstance(p, Message)]
@@ -146,7 +167,7 @@ def children(part: Message) -> list[Message]:
 
 def body_bytes(part: Message) -> bytes:
     """The decoded body of a leaf part (base64, quoted-printable), or b"" for a multipart."""
-    if isinstance(part.get_payload(), list):
+    if part.is_multipart():
         return b""
     try:
         data = part.get_payload(decode=True)

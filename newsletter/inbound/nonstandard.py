@@ -53,7 +53,7 @@ def failures(message: Message) -> tuple[frozenset[str], frozenset[str]]:
 def _addresses(found: frozenset[bytes]) -> frozenset[str]:
     result = set()
     for raw in found:
-        address = raw.decode("ascii", "replace").strip().strip("<>").strip()
+        address = mime.clean(raw.decode("ascii", "replace")).strip("<>").strip()
         if "@" in address and len(address) <= 320 and " " not in address:
             result.add(address)
     return frozenset(result)

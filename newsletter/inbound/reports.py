@@ -82,10 +82,7 @@ class _Reading:
 
     def __init__(self, data: bytes, envelope_recipient: str | None, digest: str) -> None:
         self.digest = digest
-        self.message, truncated = mime.parse_message(data)
-        self.problems: list[str] = []
-        if truncated:
-            self.problems.append(f"only the first {mime.MAX_MESSAGE_BYTES} bytes were read")
+        self.message, self.problems = mime.parse_message(data)
         self.problems.extend(f"MIME defect: {name}" for name in mime.defects(self.message)[:8])
         self.finder = origin.Finder()
         envelope = mime.clean(envelope_recipient) if envelope_recipient else None
