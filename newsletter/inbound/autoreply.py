@@ -11,6 +11,7 @@ that set no header at all.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from email.message import Message
 from email.utils import parseaddr
 
@@ -114,11 +115,8 @@ def is_from_daemon(message: Message) -> bool:
     return sender.partition("@")[0] in _DAEMONS
 
 
-def mdn_part(message: Message) -> Message | None:
-    for _depth, part in mime.walk(message):
-        if mime.content_type(part) in MDN_TYPES:
-            return part
-    return None
+def mdn_part(parts: Sequence[mime.Part]) -> Message | None:
+    return mime.first_of(parts, MDN_TYPES)
 
 
 def auto_submitted(message: Message) -> str | None:

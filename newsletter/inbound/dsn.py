@@ -11,6 +11,7 @@ import base64
 import binascii
 import quopri
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.message import Message
 
@@ -43,11 +44,8 @@ class DeliveryStatus:
     skipped: int = 0
 
 
-def find_status_part(message: Message) -> Message | None:
-    for _depth, part in mime.walk(message):
-        if mime.content_type(part) in STATUS_TYPES:
-            return part
-    return None
+def find_status_part(parts: Sequence[mime.Part]) -> Message | None:
+    return mime.first_of(parts, STATUS_TYPES)
 
 
 def read_status(part: Message) -> DeliveryStatus:

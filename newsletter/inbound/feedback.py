@@ -11,6 +11,7 @@ header.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.message import Message
 from email.utils import parseaddr
@@ -37,11 +38,8 @@ class FeedbackFields:
     unknown_type: str | None = None
 
 
-def find_feedback_part(message: Message) -> Message | None:
-    for _depth, part in mime.walk(message):
-        if mime.content_type(part) in FEEDBACK_TYPES:
-            return part
-    return None
+def find_feedback_part(parts: Sequence[mime.Part]) -> Message | None:
+    return mime.first_of(parts, FEEDBACK_TYPES)
 
 
 def read_feedback(part: Message) -> FeedbackFields:

@@ -9,7 +9,8 @@ encodings and malformed structure give replacement characters or None, never an 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Container, Iterator, Sequence
+from dataclasses import dataclass
 from email import policy
 from email.errors import MessageError
 from email.header import decode_header, make_header
@@ -36,6 +37,7 @@ _FOLD = re.compile(r"\r?\n[ \t]*")
 # value we hand on, so nothing from a report can start a new line where it is shown or stored
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 _WHITESPACE = re.compile(r"[ \t]+")
+_UNCLEAN = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]|  ")
 
 
 def parse_message(data: bytes) -> tuple[Message, list[str]]:
@@ -71,16 +73,24 @@ def parse_headers(text: str) -> Message:
 
 def clean(value: str, limit: int = MAX_HEADER_CHARS) -> str:
     """``value`` unfolded, without control characters, spaces collapsed, at most ``limit``."""
-    value = _FOLD.sub(" ", value[: limit * 2])
+    value = value[: limit * 2]
+    if not _UNCLEAN.search(value):
+        # the common case, a plain one-line value: nothing to rewrite
+        return value.strip()[:limit]
+    value = _FOLD.sub(" ", value)
     value = _CONTROL.sub("", value)
     return _WHITESPACE.sub(" ", value).strip()[:limit]
 
 
 def raw_text(value: str) -> str:
     """A raw header value or payload as text: compat32 keeps 8-bit bytes as surrogate escapes."""
-    # most 8-bit header bytes in the wild are UTF-8
-    if any("\udc80" <= ch <= "\udcff" for ch in value):
-        return value.encode("ascii", "surrogateescape").decode("utf-8", "replace")
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        # surrogate escapes: the bytes as sent, which are UTF-8 more often than anything else
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     return value
 
 
@@ -95,16 +105,24 @@ def fields(message: Message) -> Iterator[tuple[str, str]]:
 
 def header(message: Message, name: str) -> str | None:
     """The first ``name`` field, cleaned but not RFC 2047-decoded; None if absent or empty."""
-    wanted = name.lower()
-    for key, value in fields(message):
-        if key == wanted:
-            return value or None
-    return None
+    values = header_all(message, name, first=True)
+    return values[0] if values else None
 
 
-def header_all(message: Message, name: str) -> list[str]:
+def header_all(message: Message, name: str, *, first: bool = False) -> list[str]:
+    """Every non-empty ``name`` field, cleaned (only the first with ``first``)."""
     wanted = name.lower()
-    return [value for key, value in fields(message) if key == wanted and value]
+    found = []
+    for index, (key, value) in enumerate(message.raw_items()):
+        if index >= MAX_FIELDS:
+            break
+        if isinstance(key, str) and key.lower() == wanted and isinstance(value, str):
+            text = clean(raw_text(value))
+            if text:
+                found.append(text)
+                if first:
+                    break
+    return found
 
 
 def decoded_header(message: Message, name: str) -> str | None:
@@ -137,20 +155,38 @@ def param(message: Message, name: str) -> str | None:
     return clean(value).lower() if isinstance(value, str) else None
 
 
-def walk(message: Message) -> Iterator[tuple[int, Message]]:
-    """``(depth, part)`` depth first, within :data:`MAX_PARTS` and :data:`MAX_DEPTH`.
+@dataclass(frozen=True)
+class Part:
+    """One part of a message as :func:`walk` found it."""
+
+    depth: int
+    message: Message
+    content_type: str
+
+
+def walk(message: Message) -> list[Part]:
+    """Every part, depth first, within :data:`MAX_PARTS` and :data:`MAX_DEPTH`.
 
     Iterative, unlike ``Message.walk``: a message nested a thousand levels deep costs the
-    same as one nested :data:`MAX_DEPTH` levels.
+    same as one nested :data:`MAX_DEPTH` levels. Read once per message; the steps of the
+    parser look things up in the list.
     """
+    found: list[Part] = []
     stack: list[tuple[int, Message]] = [(0, message)]
-    seen = 0
-    while stack and seen < MAX_PARTS:
+    while stack and len(found) < MAX_PARTS:
         depth, part = stack.pop()
-        seen += 1
-        yield depth, part
+        found.append(Part(depth, part, content_type(part)))
         if depth < MAX_DEPTH:
             stack.extend((depth + 1, child) for child in reversed(children(part)))
+    return found
+
+
+def first_of(parts: Sequence[Part], types: Container[str]) -> Message | None:
+    """The first part of one of ``types``."""
+    for part in parts:
+        if part.content_type in types:
+            return part.message
+    return None
 
 
 def children(part: Message) -> list[Message]:
@@ -187,11 +223,11 @@ def body_text(part: Message, limit: int = MAX_TEXT_CHARS) -> str:
     return text[:limit]
 
 
-def defects(message: Message) -> list[str]:
+def defects(parts: Sequence[Part]) -> list[str]:
     """Names of the MIME defects the stdlib parser noted (missing boundary, bad base64 ...)."""
     found: list[str] = []
-    for _depth, part in walk(message):
-        for defect in getattr(part, "defects", ()):
+    for part in parts:
+        for defect in getattr(part.message, "defects", ()):
             name = type(defect).__name__
             if name not in found:
                 found.append(name)

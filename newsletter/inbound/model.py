@@ -164,7 +164,11 @@ class Report:
         proves nothing (anyone can write a DSN).
         """
         seen: list[DeliveryRef] = []
+        checked: set[str] = set()
         for candidate in self.tokens:
+            if candidate.token in checked:
+                continue
+            checked.add(candidate.token)
             ref = tokens.read(candidate.token)
             if ref is not None and ref not in seen:
                 seen.append(ref)

@@ -10,6 +10,7 @@ delivery header. A non-MIME bounce quotes the original as text, which is searche
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from email.message import Message
 
 from newsletter.inbound import mime
@@ -75,20 +76,19 @@ def report_headers(message: Message, envelope_recipient: str | None, finder: Fin
     finder.address(mime.header(message, "to"), TokenSource.TO)
 
 
-def find_original(message: Message) -> Message | None:
+def find_original(parts: Sequence[mime.Part]) -> Message | None:
     """The returned message (or its header section) attached to a report, if any."""
-    for depth, part in mime.walk(message):
-        if depth == 0:
+    for part in parts:
+        if part.depth == 0:
             continue
-        kind = mime.content_type(part)
-        if kind in ORIGINAL_TYPES:
-            inner = mime.children(part)
+        if part.content_type in ORIGINAL_TYPES:
+            inner = mime.children(part.message)
             if inner:
                 return inner[0]
-        elif kind in ORIGINAL_HEADER_TYPES:
+        elif part.content_type in ORIGINAL_HEADER_TYPES:
             # message/global-headers is parsed as an embedded message already
-            inner = mime.children(part)
-            return inner[0] if inner else mime.parse_headers(mime.body_text(part))
+            inner = mime.children(part.message)
+            return inner[0] if inner else mime.parse_headers(mime.body_text(part.message))
     return None
 
 

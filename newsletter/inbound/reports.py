@@ -83,27 +83,29 @@ class _Reading:
     def __init__(self, data: bytes, envelope_recipient: str | None, digest: str) -> None:
         self.digest = digest
         self.message, self.problems = mime.parse_message(data)
-        self.problems.extend(f"MIME defect: {name}" for name in mime.defects(self.message)[:8])
+        self.parts = mime.walk(self.message)
+        self.problems.extend(f"MIME defect: {name}" for name in mime.defects(self.parts)[:8])
         self.finder = origin.Finder()
         envelope = mime.clean(envelope_recipient) if envelope_recipient else None
         origin.report_headers(self.message, envelope, self.finder)
         self.subject = mime.decoded_header(self.message, "subject") or ""
-        returned = origin.find_original(self.message)
+        returned = origin.find_original(self.parts)
         self.original: OriginalMessage | None = (
             origin.original_message(returned, self.finder) if returned is not None else None
         )
 
     def report(self) -> Report:
         message = self.message
-        part = feedback.find_feedback_part(message)
+        part = feedback.find_feedback_part(self.parts)
         if part is not None or mime.param(message, "report-type") == "feedback-report":
             return self._feedback(part)
-        part = dsn.find_status_part(message)
+        part = dsn.find_status_part(self.parts)
         if part is not None:
             found = self._dsn(part)
             if found is not None:
                 return found
-        if autoreply.mdn_part(message) is not None:
+        if autoreply.mdn_part(self.parts) is not None:
+            self._look_in_text()
             return self._make(
                 ReportKind.AUTO_REPLY, Detector.MDN, auto_reply=AutoReplyKind.READ_RECEIPT
             )
@@ -117,6 +119,7 @@ class _Reading:
             by_headers = autoreply.by_headers(message, self.subject)
             if by_headers is not None:
                 kind, detector = by_headers
+                self._look_in_text()
                 return self._make(ReportKind.AUTO_REPLY, detector, auto_reply=kind)
         found = self._nonstandard()
         if found is not None:
@@ -124,6 +127,7 @@ class _Reading:
         if not daemon:
             said = autoreply.kind_by_subject(self.subject)
             if said is not None:
+                self._look_in_text()
                 return self._make(ReportKind.AUTO_REPLY, Detector.SUBJECT, auto_reply=said)
         self._look_in_text()
         return self._make(ReportKind.UNKNOWN, Detector.NONE)
@@ -220,11 +224,11 @@ class _Reading:
     def _look_in_text(self) -> None:
         """Search the text parts for tokens and an inline original's headers."""
         budget = mime.MAX_TEXT_CHARS
-        for _depth, part in mime.walk(self.message):
+        for part in self.parts:
             if budget <= 0:
                 break
-            if mime.content_type(part).startswith("text/") and not mime.children(part):
-                text = mime.body_text(part, limit=budget)
+            if part.content_type.startswith("text/") and not part.message.is_multipart():
+                text = mime.body_text(part.message, limit=budget)
                 budget -= len(text)
                 inline = origin.inline_original(text, self.finder)
                 if inline is not None and self.original is None:
