@@ -84,7 +84,7 @@ _VACATION = re.compile(
             r"\bodpowied[źz] automatyczna\b",
             r"\bautomatyczna odpowied[źz]\b",
             r"\bpoza biurem\b",
-            r"\bautomatick[áa] odpov[ěe]d\b",
+            r"\bautomatick[áa] odpov[ěe][dď]",
             r"\botomatik (yan[ıi]t|cevap)\b",
             r"\bofis d[ıi][şs][ıi]nda\b",
             # Russian, Ukrainian
