@@ -109,9 +109,9 @@ def typed_value(value: str | None) -> str | None:
 
 
 def _recipient(block: dict[str, str]) -> Recipient | None:
-    final = _address(block.get("final-recipient"))
-    original = _address(block.get("original-recipient"))
-    address = final or original or _address(block.get("x-actual-recipient"))
+    final = address_value(block.get("final-recipient"))
+    original = address_value(block.get("original-recipient"))
+    address = final or original or address_value(block.get("x-actual-recipient"))
     action_text = (block.get("action") or "").lower().split(" ", 1)[0].split("(", 1)[0]
     action = _ACTIONS.get(action_text.strip())
     if address is None or action is None:
@@ -134,7 +134,8 @@ def _recipient(block: dict[str, str]) -> Recipient | None:
     )
 
 
-def _address(value: str | None) -> str | None:
+def address_value(value: str | None) -> str | None:
+    """The address of an ``rfc822; a@b`` field, or None if it cannot be one."""
     text = typed_value(value)
     if text is None or " " in text or len(text) > _MAX_ADDRESS:
         # a space or a runaway length: not an address someone could have been mailed at

@@ -75,7 +75,7 @@ def is_redacted(address: str | None) -> bool:
 
 def reported_recipient(fields: dict[str, str], original_to: str | None) -> str | None:
     """The complaining recipient, if the report names one that is not redacted."""
-    for candidate in (dsn.typed_value(fields.get("original-rcpt-to")), _address(original_to)):
+    for candidate in (dsn.address_value(fields.get("original-rcpt-to")), _address(original_to)):
         if candidate and not is_redacted(candidate):
             return candidate
     return None
@@ -85,4 +85,4 @@ def _address(value: str | None) -> str | None:
     if not value:
         return None
     address = parseaddr(value)[1]
-    return address or None
+    return dsn.address_value(address)
