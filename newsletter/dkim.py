@@ -67,11 +67,9 @@ MIN_RSA_BITS = 1024
 _PKCS1 = padding.PKCS1v15()
 _PREHASHED = utils.Prehashed(hashes.SHA256())
 _WSP_RUN = re.compile(rb"[ \t]+")
-# only the runs relaxed canonicalisation changes: a tab, or two or more WSP characters
-_WSP_CHANGE = re.compile(rb"\t[ \t]*| [ \t]+")
+_SPACES = re.compile(rb"  +")
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _SELECTOR = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
-_BAD_LINE_BREAK = re.compile(rb"\r\n(?![ \t])|\r(?!\n)|(?<!\r)\n")
 _FOLD_AT = 76
 
 PrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
@@ -243,12 +241,13 @@ def canonical_header(line: bytes) -> bytes:
 def canonical_body_lines(data: bytes) -> bytes:
     """Complete body lines in relaxed canonical form (RFC 6376 section 3.4.4), before the
     rule about empty lines at the end."""
-    if b"\t" in data or b"  " in data:
-        data = _WSP_CHANGE.sub(b" ", data)
+    # a tab becomes a space, then runs of spaces one space: the same as compressing WSP runs,
+    # and three times faster than one regular expression for both (a literal prefix to scan for)
+    if b"\t" in data:
+        data = data.replace(b"\t", b" ")
+    data = _SPACES.sub(b" ", data)
     # after compression a line ends in at most one space
-    if b" \r\n" in data:
-        data = data.replace(b" \r\n", b"\r\n")
-    return data
+    return data.replace(b" \r\n", b"\r\n")
 
 
 def _trailing_empty_lines(canon: bytes) -> tuple[int, int]:
@@ -456,6 +455,21 @@ class Signer:
         return self.signature(message, timestamp=timestamp) + message
 
 
+_B_TAG = b";\r\n\tb="
+
+
+@dataclass(frozen=True)
+class _SignatureHead:
+    """One key's DKIM-Signature header around t=, bh= and b=, as sent and in canonical form."""
+
+    key: SigningKey
+    head: bytes
+    middle: bytes
+    canon_head: bytes
+    canon_middle: bytes
+    canon_tail: bytes
+
+
 class SigningTemplate:
     """One message's static pieces, canonicalised and partly hashed once; see the module doc."""
 
@@ -489,7 +503,9 @@ class SigningTemplate:
             parts.append(piece if isinstance(piece, Slot) else canonical_header(piece))
         self._header_parts = parts
         self._header_names = {
-            piece.name: name for name, piece in self._headers if isinstance(piece, Slot)
+            piece.name: name.encode("ascii")
+            for name, piece in self._headers
+            if isinstance(piece, Slot)
         }
         self._body_start, self._body_steps, body_slots = _compile_body(self._body)
         self.slots = frozenset(header_slots | body_slots | set(self._header_names))
@@ -497,15 +513,20 @@ class SigningTemplate:
             None if self._body_steps else base64.b64encode(self._body_start.copy().digest())
         )
         h_value = _fold_list(b"h=", [name.encode("ascii") for name in signed], b":")
-        self._sig_heads = [
-            (
-                key,
-                b"DKIM-Signature: v=1; a=%s; c=relaxed/relaxed; d=%s; s=%s;\r\n\tt="
-                % (key.algorithm, signer.domain.encode("ascii"), key.selector.encode("ascii")),
-                b";\r\n\t" + h_value + b";\r\n\tbh=",
-            )
-            for key in signer.keys
-        ]
+        self._sig_heads = [self._signature_head(key, h_value) for key in signer.keys]
+
+    def _signature_head(self, key: SigningKey, h_value: bytes) -> _SignatureHead:
+        head = b"DKIM-Signature: v=1; a=%s; c=relaxed/relaxed; d=%s; s=%s;\r\n\tt=" % (
+            key.algorithm,
+            self.signer.domain.encode("ascii"),
+            key.selector.encode("ascii"),
+        )
+        middle = b";\r\n\t" + h_value + b";\r\n\tbh="
+        # t= and bh= hold no whitespace, so the canonical form of the header is the canonical
+        # pieces around them: worked out here once, with NULs standing in for the values
+        canonical = canonical_header(head + b"\0" + middle + b"\0" + _B_TAG)[:-2]
+        canon_head, canon_middle, canon_tail = canonical.split(b"\0")
+        return _SignatureHead(key, head, middle, canon_head, canon_middle, canon_tail)
 
     def message(self, values: Mapping[str, bytes]) -> bytes:
         """The message these pieces make for one recipient (without the signature)."""
@@ -538,14 +559,13 @@ class SigningTemplate:
         )
         t = b"%d" % (int(time.time()) if timestamp is None else timestamp)
         out = []
-        for key, head, middle in self._sig_heads:
-            unsigned = head + t + middle + bh + b";\r\n\tb="
+        for sig in self._sig_heads:
             h = canonical.copy()
             # the signature header itself, b= empty and without its CRLF (section 3.7)
-            h.update(canonical_header(unsigned)[:-2])
-            signature = base64.b64encode(key.sign_digest(h.digest()))
+            h.update(sig.canon_head + t + sig.canon_middle + bh + sig.canon_tail)
+            signature = base64.b64encode(sig.key.sign_digest(h.digest()))
             folded = b"\r\n\t".join(signature[i : i + 72] for i in range(0, len(signature), 72))
-            out.append(unsigned + folded + b"\r\n")
+            out.append(sig.head + t + sig.middle + bh + _B_TAG + folded + b"\r\n")
         return b"".join(out)
 
     def signatures(
@@ -570,16 +590,26 @@ class SigningTemplate:
             raise ValueError(f"no value for slot {piece.name!r}") from None
 
     def _header_line(self, slot: Slot, values: Mapping[str, bytes]) -> bytes:
+        """The slot's header line in canonical form, once it is known to be exactly one line
+        of the header declared for it (anything else would make h= lie)."""
         line = self._fill(slot, values)
         name = self._header_names[slot.name]
-        # the slot must hold exactly one line of the declared header, or h= would lie
+        field, colon, value = line.partition(b":")
+        value = value[:-2]
+        folds = value.count(b"\r\n")
+        unfolded = value.replace(b"\r\n", b"") if folds else value
         if (
-            not line.endswith(b"\r\n")
-            or line.partition(b":")[0].rstrip(b" \t").lower() != name.encode("ascii")
-            or ((b"\r" in line[:-2] or b"\n" in line[:-2]) and _BAD_LINE_BREAK.search(line[:-2]))
+            not colon
+            or not line.endswith(b"\r\n")
+            or field.rstrip(b" \t").lower() != name
+            or b"\r" in unfolded
+            or b"\n" in unfolded
+            or (folds and folds != value.count(b"\r\n ") + value.count(b"\r\n\t"))
         ):
-            raise ValueError(f"slot {slot.name!r} must hold one {name} header line ending in CRLF")
-        return canonical_header(line)
+            raise ValueError(
+                f"slot {slot.name!r} must hold one {name.decode()} header line ending in CRLF"
+            )
+        return name + b":" + _WSP_RUN.sub(b" ", unfolded).strip(b" ") + b"\r\n"
 
 
 def ascii_domain(domain: str) -> str:

@@ -189,6 +189,15 @@ def test_issue_signatures_verify_with_dkimpy_and_opendkim(
         signed = signing.signature(values) + message
         assert dkimpy_verdicts(signed, signer) == [True, True]
         assert opendkim_verdicts(signed, judge) == [True, True]
+    # a long non-ASCII name: RFC 2047 encoded-words folded over several lines
+    recipient = person(4, name="Łukasz Żółć-Brzęczyszczykiewicz, Redakcja «Wiadomości» " * 3)
+    message = template.render(recipient, date=WHEN)
+    to_line = dict(split_message(message)[0])["To"]
+    assert b"=?utf-8?" in to_line
+    assert to_line.count(b"\r\n ") >= 2
+    signed = signing.signature(values_of(message, recipient.unsubscribe_url)) + message
+    assert dkimpy_verdicts(signed, signer) == [True, True]
+    assert opendkim_verdicts(signed, judge) == [True, True]
     # OpenDKIM looked the key up in the namespace's DNS, under the record dns_records names
     verdict = judge.verify(only_signature(signed, 0))
     assert verdict.queries == ("news._domainkey.test.example.",)
