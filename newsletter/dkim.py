@@ -305,8 +305,8 @@ class _BodyHash:
 
     def digest(self) -> bytes:
         if self.partial:
-            # verifiers disagree on a last line without CRLF (is its trailing space stripped?);
-            # SMTP sends one anyway, so the signature covers the message as it will arrive
+            # implementations differ on a last line without CRLF (dkimpy keeps its trailing
+            # space); SMTP ends the message with one anyway, so sign what will arrive
             raise ValueError("the body must end with CRLF, as SMTP sends it")
         return self.sha.digest()
 
