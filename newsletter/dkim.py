@@ -23,7 +23,7 @@ import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -110,7 +110,8 @@ class SigningKey:
     """One private key and the selector under which its public half is published."""
 
     selector: str
-    private_key: PrivateKey
+    # a secret: kept out of repr, so logging a signer never shows it
+    private_key: PrivateKey = field(repr=False)
 
     @property
     def kind(self) -> KeyKind:
