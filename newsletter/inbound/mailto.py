@@ -9,7 +9,6 @@ and repeating it is harmless.
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -17,14 +16,9 @@ from email.message import EmailMessage
 from sqlalchemy import Connection
 
 from newsletter.errors import TokenError
+from newsletter.inbound.reports import unsubscribe_token
 from newsletter.store.subscribers import find_by_uid, list_ids, unsubscribe
 from newsletter.tokens import TokenPurpose, read_token
-
-# "unsubscribe <token>", possibly behind "Re:" or a client's own prefix; tokens are base64url,
-# and one may end in "-", after which a \b would not match and the token would lose its end
-_SUBJECT_TOKEN = re.compile(
-    r"\bunsubscribe\s+([A-Za-z0-9_-]{16,128})(?![A-Za-z0-9_-])", re.IGNORECASE
-)
 
 
 class MailRequest(enum.Enum):
@@ -42,8 +36,7 @@ class MailOutcome:
 
 def token_from_message(message: EmailMessage) -> str | None:
     """The token in the Subject (``unsubscribe <token>``), or None."""
-    match = _SUBJECT_TOKEN.search(str(message.get("Subject", "")))
-    return match.group(1) if match else None
+    return unsubscribe_token(str(message.get("Subject", "")))
 
 
 def handle_unsubscribe_mail(
