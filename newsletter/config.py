@@ -123,6 +123,58 @@ class Dkim:
 
 
 @dataclass(frozen=True)
+class Bounces:
+    """What comes back: the VERP bounce domain, the inbound receiver, and the policy."""
+
+    # VERP on: the envelope sender is <prefix>+<token>@<domain> (smtp.return_path also does it)
+    domain: str | None = None
+    prefix: str = "bounces"
+    # soft bounces (mailbox full, delays) suppress after soft_limit deliveries within soft_days
+    soft_limit: int = 3
+    soft_days: float = 30.0
+    # `newsletter inbound`: where the SMTP receiver listens (behind Postfix, or as the MX)
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 2525
+    # bigger messages are refused at DATA (552); a DSN with the whole original is well under
+    max_message_bytes: int = 10 * 1024 * 1024
+    # local part of the address feedback loops (ARF complaints) are sent to, at the bounce domain
+    feedback_local: str = "fbl"
+    # raw reports are kept this long (bounded per report); events are kept for good
+    raw_days: float = 90.0
+    # a relay that reports by webhook echoes our delivery token back from its own header:
+    # "postmark", "mailgun" or "sendgrid" adds that provider's metadata header to every issue
+    provider: str | None = None
+    # `bounces import --imap`: the user (the password is NEWSLETTER_IMAP_PASSWORD)
+    imap_user: str | None = None
+    # PEM CA certificate(s) trusted for the IMAP server in addition to the system's
+    imap_ca_file: Path | None = None
+    # SES: the SNS topic ARNs whose notifications are accepted (empty: the webhook is off)
+    ses_topic_arns: str = ""
+    # Postmark: the webhook's basic-auth user (the password is NEWSLETTER_WEBHOOK_POSTMARK_PASSWORD)
+    postmark_user: str = "postmark"
+    # Mailgun: how old a signed timestamp may be
+    webhook_max_age_seconds: float = 300.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.domain is not None
+
+
+#: Relays whose metadata header carries our delivery token back in their webhooks.
+PROVIDERS = ("postmark", "mailgun", "sendgrid")
+
+
+@dataclass(frozen=True)
+class WebhookSecrets:
+    """The webhooks' secrets, from NEWSLETTER_WEBHOOK_* only (never printed)."""
+
+    postmark_password: str | None = field(default=None, repr=False)
+    mailgun_signing_key: str | None = field(default=None, repr=False)
+    # SendGrid's verification key is public, but it decides what is believed: environment too
+    sendgrid_public_key: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
 class Scheduler:
     """How forgiving the weekly scheduler is when it was down at the slot."""
 
@@ -140,6 +192,7 @@ class Settings:
     delivery: Delivery = field(default_factory=Delivery)
     dkim: Dkim = field(default_factory=Dkim)
     scheduler: Scheduler = field(default_factory=Scheduler)
+    bounces: Bounces = field(default_factory=Bounces)
     # may hold a database password: kept out of repr like the secrets below
     database_url: str = field(default="sqlite:///newsletter.db", repr=False)
     smtp_url: str = "smtp://127.0.0.1:8025"
@@ -152,6 +205,8 @@ class Settings:
     # is signed with them
     secret_key_old: tuple[bytes, ...] = field(default=(), repr=False)
     smtp_password: str | None = field(default=None, repr=False)
+    imap_password: str | None = field(default=None, repr=False)
+    webhooks: WebhookSecrets = field(default_factory=WebhookSecrets, repr=False)
     root: Path = Path(".")
     source: Path | None = None
 
@@ -165,6 +220,22 @@ class Settings:
             raise ConfigError(
                 "lists", f"no list named {slug!r} (known: {known})", source=self._src()
             ) from None
+
+    @property
+    def bounce_domain(self) -> str | None:
+        """The VERP domain: ``[bounces] domain``, else the domain of ``smtp.return_path``."""
+        if self.bounces.domain:
+            return self.bounces.domain
+        if self.smtp.return_path:
+            return self.smtp.return_path.rpartition("@")[2] or None
+        return None
+
+    @property
+    def bounce_prefix(self) -> str:
+        """The VERP local part before ``+``: ``[bounces] prefix``, or ``smtp.return_path``'s."""
+        if not self.bounces.domain and self.smtp.return_path:
+            return self.smtp.return_path.rpartition("@")[0].partition("+")[0] or "bounces"
+        return self.bounces.prefix
 
     @property
     def token_keys(self) -> tuple[bytes, ...]:
@@ -182,6 +253,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "delivery": Delivery,
     "dkim": Dkim,
     "scheduler": Scheduler,
+    "bounces": Bounces,
 }
 _TOP_LEVEL = ("database_url", "smtp_url", "issues_dir", "templates_dir", "maildir")
 _PATH_DEFAULTS = {"issues_dir": "issues", "templates_dir": "templates", "maildir": "var/maildir"}
@@ -260,6 +332,7 @@ def load_settings(
             "publication.timezone", f"unknown time zone {publication.timezone!r}", source=src
         ) from None
     _check_dkim(sections["dkim"], publication, src)
+    _check_bounces(sections["bounces"], sections["smtp"], src)
 
     return Settings(
         **sections,
@@ -268,6 +341,12 @@ def load_settings(
         secret_key=_secret_key(env, root),
         secret_key_old=_old_secret_keys(env),
         smtp_password=env.get(ENV_PREFIX + "SMTP_PASSWORD") or None,
+        imap_password=_secret(env, "IMAP_PASSWORD", minimum=1),
+        webhooks=WebhookSecrets(
+            postmark_password=_secret(env, "WEBHOOK_POSTMARK_PASSWORD"),
+            mailgun_signing_key=_secret(env, "WEBHOOK_MAILGUN_SIGNING_KEY"),
+            sendgrid_public_key=_secret(env, "WEBHOOK_SENDGRID_PUBLIC_KEY", minimum=40),
+        ),
         root=root,
         source=config_path,
     )
@@ -330,6 +409,66 @@ def _check_dkim(dkim: Dkim, publication: Publication, src: str) -> None:
             "for other domains",
             source=src,
         )
+
+
+def _check_bounces(bounces: Bounces, smtp: Smtp, src: str) -> None:
+    if bounces.domain is not None:
+        try:
+            domain = _idna(bounces.domain)
+        except UnicodeError:
+            domain = ""
+        if not _DNS_NAME.fullmatch(domain) or "." not in domain:
+            raise ConfigError(
+                "bounces.domain", f"{bounces.domain!r} is not a domain name", source=src
+            )
+    if smtp.return_path is not None:
+        if "{" in smtp.return_path:
+            raise ConfigError(
+                "smtp.return_path",
+                "the envelope sender no longer carries the recipient's address (anyone could "
+                "forge a bounce for it); give the bounce address, e.g. bounces@bounce.example.org, "
+                "and each delivery gets bounces+<signed token>@bounce.example.org",
+                source=src,
+            )
+        local, _, domain = smtp.return_path.rpartition("@")
+        if not local or not _DNS_NAME.fullmatch(domain) or "." not in domain:
+            raise ConfigError(
+                "smtp.return_path", f"{smtp.return_path!r} is not an address", source=src
+            )
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,23}", bounces.prefix):
+        raise ConfigError(
+            "bounces.prefix",
+            f"{bounces.prefix!r}: letters, digits, '.', '_' or '-', at most 24 characters",
+            source=src,
+        )
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", bounces.feedback_local):
+        raise ConfigError(
+            "bounces.feedback_local", f"{bounces.feedback_local!r} is not a local part", source=src
+        )
+    if bounces.soft_limit < 1 or bounces.soft_days <= 0:
+        raise ConfigError(
+            "bounces.soft_limit", "soft_limit must be at least 1 and soft_days positive", source=src
+        )
+    if bounces.max_message_bytes < 64 * 1024:
+        raise ConfigError(
+            "bounces.max_message_bytes", "at least 65536: a DSN carries headers", source=src
+        )
+    if bounces.provider is not None and bounces.provider not in PROVIDERS:
+        raise ConfigError(
+            "bounces.provider",
+            f"{bounces.provider!r} is not one of {', '.join(PROVIDERS)}",
+            source=src,
+        )
+
+
+def _secret(env: Mapping[str, str], name: str, *, minimum: int = MIN_SECRET_LENGTH) -> str | None:
+    """``NEWSLETTER_<name>`` or None; a short one is refused, naming the variable only."""
+    value = env.get(ENV_PREFIX + name)
+    if not value:
+        return None
+    if len(value) < minimum:
+        raise ConfigError(ENV_PREFIX + name, f"too short; use at least {minimum} random characters")
+    return value
 
 
 def _idna(domain: str) -> str:

@@ -29,7 +29,13 @@ from newsletter.errors import (
     TemporaryDeliveryError,
     TransportUnavailableError,
 )
-from newsletter.message import MessageTemplate, Personalization, envelope_sender, stable_message_id
+from newsletter.inbound.verp import DeliveryRef, DeliveryTokens
+from newsletter.message import (
+    MessageTemplate,
+    Personalization,
+    delivery_message_id,
+    envelope_sender,
+)
 from newsletter.signing import DkimSigner
 from newsletter.states import DeliveryStatus
 from newsletter.store.issues import IssueRef
@@ -75,7 +81,13 @@ class Transport(Protocol):
     connections: int
 
     async def send(
-        self, sender: str, recipients: Sequence[str], data: bytes, *, prepared: bool = False
+        self,
+        sender: str,
+        recipients: Sequence[str],
+        data: bytes,
+        *,
+        prepared: bool = False,
+        envid: str | None = None,
     ) -> SendResult: ...
 
     async def close(self) -> None: ...
@@ -123,6 +135,8 @@ class _Job:
     prepared: bool
     # when the row was claimed; with the last lease renewal this says when the lease ends
     claimed_at: datetime
+    # the delivery token, as RFC 3461 ENVID where the relay offers DSN
+    envid: str | None = None
 
 
 @dataclass
@@ -173,6 +187,8 @@ class DeliveryEngine:
         self.signer = signer
         self.rng = rng or random.Random()
         self.domain = sender_domain(settings.publication.sender)
+        # one per engine: the token names the ledger row in the envelope, headers, Message-ID
+        self.tokens = DeliveryTokens(settings.token_keys)
 
     async def deliver(
         self,
@@ -332,26 +348,29 @@ class DeliveryEngine:
         token = make_token(
             self.settings.secret_key, TokenPurpose.UNSUBSCRIBE, row.uid, issue.list_id
         )
+        delivery = self.tokens.make(DeliveryRef(issue.id, row.subscriber_id))
         person = Personalization(
             to=to,
             name=row.name,
             unsubscribe_url=unsubscribe_url(self.settings.publication.base_url, token),
             unsubscribe_mailto=unsubscribe_mailto(self.domain, token),
             # the same id on every attempt, so a copy repeated after a crash can be told apart
-            message_id=stable_message_id(self.settings.secret_key, issue.id, row.uid, self.domain),
+            message_id=delivery_message_id(delivery, self.domain),
+            delivery_token=delivery,
         )
+        sender = envelope_sender(self.settings, delivery)
         if self.signer is None:
             data = template.render(person, dot_stuffed=True)
-            return _Job(row, data, envelope_sender(self.settings, to), to, True, claimed_at)
+            return _Job(row, data, sender, to, True, claimed_at, delivery)
         # DKIM signs the message as it is, before SMTP's dot doubling
         data = self.signer.sign(template.render(person))
-        return _Job(row, data, envelope_sender(self.settings, to), to, False, claimed_at)
+        return _Job(row, data, sender, to, False, claimed_at, delivery)
 
     async def _send_one(self, job: _Job, run: DeliveryRun) -> Outcome | None:
         row = job.row
         try:
             result = await self.transport.send(
-                job.sender, [job.recipient], job.data, prepared=job.prepared
+                job.sender, [job.recipient], job.data, prepared=job.prepared, envid=job.envid
             )
         except TransportUnavailableError as exc:
             if run.paused is None:

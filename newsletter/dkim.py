@@ -60,6 +60,8 @@ SIGNED_IF_PRESENT: tuple[str, ...] = (
     "content-type",
     "content-transfer-encoding",
     "feedback-id",
+    # our delivery token (inbound.verp): what a complaint names the delivery by
+    "x-newsletter-delivery",
 )
 # RFC 8301: verifiers must refuse smaller RSA keys, so signing with one only fails later
 MIN_RSA_BITS = 1024

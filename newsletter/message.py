@@ -12,7 +12,6 @@ values and both builders fill in the same ones.
 from __future__ import annotations
 
 import email.policy
-import hashlib
 import re
 import secrets
 from collections.abc import Mapping, Sequence
@@ -26,6 +25,7 @@ from typing import Protocol
 from newsletter.addresses import address, check_header_value, sender_domain
 from newsletter.config import MailingList, Settings
 from newsletter.errors import InvalidAddressError, RenderError
+from newsletter.inbound.verp import DELIVERY_HEADER, is_token, verp_address
 
 #: The placeholder every issue copy carries: the recipient's unsubscribe page.
 UNSUBSCRIBE_URL = "unsubscribe_url"
@@ -67,6 +67,9 @@ class Personalization:
     name: str | None = None
     # the values of the other placeholders, by name (the unsubscribe URL is the field above)
     values: Mapping[str, str] = field(default_factory=dict)
+    # the delivery token (inbound.verp): the X-Newsletter-Delivery header and, with
+    # ``[bounces] provider``, that relay's metadata header; None leaves both out
+    delivery_token: str | None = None
 
     def value(self, placeholder: str) -> str:
         """The value for ``placeholder``; a missing one is a :class:`RenderError`."""
@@ -105,16 +108,40 @@ def _raw_list_unsubscribe(name: str, value: str, linesep: str) -> str:
 REFERENCE_POLICY = _ListHeaderPolicy()
 
 
-def stable_message_id(secret: bytes, issue_id: int, subscriber_uid: str, domain: str) -> str:
-    """The same ``Message-ID`` for every attempt at one recipient's copy of one issue.
+_FEEDBACK_FIELD = re.compile(r"[^A-Za-z0-9._-]+")
 
-    A copy repeated after a crash then carries the id of the first, so receiving systems can
-    tell it is the same message. Keyed and opaque: it shows neither row ids nor the uid.
+
+def feedback_id(settings: Settings, issue_slug: str, list_slug: str) -> str:
+    """``Feedback-ID`` in Gmail's form ``issue:list:publication:SenderId``.
+
+    Gmail's feedback loop reports complaint rates per identifier; the sender's domain is the
+    SenderId. Each field is cut to what the format allows (no colons, no spaces).
     """
-    digest = hashlib.blake2b(
-        f"{issue_id}:{subscriber_uid}".encode("ascii"), key=secret[:64], digest_size=16
-    ).hexdigest()
-    return f"<{digest}@{domain}>"
+    domain = sender_domain(settings.publication.sender)
+    fields = (issue_slug, list_slug, settings.publication.name, domain)
+    cleaned = [_FEEDBACK_FIELD.sub("-", value).strip("-")[:60] or "-" for value in fields]
+    return ":".join(cleaned)
+
+
+#: The header each relay's webhooks echo back (its "metadata"); the value carries our token.
+def provider_header(provider: str | None, token: str) -> bytes:
+    """The header line that makes ``provider``'s webhooks report ``token``; empty without one."""
+    if provider == "postmark":
+        return b"X-PM-Metadata-newsletter-delivery: " + token.encode("ascii") + b"\r\n"
+    if provider == "mailgun":
+        return b'X-Mailgun-Variables: {"nl_delivery":"' + token.encode("ascii") + b'"}\r\n'
+    if provider == "sendgrid":
+        return b'X-SMTPAPI: {"unique_args":{"nl_delivery":"' + token.encode("ascii") + b'"}}\r\n'
+    return b""
+
+
+def delivery_message_id(token: str, domain: str) -> str:
+    """The ``Message-ID`` of one delivery: its token, so a provider echoing the id names it.
+
+    The token is the same on every attempt, so a copy repeated after a crash carries the id of
+    the first; it is opaque and signed, and shows neither row ids nor the address.
+    """
+    return f"<{token}@{domain}>"
 
 
 def list_id(settings: Settings, mailing_list: MailingList) -> str:
@@ -167,11 +194,16 @@ def build_email_message(
     subject_prefix: str = "",
     values: Mapping[str, str] | None = None,
     placeholders: Sequence[str] = ISSUE_PLACEHOLDERS,
+    feedback: str | None = None,
+    delivery_token: str | None = None,
+    provider: str | None = None,
 ) -> EmailMessage:
     """The complete multipart/alternative message for one recipient, built the plain way.
 
     ``values`` fill the placeholders other than the unsubscribe URL, as in
-    :class:`Personalization`.
+    :class:`Personalization`; ``feedback`` is the ``Feedback-ID`` and ``delivery_token`` the
+    ``X-Newsletter-Delivery`` value (and ``provider``'s metadata header), as the bulk path
+    writes them.
     """
     check_header_value(to, "recipient")
     check_header_value(unsubscribe_url, "unsubscribe URL")
@@ -182,6 +214,14 @@ def build_email_message(
     msg = header_block(
         settings, to=to, subject=subject_prefix + content.subject, date=date, message_id=message_id
     )
+    if feedback:
+        msg["Feedback-ID"] = check_header_value(feedback, "Feedback-ID")
+    if delivery_token:
+        msg[DELIVERY_HEADER] = check_header_value(delivery_token, "delivery token")
+        extra = provider_header(provider, delivery_token)
+        if extra:
+            name, _, value = extra.decode("ascii").partition(": ")
+            msg[name] = value.strip()
     msg["List-Id"] = list_id(settings, mailing_list)
     msg["List-Unsubscribe"] = f"<{unsubscribe_url}>, <{unsubscribe_mailto}>"
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
@@ -259,8 +299,12 @@ class MessageTemplate:
         subject_prefix: str = "",
         boundary: str | None = None,
         placeholders: Sequence[str] = ISSUE_PLACEHOLDERS,
+        feedback: str | None = None,
+        provider: str | None = None,
     ) -> None:
         self.settings = settings
+        self.provider = provider
+        self._feedback = _fold("Feedback-ID", feedback) if feedback else b""
         self.mailing_list = mailing_list
         self.subject_prefix = subject_prefix
         # "=_" never occurs in quoted-printable output, so the boundary cannot clash with a body
@@ -333,12 +377,13 @@ class MessageTemplate:
             self._subject,
             self._date(date),
             b"Message-ID: " + person.message_id.encode("ascii") + b"\r\n",
+            self._feedback,
+            self._delivery(person.delivery_token),
             self._list_id,
             _list_unsubscribe(person.unsubscribe_url, person.unsubscribe_mailto),
             self._tail,
         ]
-        if not self._reply_to:
-            del headers[2]
+        headers = [line for line in headers if line]
         body = list(self._body_stuffed if dot_stuffed else self._body)
         if self._slots:
             encoded = {name: _qp_value(person.value(name), name) for name in self._names}
@@ -347,6 +392,14 @@ class MessageTemplate:
             for index, name in self._slots:
                 body[index] = encoded[name]
         return headers, body
+
+    def _delivery(self, token: str | None) -> bytes:
+        if not token:
+            return b""
+        if not is_token(token):
+            raise InvalidAddressError(token, "not a delivery token")
+        line = DELIVERY_HEADER.encode("ascii") + b": " + token.encode("ascii") + b"\r\n"
+        return line + provider_header(self.provider, token)
 
     def _to_line(self, to: str, name: str | None) -> bytes:
         check_header_value(to, "recipient")
@@ -439,10 +492,12 @@ def _dot_stuff(piece: bytes) -> bytes:
     return b"." + stuffed if stuffed.startswith(b".") else stuffed
 
 
-def envelope_sender(settings: Settings, recipient: str) -> str:
-    """MAIL FROM: the VERP ``return_path`` template filled for ``recipient``, else the From."""
-    template = settings.smtp.return_path
-    if not template:
+def envelope_sender(settings: Settings, token: str | None = None) -> str:
+    """MAIL FROM: ``<prefix>+<token>@<bounce domain>`` (VERP) when a bounce domain is set
+    (``[bounces] domain`` or ``smtp.return_path``), else the From address."""
+    domain = settings.bounce_domain
+    if domain is None:
         return parseaddr(settings.publication.sender)[1]
-    local, _, domain = recipient.rpartition("@")
-    return template.format(local=local, domain=domain)
+    if token is None:
+        return f"{settings.bounce_prefix}@{domain}"
+    return verp_address(token, domain, prefix=settings.bounce_prefix)

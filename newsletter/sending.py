@@ -18,10 +18,10 @@ from typing import Protocol
 
 from sqlalchemy import Engine
 
-from newsletter.config import Settings
+from newsletter.config import MailingList, Settings
 from newsletter.delivery import Clock, DeliveryEngine, DeliveryRun, Policy, Transport
 from newsletter.errors import QuotaReachedError
-from newsletter.message import MessageContent, MessageTemplate
+from newsletter.message import MessageContent, MessageTemplate, feedback_id
 from newsletter.signing import DkimSigner
 from newsletter.states import DeliveryStatus, SendStatus
 from newsletter.store.issues import IssueRef, find_issue, load_bodies, set_status, start_issue
@@ -132,6 +132,19 @@ def prepare_issue(
     return ref, rendered, created
 
 
+def issue_template(
+    settings: Settings, ref: IssueRef, content: MessageContent, mailing_list: MailingList
+) -> MessageTemplate:
+    """The bulk template of one send: its ``Feedback-ID`` and the relay's metadata header."""
+    return MessageTemplate(
+        content,
+        settings,
+        mailing_list,
+        feedback=feedback_id(settings, ref.slug, ref.list_slug),
+        provider=settings.bounces.provider,
+    )
+
+
 def run_send(
     settings: Settings,
     engine: Engine,
@@ -152,7 +165,7 @@ def run_send(
     ref, content, created = prepare_issue(
         settings, engine, issue_path, list_slug=list_slug, now=now
     )
-    template = MessageTemplate(content, settings, settings.mailing_list(ref.list_slug))
+    template = issue_template(settings, ref, content, settings.mailing_list(ref.list_slug))
     return asyncio.run(
         _deliver(
             settings,

@@ -23,6 +23,10 @@ SIGNED_HEADERS = (
     b"list-unsubscribe-post",
     b"mime-version",
     b"content-type",
+    # what a feedback loop or a returned message names the delivery by: a forged copy of
+    # either must break the signature
+    b"feedback-id",
+    b"x-newsletter-delivery",
 )
 
 

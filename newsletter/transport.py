@@ -397,6 +397,8 @@ def wire_form(data: bytes) -> bytes:
 
 # what may go between <> in MAIL FROM / RCPT TO here: printable ASCII without space and <>
 _SMTP_ADDRESS = re.compile(r"[!-;=?-~]+@[!-;=?-~]+")
+# an ENVID that needs no xtext encoding (RFC 3461 section 4: no "+", "=", controls or space)
+_XTEXT_SAFE = re.compile(r"[!-*,-<>-~]{1,100}")
 
 
 #: The aiosmtplib internals the bulk path writes through, by class. aiosmtplib is pinned below
@@ -431,12 +433,17 @@ class _BulkSMTP(aiosmtplib.SMTP):
             and all(hasattr(self, name) for name in AIOSMTPLIB_INTERNALS["SMTP"])
         )
 
-    async def mail_fast(self, sender: str) -> aiosmtplib.SMTPResponse:
+    async def mail_fast(self, sender: str, envid: str | None = None) -> aiosmtplib.SMTPResponse:
         if not _SMTP_ADDRESS.fullmatch(sender):
             raise ValueError(f"envelope sender {sender!r} is not a plain ASCII address")
         if self.is_ehlo_or_helo_needed:
             await self._greet()
-        response = await self.execute_command(b"MAIL", b"FROM:<" + sender.encode("ascii") + b">")
+        args = [b"FROM:<" + sender.encode("ascii") + b">"]
+        if envid is not None and self.supports_extension("dsn") and _XTEXT_SAFE.fullmatch(envid):
+            # RFC 3461: a DSN names the delivery even when the relay rewrote the envelope;
+            # RET=HDRS has it return the original's headers only
+            args += [b"RET=HDRS", b"ENVID=" + envid.encode("ascii")]
+        response = await self.execute_command(b"MAIL", *args)
         if response.code != SMTPStatus.COMPLETED:
             raise aiosmtplib.SMTPSenderRefused(response.code, response.message, sender)
         return response
@@ -554,12 +561,19 @@ class SmtpPool:
         return self.endpoint.where
 
     async def send(
-        self, sender: str, recipients: Sequence[str], data: bytes, *, prepared: bool = False
+        self,
+        sender: str,
+        recipients: Sequence[str],
+        data: bytes,
+        *,
+        prepared: bool = False,
+        envid: str | None = None,
     ) -> SendResult:
         """One transaction; raises for message-level failures, returns per-recipient ones.
 
         ``prepared`` says ``data`` is CRLF throughout with leading dots doubled already (as
         ``MessageTemplate.render(dot_stuffed=True)`` makes it), which saves scanning it again.
+        ``envid`` goes on MAIL FROM as RFC 3461's ENVID when the relay offers DSN.
         """
         wire = data + b".\r\n" if prepared else wire_form(data)
         if self.hourly is not None:
@@ -568,12 +582,17 @@ class SmtpPool:
             await self.bucket.acquire()
         conn = await self._idle.get()
         try:
-            return await self._send_on(conn, sender, recipients, wire)
+            return await self._send_on(conn, sender, recipients, wire, envid)
         finally:
             self._idle.put_nowait(conn)
 
     async def _send_on(
-        self, conn: _Connection, sender: str, recipients: Sequence[str], wire: bytes
+        self,
+        conn: _Connection,
+        sender: str,
+        recipients: Sequence[str],
+        wire: bytes,
+        envid: str | None = None,
     ) -> SendResult:
         # a reused connection may have been closed by the server while idle; nothing was sent
         # on it yet, so one fresh connection is tried before giving up
@@ -581,7 +600,7 @@ class SmtpPool:
             fresh = conn.smtp is None or not conn.smtp.is_connected
             smtp = await self._connected(conn)
             try:
-                await smtp.mail_fast(sender)
+                await smtp.mail_fast(sender, envid)
             except ValueError as exc:
                 raise TransportUnavailableError(
                     f"{exc}; check publication.sender and smtp.return_path"

@@ -16,7 +16,7 @@ from newsletter.config import MailingList, Settings
 from newsletter.delivery import DeliveryEngine, Policy, Transport
 from newsletter.errors import QuotaReachedError
 from newsletter.message import MessageTemplate
-from newsletter.sending import pool_for, report_for
+from newsletter.sending import issue_template, pool_for, report_for
 from newsletter.signing import DkimSigner
 from newsletter.states import SendStatus
 from newsletter.store.issues import load_bodies, open_issues, set_status
@@ -88,8 +88,8 @@ async def _work(
                 if template is None:
                     # the bodies are read once per send this worker takes on, not every poll
                     bodies = await asyncio.to_thread(load_bodies, ledger.engine, ref)
-                    template = MessageTemplate(
-                        bodies, settings, _mailing_list(settings, ref.list_slug)
+                    template = issue_template(
+                        settings, ref, bodies, _mailing_list(settings, ref.list_slug)
                     )
                     templates[ref.id] = template
                 run = await engine.deliver(ref, template)

@@ -18,6 +18,7 @@ from sqlalchemy import Engine, func, insert, select
 from newsletter.config import Settings
 from newsletter.delivery import DeliveryEngine, Policy
 from newsletter.errors import ConfigError, StoreError
+from newsletter.inbound.verp import DeliveryRef, DeliveryTokens
 from newsletter.message import MessageTemplate
 from newsletter.sending import SendReport, issue_sent, prepare_issue, run_send, with_smtp_url
 from newsletter.signing import DkimSigner
@@ -440,16 +441,36 @@ def test_verp_envelope_sender_per_recipient(
     engine: Engine, settings: Settings, smtpd: SMTPServer, project: Path, people: list[str]
 ) -> None:
     verp = dataclasses.replace(
-        settings,
-        smtp=dataclasses.replace(
-            settings.smtp, return_path="bounces+{local}={domain}@test.example"
-        ),
+        settings, smtp=dataclasses.replace(settings.smtp, return_path="bounces@bounce.test.example")
     )
     assert send(verp, engine, smtpd, project).finished
-    senders = {m.rcpt_tos[0]: m.mail_from for m in smtpd.handler.messages}
-    assert senders == {p: f"bounces+{p.replace('@', '=')}@test.example" for p in people}
-    # the From header stays the publication's
-    assert {str(m.message["From"]) for m in smtpd.handler.messages} == {settings.publication.sender}
+    tokens = DeliveryTokens(settings.token_keys)
+    with engine.connect() as conn:
+        ids = {r.email: r.id for r in conn.execute(select(subscribers.c.email, subscribers.c.id))}
+    issue_id = {ref.issue_id for ref in states_refs(engine)}.pop()
+    for received in smtpd.handler.messages:
+        (rcpt,) = received.rcpt_tos
+        local, _, domain = received.mail_from.partition("@")
+        prefix, _, token = local.partition("+")
+        # the envelope names the ledger row through a signed token, never the address
+        assert (prefix, domain) == ("bounces", "bounce.test.example")
+        assert rcpt.split("@")[0] not in received.mail_from
+        ref = tokens.read(token)
+        assert ref is not None
+        assert (ref.issue_id, ref.subscriber_id) == (issue_id, ids[rcpt])
+        message = received.message
+        assert message["X-Newsletter-Delivery"] == token
+        assert message["Message-ID"] == f"<{token}@test.example>"
+        assert message["Feedback-ID"] == "flood-barrier-vote:weekly:The-Test-Weekly:test.example"
+        # the From header stays the publication's
+        assert str(message["From"]) == settings.publication.sender
+    assert len(smtpd.handler.messages) == len(people)
+
+
+def states_refs(engine: Engine) -> list[DeliveryRef]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(deliveries.c.issue_id, deliveries.c.subscriber_id))
+        return [DeliveryRef(a, b) for a, b in rows]
 
 
 class FlakyLedger(SqlLedger):

@@ -22,6 +22,7 @@ from newsletter.message import (
     Personalization,
     build_email_message,
     envelope_sender,
+    feedback_id,
     marker,
 )
 from newsletter.model import UNSUBSCRIBE_URL_PLACEHOLDER, Issue, IssueStatus, RenderedIssue
@@ -172,12 +173,71 @@ def test_header_injection_is_refused(settings: Settings, bad: Personalization) -
 
 
 def test_verp_envelope_sender(settings: Settings) -> None:
-    assert envelope_sender(settings, "ann@example.org") == "weekly@test.example"
+    token = "a" * 32
+    assert envelope_sender(settings, token) == "weekly@test.example"
     verp = dataclasses.replace(
-        settings,
-        smtp=dataclasses.replace(settings.smtp, return_path="b+{local}={domain}@t.example"),
+        settings, smtp=dataclasses.replace(settings.smtp, return_path="b@t.example")
     )
-    assert envelope_sender(verp, "ann@example.org") == "b+ann=example.org@t.example"
+    assert envelope_sender(verp, token) == f"b+{token}@t.example"
+    domain = dataclasses.replace(
+        settings, bounces=dataclasses.replace(settings.bounces, domain="bounce.t.example")
+    )
+    assert envelope_sender(domain, token) == f"bounces+{token}@bounce.t.example"
+    assert envelope_sender(domain) == "bounces@bounce.t.example"
+
+
+def test_delivery_headers_splice_like_the_reference(settings: Settings) -> None:
+    token = "b" * 32
+    rendered = rendered_issue(HTML, TEXT)
+    for provider in (None, "postmark", "mailgun", "sendgrid"):
+        template = MessageTemplate(
+            rendered,
+            settings,
+            settings.mailing_list(None),
+            feedback="2026-11-20-x:weekly:The-Test-Weekly:test.example",
+            provider=provider,
+        )
+        p = dataclasses.replace(person("ann@example.org"), delivery_token=token)
+        spliced = parse(template.render(p, date=WHEN))
+        ref = parse(
+            build_email_message(
+                rendered,
+                settings,
+                settings.mailing_list(None),
+                to=p.to,
+                unsubscribe_url=p.unsubscribe_url,
+                unsubscribe_mailto=p.unsubscribe_mailto,
+                message_id=p.message_id,
+                date=WHEN,
+                feedback="2026-11-20-x:weekly:The-Test-Weekly:test.example",
+                delivery_token=token,
+                provider=provider,
+            ).as_bytes(policy=email.policy.SMTP)
+        )
+        assert summary(spliced) == summary(ref)
+        assert spliced["X-Newsletter-Delivery"] == ref["X-Newsletter-Delivery"] == token
+        assert spliced["Feedback-ID"] == ref["Feedback-ID"]
+        names = {
+            "postmark": "X-PM-Metadata-newsletter-delivery",
+            "mailgun": "X-Mailgun-Variables",
+            "sendgrid": "X-SMTPAPI",
+        }
+        if provider is not None:
+            assert token in spliced[names[provider]]
+            assert spliced[names[provider]] == ref[names[provider]]
+
+
+def test_a_forged_delivery_token_never_reaches_a_header(settings: Settings) -> None:
+    template = MessageTemplate(rendered_issue(HTML, TEXT), settings, settings.mailing_list(None))
+    bad = dataclasses.replace(person("ann@example.org"), delivery_token="x\r\nBcc: a@b.example")
+    with pytest.raises(InvalidAddressError):
+        template.render(bad)
+
+
+def test_feedback_id_has_gmails_four_fields(settings: Settings) -> None:
+    value = feedback_id(settings, "2026-11-20-flood: vote", "weekly")
+    assert value == "2026-11-20-flood-vote:weekly:The-Test-Weekly:test.example"
+    assert value.count(":") == 3
 
 
 chunk = st.text(
