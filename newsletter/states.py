@@ -41,3 +41,38 @@ class SendStatus(enum.Enum):
     SENDING = "sending"
     PAUSED = "paused"
     FINISHED = "finished"
+
+
+class ReportOutcome(enum.Enum):
+    """What the intake did with one inbound report (a DSN, a complaint, a webhook event)."""
+
+    #: linked to a delivery through a verified token and acted on (counted, suppressed ...)
+    APPLIED = "applied"
+    #: linked or harmless, kept, and by design never acted on (auto-replies, success notices)
+    RECORDED = "recorded"
+    #: not linked to a message we sent, or ambiguous: kept for a person to look at
+    REVIEW = "review"
+
+
+class EventKind(enum.Enum):
+    """One thing the mail world told us about one delivery (or one subscriber)."""
+
+    BOUNCE = "bounce"
+    DELAY = "delay"
+    COMPLAINT = "complaint"
+    FEEDBACK = "feedback"
+    AUTO_REPLY = "auto-reply"
+    DELIVERED = "delivered"
+    UNSUBSCRIBE = "unsubscribe"
+
+
+class EventSource(enum.Enum):
+    """How a report reached us."""
+
+    SMTP = "smtp"
+    IMPORT = "import"
+    IMAP = "imap"
+    SES = "ses"
+    POSTMARK = "postmark"
+    MAILGUN = "mailgun"
+    SENDGRID = "sendgrid"

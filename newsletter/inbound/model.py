@@ -74,6 +74,8 @@ class Detector(enum.Enum):
     AUTO_SUBMITTED = "rfc3834"
     AUTO_REPLY_HEADERS = "auto-reply headers"
     SUBJECT = "subject"
+    #: a provider's webhook event (SES, Postmark, Mailgun, SendGrid), already authenticated
+    WEBHOOK = "webhook"
     NONE = "none"
 
 
@@ -89,6 +91,10 @@ class TokenSource(enum.Enum):
     ORIGINAL_MAIL_FROM = "Original-Mail-From"
     RETURN_PATH = "Return-Path of the original"
     DELIVERY_HEADER = "delivery header of the original"
+    #: our Message-ID is the delivery token (``message.delivery_message_id``)
+    MESSAGE_ID = "Message-ID of the original"
+    #: a provider's webhook event: its metadata, or the envelope sender it reports
+    WEBHOOK = "webhook event"
     BODY = "text of the report"
 
 

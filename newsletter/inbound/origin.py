@@ -53,6 +53,13 @@ class Finder:
         else:
             self.address(value, source)
 
+    def message_id(self, value: str | None) -> None:
+        """Our Message-ID, ``<token@domain>``: the token is its local part."""
+        if value:
+            local = value.strip().strip("<>").partition("@")[0]
+            if is_token(local):
+                self._add(local.lower(), TokenSource.MESSAGE_ID)
+
     def text(self, value: str) -> None:
         self.address(value, TokenSource.BODY)
 
@@ -98,8 +105,10 @@ def original_message(original: Message, finder: Finder) -> OriginalMessage:
     delivery = mime.header(original, _DELIVERY)
     finder.address(return_path, TokenSource.RETURN_PATH)
     finder.bare(delivery, TokenSource.DELIVERY_HEADER)
+    message_id = _message_id(mime.header(original, "message-id"))
+    finder.message_id(message_id)
     return OriginalMessage(
-        message_id=_message_id(mime.header(original, "message-id")),
+        message_id=message_id,
         list_id=mime.header(original, "list-id"),
         delivery_token=delivery.lower() if delivery and is_token(delivery) else None,
         return_path=return_path,
@@ -120,8 +129,10 @@ def inline_original(text: str, finder: Finder) -> OriginalMessage | None:
     delivery = seen.get(_DELIVERY)
     if delivery:
         finder.bare(delivery, TokenSource.DELIVERY_HEADER)
+    message_id = _message_id(seen.get("message-id"))
+    finder.message_id(message_id)
     return OriginalMessage(
-        message_id=_message_id(seen.get("message-id")),
+        message_id=message_id,
         list_id=seen.get("list-id"),
         delivery_token=delivery.lower() if delivery and is_token(delivery) else None,
         return_path=seen.get("return-path"),

@@ -269,13 +269,15 @@ class SqlLedger:
         try:
             with self.engine.begin() as conn:
                 if sent:
-                    # accepted is accepted, even when our lease ran out meanwhile
+                    # accepted is accepted, even when our lease ran out meanwhile; a report
+                    # that came back before this write (a fast relay's DSN) keeps its outcome
                     conn.execute(
                         update(deliveries)
                         .where(
                             d.issue_id == issue.id,
                             d.subscriber_id == bindparam("sid"),
                             d.status != DeliveryStatus.SENT.value,
+                            d.status != DeliveryStatus.BOUNCED.value,
                         )
                         .values(
                             status=DeliveryStatus.SENT.value,

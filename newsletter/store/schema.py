@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -142,4 +144,64 @@ scheduler_notices = Table(
     UniqueConstraint(
         "list_slug", "issue_slug", "due_at", "reason", name="uq_scheduler_notices_issue"
     ),
+)
+
+# Everything that came back (a DSN, a complaint, an auto-reply, a webhook event), once each:
+# ``digest`` (SHA-256 of the bytes, or of the provider's event id) makes a repeat a no-op. The
+# raw report is kept, bounded, for ``bounces.raw_days``; the row itself is kept for good.
+inbound_reports = Table(
+    "inbound_reports",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("received_at", UtcDateTime(), nullable=False),
+    Column("source", String(20), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("detector", String(30), nullable=False),
+    Column("digest", String(64), nullable=False, unique=True),
+    Column("message_id", String(300), nullable=True),
+    Column("outcome", String(20), nullable=False),
+    # why it is in review, or what was done
+    Column("reason", Text, nullable=True),
+    Column("raw", LargeBinary, nullable=True),
+    Column("raw_size", Integer, nullable=False, default=0),
+    Index("ix_inbound_reports_outcome_received", "outcome", "received_at"),
+)
+
+# One row per thing a report said about one delivery (or, for a mailto unsubscribe, about one
+# subscriber). ``counted`` marks the first event of its class (hard, soft, complaint) for a
+# delivery: the one the policy counts, so a report seen twice or a delay followed by the
+# failure of the same message counts once.
+delivery_events = Table(
+    "delivery_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "report_id",
+        Integer,
+        ForeignKey("inbound_reports.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("occurred_at", UtcDateTime(), nullable=False),
+    Column("source", String(20), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("severity", String(10), nullable=True),
+    Column("issue_id", Integer, ForeignKey("issues.id", ondelete="SET NULL"), nullable=True),
+    # an erased subscriber's events go with them: they hold the address in diagnostics
+    Column(
+        "subscriber_id",
+        Integer,
+        ForeignKey("subscribers.id", ondelete="CASCADE"),
+        nullable=True,
+    ),
+    Column("list_id", Integer, ForeignKey("lists.id", ondelete="SET NULL"), nullable=True),
+    Column("status", String(20), nullable=True),
+    Column("diagnostic", Text, nullable=True),
+    Column("reporter", String(200), nullable=True),
+    Column("feedback_type", String(20), nullable=True),
+    Column("counted", Boolean, nullable=False, default=False),
+    # what it did: "suppressed", "unsubscribed", "ledger", or None (recorded only)
+    Column("effect", String(20), nullable=True),
+    Index("ix_delivery_events_subscriber", "subscriber_id", "occurred_at"),
+    Index("ix_delivery_events_issue_kind", "issue_id", "kind"),
+    Index("ix_delivery_events_occurred", "occurred_at"),
 )

@@ -1,0 +1,617 @@
+"""The events store: inbound reports, the delivery events they carry, and what they change.
+
+Writing: :func:`delivery_facts` looks up the rows a report's verified tokens name,
+:func:`apply_decision` stores the report once (its digest is unique: a repeat is a no-op) with
+the event and applies :mod:`newsletter.inbound.policy`'s decision: the ledger row's late outcome
+(``sent`` then ``bounced``), the suppression list, the soft-bounce count. Every function takes a
+:class:`~sqlalchemy.Connection` whose transaction the caller owns.
+
+Reading (``newsletter status``, ``bounces list``, ``subscribers show``, the editor's report and
+issue 14's dashboard): :func:`issue_feedback` (counts per issue), :func:`subscriber_events`
+(a person's events), :func:`list_events` (recent events, by issue), :func:`weekly_counts`
+(events per week), :func:`review_reports` (what could not be linked).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, case, delete, exists, func, select, update
+
+from newsletter.inbound.model import Report, Severity
+from newsletter.inbound.policy import COUNTED_CLASS, Decision, DeliveryFacts, Effect
+from newsletter.inbound.verp import DeliveryRef
+from newsletter.states import (
+    DeliveryStatus,
+    EventKind,
+    EventSource,
+    ReportOutcome,
+    SuppressionReason,
+)
+from newsletter.store.schema import (
+    deliveries,
+    delivery_events,
+    inbound_reports,
+    issues,
+    lists,
+    subscribers,
+)
+from newsletter.store.subscribers import dialect_insert, suppress
+
+__all__ = [
+    "RAW_LIMIT",
+    "Applied",
+    "EventRow",
+    "IssueFeedback",
+    "ReviewRow",
+    "SoftPolicy",
+    "WeekCounts",
+    "apply_decision",
+    "delivery_facts",
+    "issue_feedback",
+    "list_events",
+    "prune_raw",
+    "record_report",
+    "review_reports",
+    "subscriber_events",
+    "weekly_counts",
+]
+
+#: Raw reports are kept up to this many bytes (what the parser reads, too).
+RAW_LIMIT = 512 * 1024
+_TEXT_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class SoftPolicy:
+    """``[bounces] soft_limit`` soft bounces within ``soft_days`` suppress the address."""
+
+    limit: int = 3
+    days: float = 30.0
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What storing one report did."""
+
+    outcome: ReportOutcome | None
+    effect: Effect | None = None
+    ref: DeliveryRef | None = None
+    #: the subscriber's address, when the report was linked to one
+    email: str | None = None
+    #: the address went on the suppression list because of this report
+    suppressed: bool = False
+    #: it counted under the policy (the first of its class for the delivery)
+    counted: bool = False
+    reason: str | None = None
+
+    @property
+    def duplicate(self) -> bool:
+        """The same report was stored before: nothing was done again."""
+        return self.outcome is None
+
+
+def delivery_facts(
+    conn: Connection, refs: Sequence[DeliveryRef]
+) -> dict[DeliveryRef, DeliveryFacts]:
+    """The ledger rows ``refs`` name that exist, with their subscriber's address and list."""
+    if not refs:
+        return {}
+    d = deliveries.c
+    conditions = [and_(d.issue_id == r.issue_id, d.subscriber_id == r.subscriber_id) for r in refs]
+    rows = conn.execute(
+        select(
+            d.issue_id, d.subscriber_id, d.status, subscribers.c.email_normalized, issues.c.list_id
+        )
+        .join(subscribers, subscribers.c.id == d.subscriber_id)
+        .join(issues, issues.c.id == d.issue_id)
+        .where(conditions[0] if len(conditions) == 1 else _or(conditions))
+    )
+    found: dict[DeliveryRef, DeliveryFacts] = {}
+    for row in rows:
+        ref = DeliveryRef(row.issue_id, row.subscriber_id)
+        found[ref] = DeliveryFacts(
+            ref, row.email_normalized, row.list_id, DeliveryStatus(row.status)
+        )
+    return found
+
+
+def _or(conditions: Sequence[Any]) -> Any:
+    from sqlalchemy import or_
+
+    return or_(*conditions)
+
+
+def record_report(
+    conn: Connection,
+    report: Report,
+    *,
+    source: EventSource,
+    outcome: ReportOutcome,
+    now: datetime,
+    raw: bytes | None = None,
+    reason: str | None = None,
+) -> int | None:
+    """Store the report once; its id, or None when a report with its digest is stored already."""
+    result = conn.execute(
+        dialect_insert(conn, inbound_reports)
+        .values(
+            received_at=now,
+            source=source.value,
+            kind=report.kind.value,
+            detector=report.detector.value,
+            digest=report.digest,
+            message_id=_clip(report.message_id, 300),
+            outcome=outcome.value,
+            reason=_clip(reason),
+            raw=raw[:RAW_LIMIT] if raw is not None else None,
+            raw_size=len(raw) if raw is not None else 0,
+        )
+        .on_conflict_do_nothing(index_elements=["digest"])
+        .returning(inbound_reports.c.id)
+    )
+    report_id = result.scalar_one_or_none()
+    return None if report_id is None else int(report_id)
+
+
+def apply_decision(
+    conn: Connection,
+    report: Report,
+    decision: Decision,
+    facts: Mapping[DeliveryRef, DeliveryFacts],
+    *,
+    source: EventSource,
+    now: datetime,
+    soft: SoftPolicy,
+    raw: bytes | None = None,
+) -> Applied:
+    """Store ``report`` and carry out ``decision`` (idempotent: a stored digest does nothing)."""
+    effect = decision.effect
+    if effect is Effect.REVIEW:
+        outcome = ReportOutcome.REVIEW
+    elif effect is Effect.RECORD:
+        outcome = ReportOutcome.RECORDED
+    else:
+        outcome = ReportOutcome.APPLIED
+    reason = decision.reason if effect in (Effect.REVIEW, Effect.RECORD) else effect.value
+    report_id = record_report(
+        conn, report, source=source, outcome=outcome, now=now, raw=raw, reason=reason
+    )
+    if report_id is None:
+        return Applied(None, reason="already received")
+    row = facts.get(decision.ref) if decision.ref is not None else None
+    if effect is Effect.REVIEW or decision.kind is None or row is None:
+        return Applied(outcome, effect, decision.ref, reason=decision.reason)
+    counted = False
+    group = COUNTED_CLASS.get(effect)
+    if group is not None:
+        counted = not _counted_before(conn, row.ref, group)
+    recipient = decision.recipient
+    severity = decision.severity
+    status = recipient.status if recipient is not None else None
+    diagnostic = recipient.diagnostic if recipient is not None else None
+    suppressed = False
+    what: str | None = None
+    if effect is Effect.HARD_BOUNCE:
+        _late_outcome(conn, row.ref, DeliveryStatus.BOUNCED, status, diagnostic, now)
+        suppressed = _suppress(conn, row.email, SuppressionReason.BOUNCED, status, diagnostic, now)
+        what = "suppressed" if suppressed else "ledger"
+    elif effect is Effect.COMPLAINT:
+        suppressed = _suppress(
+            conn, row.email, SuppressionReason.COMPLAINED, None, "feedback-loop complaint", now
+        )
+        what = "suppressed" if suppressed else None
+    elif effect is Effect.SOFT_BOUNCE:
+        # a delay changes nothing in the ledger: the relay is still trying
+        _late_outcome(conn, row.ref, DeliveryStatus.FAILED, status, diagnostic, now)
+        what = "ledger"
+    conn.execute(
+        delivery_events.insert().values(
+            report_id=report_id,
+            occurred_at=now,
+            source=source.value,
+            kind=decision.kind.value,
+            severity=severity.value if severity is not None else None,
+            issue_id=row.ref.issue_id,
+            subscriber_id=row.ref.subscriber_id,
+            list_id=row.list_id,
+            status=_clip(status, 20),
+            diagnostic=_clip(diagnostic),
+            reporter=_clip(report.reporter, 200),
+            feedback_type=report.feedback_type.value if report.feedback_type else None,
+            counted=counted,
+            effect=what,
+        )
+    )
+    if counted and group == "soft":
+        window = now - timedelta(days=soft.days)
+        if _soft_count(conn, row.ref.subscriber_id, window) >= soft.limit:
+            detail = f"{soft.limit} soft bounces within {soft.days:g} days"
+            if _suppress(conn, row.email, SuppressionReason.BOUNCED, None, detail, now):
+                suppressed = True
+                conn.execute(
+                    update(delivery_events)
+                    .where(delivery_events.c.report_id == report_id)
+                    .values(effect="suppressed")
+                )
+    return Applied(
+        outcome,
+        effect,
+        row.ref,
+        email=row.email,
+        suppressed=suppressed,
+        counted=counted,
+        reason=decision.reason,
+    )
+
+
+def record_unsubscribe(
+    conn: Connection,
+    report: Report,
+    *,
+    subscriber_id: int | None,
+    list_id: int | None,
+    changed: bool,
+    source: EventSource,
+    now: datetime,
+    raw: bytes | None = None,
+) -> int | None:
+    """Store a ``mailto:`` unsubscribe request and its event; None when stored already."""
+    outcome = ReportOutcome.APPLIED if subscriber_id is not None else ReportOutcome.REVIEW
+    reason = None if subscriber_id is not None else "the unsubscribe token does not verify"
+    report_id = record_report(
+        conn, report, source=source, outcome=outcome, now=now, raw=raw, reason=reason
+    )
+    if report_id is not None and subscriber_id is not None:
+        conn.execute(
+            delivery_events.insert().values(
+                report_id=report_id,
+                occurred_at=now,
+                source=source.value,
+                kind=EventKind.UNSUBSCRIBE.value,
+                subscriber_id=subscriber_id,
+                list_id=list_id,
+                counted=False,
+                effect="unsubscribed" if changed else None,
+            )
+        )
+    return report_id
+
+
+def _counted_before(conn: Connection, ref: DeliveryRef, group: str) -> bool:
+    e = delivery_events.c
+    if group == "hard":
+        same = and_(e.kind == EventKind.BOUNCE.value, e.severity == Severity.HARD.value)
+    elif group == "soft":
+        same = e.severity == Severity.SOFT.value
+    else:
+        same = e.kind == EventKind.COMPLAINT.value
+    return bool(
+        conn.execute(
+            select(
+                exists().where(
+                    e.issue_id == ref.issue_id,
+                    e.subscriber_id == ref.subscriber_id,
+                    e.counted.is_(True),
+                    same,
+                )
+            )
+        ).scalar()
+    )
+
+
+def _soft_count(conn: Connection, subscriber_id: int, since: datetime) -> int:
+    e = delivery_events.c
+    return int(
+        conn.execute(
+            select(func.count()).where(
+                e.subscriber_id == subscriber_id,
+                e.severity == Severity.SOFT.value,
+                e.counted.is_(True),
+                e.occurred_at >= since,
+            )
+        ).scalar_one()
+    )
+
+
+def _late_outcome(
+    conn: Connection,
+    ref: DeliveryRef,
+    status: DeliveryStatus,
+    code: str | None,
+    diagnostic: str | None,
+    now: datetime,
+) -> None:
+    """The ledger row learns how its delivery ended; ``sent_at`` stays as the record of the send.
+
+    A row already bounced stays bounced (a soft failure after a hard one changes nothing).
+    """
+    d = deliveries.c
+    reply = (
+        "late: " + " ".join(p for p in (code, diagnostic) if p)
+        if (code or diagnostic)
+        else "late report"
+    )
+    conn.execute(
+        update(deliveries)
+        .where(
+            d.issue_id == ref.issue_id,
+            d.subscriber_id == ref.subscriber_id,
+            d.status != DeliveryStatus.BOUNCED.value,
+        )
+        .values(status=status.value, last_reply=_clip(reply), updated_at=now)
+    )
+
+
+def _suppress(
+    conn: Connection,
+    email: str,
+    reason: SuppressionReason,
+    code: str | None,
+    detail: str | None,
+    now: datetime,
+) -> bool:
+    """Suppress ``email``; True when it was not suppressed before."""
+    from newsletter.store.subscribers import is_suppressed
+
+    if is_suppressed(conn, email):
+        return False
+    text = " ".join(p for p in (code, detail) if p) or None
+    suppress(conn, email, reason, _clip(text), now=now)
+    return True
+
+
+def _clip(value: str | None, limit: int = _TEXT_LIMIT) -> str | None:
+    if value is None:
+        return None
+    if not value.isprintable():
+        value = "".join(ch if ch.isprintable() else " " for ch in value)
+    return value[:limit]
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IssueFeedback:
+    """What came back about one issue's deliveries: people counted once per class."""
+
+    issue_id: int
+    sent: int
+    hard: int = 0
+    soft: int = 0
+    complaints: int = 0
+    auto_replies: int = 0
+    unmatched: int = 0
+
+    def rate(self, count: int) -> float:
+        return count / self.sent if self.sent else 0.0
+
+    @property
+    def hard_rate(self) -> float:
+        return self.rate(self.hard)
+
+    @property
+    def soft_rate(self) -> float:
+        return self.rate(self.soft)
+
+    @property
+    def complaint_rate(self) -> float:
+        return self.rate(self.complaints)
+
+
+def issue_feedback(conn: Connection, issue_id: int) -> IssueFeedback:
+    """Hard and soft bounces, complaints and auto-replies of one issue, per person."""
+    e = delivery_events.c
+    d = deliveries.c
+    sent = conn.execute(
+        select(func.count()).where(
+            d.issue_id == issue_id,
+            d.sent_at.is_not(None) | (d.status == DeliveryStatus.SENT.value),
+        )
+    ).scalar_one()
+    rows = conn.execute(
+        select(
+            func.count(func.distinct(case((_hard(), e.subscriber_id)))),
+            func.count(func.distinct(case((_soft(), e.subscriber_id)))),
+            func.count(func.distinct(case((e.kind == EventKind.COMPLAINT.value, e.subscriber_id)))),
+            func.count(
+                func.distinct(case((e.kind == EventKind.AUTO_REPLY.value, e.subscriber_id)))
+            ),
+        ).where(e.issue_id == issue_id)
+    ).one()
+    return IssueFeedback(issue_id, int(sent), *(int(n) for n in rows))
+
+
+def _hard() -> Any:
+    e = delivery_events.c
+    return and_(e.kind == EventKind.BOUNCE.value, e.severity == Severity.HARD.value)
+
+
+def _soft() -> Any:
+    return delivery_events.c.severity == Severity.SOFT.value
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """One event as ``bounces list`` and ``subscribers show`` print it."""
+
+    id: int
+    occurred_at: datetime
+    source: EventSource
+    kind: EventKind
+    severity: Severity | None
+    email: str | None
+    issue_slug: str | None
+    list_slug: str | None
+    status: str | None
+    diagnostic: str | None
+    reporter: str | None
+    feedback_type: str | None
+    counted: bool
+    effect: str | None
+    report_id: int
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _event_query() -> Any:
+    e = delivery_events.c
+    return (
+        select(
+            e.id,
+            e.occurred_at,
+            e.source,
+            e.kind,
+            e.severity,
+            subscribers.c.email,
+            issues.c.slug.label("issue_slug"),
+            lists.c.slug.label("list_slug"),
+            e.status,
+            e.diagnostic,
+            e.reporter,
+            e.feedback_type,
+            e.counted,
+            e.effect,
+            e.report_id,
+        )
+        .select_from(delivery_events)
+        .outerjoin(subscribers, subscribers.c.id == e.subscriber_id)
+        .outerjoin(issues, issues.c.id == e.issue_id)
+        .outerjoin(lists, lists.c.id == e.list_id)
+    )
+
+
+def _event(row: Any) -> EventRow:
+    return EventRow(
+        id=row.id,
+        occurred_at=row.occurred_at,
+        source=EventSource(row.source),
+        kind=EventKind(row.kind),
+        severity=Severity(row.severity) if row.severity else None,
+        email=row.email,
+        issue_slug=row.issue_slug,
+        list_slug=row.list_slug,
+        status=row.status,
+        diagnostic=row.diagnostic,
+        reporter=row.reporter,
+        feedback_type=row.feedback_type,
+        counted=bool(row.counted),
+        effect=row.effect,
+        report_id=row.report_id,
+    )
+
+
+def subscriber_events(conn: Connection, subscriber_id: int, *, limit: int = 100) -> list[EventRow]:
+    """A person's events, newest first."""
+    e = delivery_events.c
+    stmt = _event_query().where(e.subscriber_id == subscriber_id)
+    rows = conn.execute(stmt.order_by(e.occurred_at.desc(), e.id.desc()).limit(limit))
+    return [_event(row) for row in rows]
+
+
+def list_events(
+    conn: Connection,
+    *,
+    since: datetime | None = None,
+    issue_ids: Iterable[int] | None = None,
+    kinds: Iterable[EventKind] | None = None,
+    limit: int = 200,
+) -> list[EventRow]:
+    """Events newest first, optionally since a time, for some issues, of some kinds."""
+    e = delivery_events.c
+    stmt = _event_query()
+    if since is not None:
+        stmt = stmt.where(e.occurred_at >= since)
+    if issue_ids is not None:
+        stmt = stmt.where(e.issue_id.in_(list(issue_ids)))
+    if kinds is not None:
+        stmt = stmt.where(e.kind.in_([k.value for k in kinds]))
+    rows = conn.execute(stmt.order_by(e.occurred_at.desc(), e.id.desc()).limit(limit))
+    return [_event(row) for row in rows]
+
+
+@dataclass(frozen=True)
+class WeekCounts:
+    """Events of one ISO week (Monday 00:00 UTC), by kind and severity."""
+
+    week: datetime
+    counts: Mapping[str, int]
+
+
+def weekly_counts(conn: Connection, *, since: datetime) -> list[WeekCounts]:
+    """Counts per week since ``since``: ``hard``, ``soft``, ``complaint``, ``auto-reply``,
+    ``unsubscribe`` ... (a bounce is keyed by its severity), oldest week first."""
+    e = delivery_events.c
+    rows = conn.execute(select(e.occurred_at, e.kind, e.severity).where(e.occurred_at >= since))
+    weeks: dict[datetime, dict[str, int]] = {}
+    for occurred, kind, severity in rows:
+        day = occurred.replace(hour=0, minute=0, second=0, microsecond=0)
+        monday = day - timedelta(days=day.weekday())
+        key = severity if kind in (EventKind.BOUNCE.value, EventKind.DELAY.value) else kind
+        bucket = weeks.setdefault(monday, {})
+        bucket[key] = bucket.get(key, 0) + 1
+    return [WeekCounts(week, counts) for week, counts in sorted(weeks.items())]
+
+
+@dataclass(frozen=True)
+class ReviewRow:
+    """A report the intake could not link to a delivery, or found ambiguous."""
+
+    id: int
+    received_at: datetime
+    source: EventSource
+    kind: str
+    reason: str | None
+    message_id: str | None
+    raw_size: int
+
+
+def review_reports(
+    conn: Connection, *, since: datetime | None = None, limit: int = 100
+) -> list[ReviewRow]:
+    """Reports waiting for a person, newest first."""
+    r = inbound_reports.c
+    stmt = select(r.id, r.received_at, r.source, r.kind, r.reason, r.message_id, r.raw_size).where(
+        r.outcome == ReportOutcome.REVIEW.value
+    )
+    if since is not None:
+        stmt = stmt.where(r.received_at >= since)
+    rows = conn.execute(stmt.order_by(r.received_at.desc(), r.id.desc()).limit(limit))
+    return [
+        ReviewRow(
+            row.id,
+            row.received_at,
+            EventSource(row.source),
+            row.kind,
+            row.reason,
+            row.message_id,
+            row.raw_size,
+        )
+        for row in rows
+    ]
+
+
+def raw_report(conn: Connection, report_id: int) -> bytes | None:
+    """The stored bytes of a report (None once pruned, or for a webhook event stored without)."""
+    value = conn.execute(
+        select(inbound_reports.c.raw).where(inbound_reports.c.id == report_id)
+    ).scalar_one_or_none()
+    return None if value is None else bytes(value)
+
+
+def prune_raw(conn: Connection, *, before: datetime) -> int:
+    """Drop the raw bytes of reports received before ``before`` (the rows and events stay)."""
+    r = inbound_reports.c
+    result = conn.execute(
+        update(inbound_reports).where(r.received_at < before, r.raw.is_not(None)).values(raw=None)
+    )
+    return int(result.rowcount or 0)
+
+
+def delete_reports(conn: Connection, ids: Iterable[int]) -> int:
+    """Remove reviewed reports (and their events) for good."""
+    result = conn.execute(delete(inbound_reports).where(inbound_reports.c.id.in_(list(ids))))
+    return int(result.rowcount or 0)
