@@ -10,6 +10,7 @@ repeated or resumed send harmless. Events are logged through :mod:`newsletter.lo
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 import time
@@ -218,6 +219,10 @@ def _send(
         error = f"unexpected {type(exc).__name__}: {exc}"
     elapsed = timedelta(seconds=time.monotonic() - clock)
     summary = _summary(decision, report, started=now, finished=now + elapsed, error=error)
+    if report is not None:
+        summary = dataclasses.replace(
+            summary, **_feedback(engine, decision.slug, decision.list_slug)
+        )
     out.sent.append(summary)
     if error is not None:
         log_event("send_failed", fields, level=logging.ERROR, error=error)
@@ -245,6 +250,29 @@ def _send(
             # retries are pending; the run that finishes the issue sends the report
             return
     _deliver(settings, send_report_message(settings, summary), fields, out)
+
+
+def _feedback(engine: Engine, slug: str, list_slug: str) -> dict[str, Any]:
+    """The issue's bounces and complaints so far, and the list's previous issue's (late ones)."""
+    from newsletter.inbound.policy import rate_levels
+    from newsletter.store.events import issue_feedback
+    from newsletter.store.issues import find_issue, previous_issue
+
+    ref = find_issue(engine, slug, list_slug)
+    if ref is None:
+        return {}
+    with engine.connect() as conn:
+        now = issue_feedback(conn, ref.id)
+        before = previous_issue(conn, ref)
+        earlier = issue_feedback(conn, before.id) if before is not None else None
+
+    def rates(f: Any) -> tuple[Any, ...]:
+        return rate_levels(sent=f.sent, hard=f.hard, soft=f.soft, complaints=f.complaints)
+
+    out: dict[str, Any] = {"feedback": rates(now)}
+    if before is not None and earlier is not None:
+        out["previous"] = (before.slug, rates(earlier))
+    return out
 
 
 def _summary(

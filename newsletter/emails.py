@@ -20,6 +20,7 @@ from jinja2 import Environment
 
 from newsletter.addresses import address, ascii_address, check_header_value, sender_domain
 from newsletter.config import MailingList, Settings
+from newsletter.inbound.policy import Level, Rate
 from newsletter.message import MessageContent, build_email_message, header_block
 from newsletter.model import RenderedIssue
 from newsletter.tokens import TokenPurpose, make_token
@@ -164,6 +165,10 @@ class SendSummary:
     failures: tuple[tuple[str, str], ...] = ()
     finished: bool = True
     error: str | None = None
+    # what came back so far: hard and soft bounces and complaints, with their rates
+    feedback: tuple[Rate, ...] = ()
+    # the same for the list's previous issue, whose late reports have had time to arrive
+    previous: tuple[str, tuple[Rate, ...]] | None = None
 
     @property
     def duration_seconds(self) -> float:
@@ -210,6 +215,13 @@ def send_report_message(settings: Settings, summary: SendSummary) -> EmailMessag
         ]
     elif not summary.finished:
         lines += ["", "Some recipients are waiting for a retry; the next run resumes them."]
+    sections: list[tuple[str, tuple[Rate, ...]]] = []
+    if summary.feedback:
+        sections.append(("What came back so far", summary.feedback))
+    if summary.previous is not None:
+        sections.append((f"What came back for {summary.previous[0]}", summary.previous[1]))
+    for title, rates in sections:
+        lines += ["", f"{title}:"] + [f"  {rate.line()}" for rate in rates]
     listed = summary.failures[:MAX_FAILURES_LISTED]
     if listed:
         lines += ["", "Failures:"]
@@ -225,6 +237,12 @@ def send_report_message(settings: Settings, summary: SendSummary) -> EmailMessag
             f"<p><strong>The send stopped with an error:</strong> "
             f"{_e(summary.error)}<br>The next scheduler run resumes it.</p>"
         )
+    for title, rates in sections:
+        body_html.append(f"<h2>{_e(title)}</h2><ul>")
+        for rate in rates:
+            style = {Level.OK: "", Level.WARN: "color:#a15c00", Level.ALARM: "color:#b00020"}
+            body_html.append(f"<li style='{style[rate.level]}'>{_e(rate.line())}</li>")
+        body_html.append("</ul>")
     if listed:
         body_html.append("<h2>Failures</h2><ul>")
         body_html += [f"<li>{_e(r)}: {_e(why)}</li>" for r, why in listed]

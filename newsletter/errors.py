@@ -147,6 +147,10 @@ class SchedulerError(NewsletterError):
     """The scheduler cannot take its database lock (or has no database it can lock)."""
 
 
+class InboundError(NewsletterError):
+    """The inbound receiver cannot start, or a report source cannot be read."""
+
+
 class SinkError(NewsletterError):
     """The local SMTP sink cannot start (port taken, Maildir not writable)."""
 

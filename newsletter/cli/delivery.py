@@ -294,6 +294,22 @@ def _show_status(ledger: SqlLedger, ref: IssueRef) -> None:
         click.echo(f"  {status.value:<8} {counts[status]:>8}")
     if counts[DeliveryStatus.PENDING] or counts[DeliveryStatus.SENDING]:
         click.echo(f"  next attempt {_when(ledger.next_attempt_at(ref))}")
+    from newsletter.inbound.policy import rate_levels
+    from newsletter.store.events import issue_feedback
+
+    with ledger.engine.connect() as conn:
+        feedback = issue_feedback(conn, ref.id)
+    click.echo(f"  what came back (of {feedback.sent:,} sent):")
+    for rate in rate_levels(
+        sent=feedback.sent, hard=feedback.hard, soft=feedback.soft, complaints=feedback.complaints
+    ):
+        line = f"    {rate.line()}"
+        if rate.level.value == "ok":
+            click.echo(line)
+        else:
+            click.secho(line, fg="red" if rate.level.value == "alarm" else "yellow")
+    if feedback.auto_replies:
+        click.echo(f"    auto-replies: {feedback.auto_replies:,} (never counted)")
     failures = ledger.failures(ref, limit=10)
     if failures:
         click.echo("  last errors:")

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import email
-import email.policy
 import sys
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
-from email.message import EmailMessage
 from pathlib import Path
 
 import click
@@ -26,7 +23,7 @@ from newsletter.addresses import normalize_email
 from newsletter.cli import AppContext, main, pass_app
 from newsletter.config import Settings
 from newsletter.errors import StoreError
-from newsletter.inbound.mailto import MailRequest, handle_unsubscribe_mail
+from newsletter.inbound.mailto import MailRequest
 from newsletter.states import SubscriptionStatus, SuppressionReason
 from newsletter.store.database import display_url, initialise, make_engine, open_current
 from newsletter.store.importing import ImportReport, RejectsWriter, export_csv, import_csv
@@ -348,6 +345,25 @@ def show(app: AppContext, email: str) -> None:
                 )
         if reason is not None:
             click.echo(f"suppressed: {reason.value}")
+        if subscriber is not None:
+            from newsletter.store.events import subscriber_events
+
+            with engine.connect() as conn:
+                events = subscriber_events(conn, subscriber.id, limit=50)
+            for event in events:
+                kind = (
+                    f"{event.severity.value} {event.kind.value}"
+                    if event.severity
+                    else event.kind.value
+                )
+                about = f" {event.issue_slug}" if event.issue_slug else ""
+                detail = " ".join(p for p in (event.status, event.diagnostic) if p)
+                effect = f" -> {event.effect}" if event.effect else ""
+                click.echo(
+                    f"event:      {event.occurred_at.isoformat(timespec='seconds')} "
+                    f"{event.source.value} {kind}{about}{effect}"
+                    + (f": {_shown(detail)}" if detail else "")
+                )
 
 
 @subscribers_group.command("unsubscribe-mail")
@@ -358,20 +374,36 @@ def unsubscribe_mail(app: AppContext, paths: tuple[Path, ...]) -> None:
 
     PATHS are .eml files or Maildir folders (their new/ and cur/ messages). Each request is
     acted on by the signed token in its subject, never by its sender; running it again over
-    the same messages changes nothing.
+    the same messages changes nothing. Every message goes through the same intake as
+    `newsletter bounces import`, so a bounce or complaint in the same mailbox is taken too.
     """
+    from newsletter.inbound.intake import Intake
+    from newsletter.inbound.mailto import unsubscribe_request
+    from newsletter.inbound.model import ReportKind
+    from newsletter.inbound.reports import parse_report
+    from newsletter.states import EventSource
+
     settings = app.settings
     counts: dict[MailRequest, int] = dict.fromkeys(MailRequest, 0)
     with open_store(settings) as engine:
+        intake = Intake(settings, engine)
         for path in _message_files(paths):
-            with path.open("rb") as fh:
-                parsed = email.message_from_binary_file(fh, policy=email.policy.default)
-            assert isinstance(parsed, EmailMessage)
+            data = path.read_bytes()
+            report = parse_report(data)
             with engine.begin() as conn:
-                outcome = handle_unsubscribe_mail(conn, settings.token_keys, parsed)
-            counts[outcome.result] += 1
-            where = f" ({outcome.list_slug})" if outcome.list_slug else ""
-            click.echo(f"{path.name}: {outcome.result.value}{where}")
+                if report.kind is ReportKind.UNSUBSCRIBE:
+                    outcome = unsubscribe_request(
+                        conn, settings.token_keys, report, source=EventSource.IMPORT, raw=data
+                    )
+                    result, where = outcome.result, outcome.list_slug
+                else:
+                    applied = intake.take_report(report, EventSource.IMPORT, raw=data, conn=conn)
+                    result = MailRequest.NOT_A_REQUEST
+                    where = "already received" if applied.duplicate else None
+                    if applied.outcome is not None:
+                        where = f"{report.kind.value}: {applied.outcome.value}"
+            counts[result] += 1
+            click.echo(f"{path.name}: {result.value}" + (f" ({where})" if where else ""))
     click.echo(", ".join(f"{n} {result.value}" for result, n in counts.items()))
 
 

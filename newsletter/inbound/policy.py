@@ -170,3 +170,67 @@ def _unlinked(report: Report) -> str:
 def soft_limit_reached(counted_soft: int, *, limit: int) -> bool:
     """Whether the counted soft bounces within the window reach ``[bounces] soft_limit``."""
     return counted_soft >= limit
+
+
+# --- rates against what mailbox providers tolerate ------------------------------------------
+
+
+class Level(enum.Enum):
+    OK = "ok"
+    WARN = "warn"
+    ALARM = "alarm"
+
+
+#: Gmail's and Yahoo's bulk-sender rules: keep complaints under 0.3 % (aim under 0.1 %).
+COMPLAINT_WARN = 0.001
+COMPLAINT_ALARM = 0.003
+#: Hard bounces above 2 % say the list is old or bought; providers start throttling.
+HARD_WARN = 0.02
+
+
+@dataclass(frozen=True)
+class Rate:
+    """One figure of an issue's feedback, with its level against the providers' thresholds."""
+
+    label: str
+    count: int
+    rate: float
+    level: Level
+    #: the threshold it is measured against, in words ("warn at 0.1 %, alarm at 0.3 %")
+    threshold: str
+
+    def line(self) -> str:
+        mark = {Level.OK: "", Level.WARN: "  WARNING", Level.ALARM: "  ALARM"}[self.level]
+        return f"{self.label}: {self.count:,} ({self.rate:.2%}; {self.threshold}){mark}"
+
+
+def rate_levels(*, sent: int, hard: int, soft: int, complaints: int) -> tuple[Rate, ...]:
+    """Hard and soft bounces and complaints as rates of ``sent``, each with its level."""
+
+    def rate(count: int) -> float:
+        return count / sent if sent else 0.0
+
+    complaint = rate(complaints)
+    if complaint >= COMPLAINT_ALARM:
+        complaint_level = Level.ALARM
+    elif complaint >= COMPLAINT_WARN:
+        complaint_level = Level.WARN
+    else:
+        complaint_level = Level.OK
+    return (
+        Rate(
+            "hard bounces",
+            hard,
+            rate(hard),
+            Level.WARN if rate(hard) >= HARD_WARN else Level.OK,
+            f"warn at {HARD_WARN:.0%}",
+        ),
+        Rate("soft bounces", soft, rate(soft), Level.OK, "not a provider threshold"),
+        Rate(
+            "complaints",
+            complaints,
+            complaint,
+            complaint_level,
+            f"warn at {COMPLAINT_WARN:.1%}, alarm at {COMPLAINT_ALARM:.1%}",
+        ),
+    )

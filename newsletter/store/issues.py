@@ -286,3 +286,18 @@ def sent_copies(engine: Engine, slug: str, list_slug: str | None = None) -> Sequ
         query = query.where(lists.c.slug == list_slug)
     with engine.connect() as conn:
         return [_sent(row, with_html=True) for row in conn.execute(query)]
+
+
+def previous_issue(conn: Connection, ref: IssueRef) -> IssueRef | None:
+    """The send to the same list that began before ``ref`` (the editor's report compares them)."""
+    row = conn.execute(
+        _refs()
+        .where(issues.c.list_id == ref.list_id, issues.c.id != ref.id)
+        .where(
+            issues.c.created_at
+            <= select(issues.c.created_at).where(issues.c.id == ref.id).scalar_subquery()
+        )
+        .order_by(issues.c.created_at.desc(), issues.c.id.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else _ref(row)
