@@ -141,9 +141,10 @@ class ImapMailbox:
 
     def __enter__(self) -> ImapMailbox:
         where = f"{self.source.host}:{self.source.port}"
+        imap: imaplib.IMAP4 | None = None
         try:
             if self.source.implicit_tls:
-                imap: imaplib.IMAP4 = imaplib.IMAP4_SSL(
+                imap = imaplib.IMAP4_SSL(
                     self.source.host,
                     self.source.port,
                     ssl_context=self.context,
@@ -160,18 +161,24 @@ class ImapMailbox:
                     f"the IMAP server at {where} has no folder {self.source.folder!r}"
                 )
         except ssl.SSLCertVerificationError as exc:
+            _drop(imap)
             raise ConfigError(
                 "bounces.imap_ca_file",
                 f"the TLS certificate of the IMAP server at {where} does not verify "
                 f"({exc.verify_message}); name a private CA in bounces.imap_ca_file",
             ) from None
         except imaplib.IMAP4.error as exc:
+            _drop(imap)
             # the server's words; the password is never in them
             raise TransportUnavailableError(f"the IMAP server at {where} refused: {exc}") from None
         except OSError as exc:
+            _drop(imap)
             raise TransportUnavailableError(
                 f"cannot reach the IMAP server at {where}: {exc}"
             ) from None
+        except BaseException:
+            _drop(imap)
+            raise
         self._imap = imap
         return self
 
@@ -210,6 +217,14 @@ class ImapMailbox:
         if self._imap is None:
             raise RuntimeError("use ImapMailbox as a context manager")
         return self._imap
+
+
+def _drop(imap: imaplib.IMAP4 | None) -> None:
+    if imap is not None:
+        try:
+            imap.shutdown()
+        except OSError:
+            pass
 
 
 def _quoted(folder: str) -> str:
