@@ -23,6 +23,11 @@ ARCHIVE_ISSUE = "/archive/{slug}"
 ARCHIVE_LIST_ISSUE = "/archive/{list}/{slug}"
 # issues/images, as the issues refer to them (``images/x.png``)
 IMAGES = "/images"
+# provider webhooks (newsletter.web.webhooks): what the mail world reports back
+WEBHOOK_SES = "/webhooks/ses"
+WEBHOOK_POSTMARK = "/webhooks/postmark"
+WEBHOOK_MAILGUN = "/webhooks/mailgun"
+WEBHOOK_SENDGRID = "/webhooks/sendgrid"
 
 # --- the editors' preview (``newsletter preview``), on its own port ---------------------------
 

@@ -9,6 +9,7 @@ certificate; the password comes from ``NEWSLETTER_IMAP_PASSWORD`` (settings), ne
 
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import mailbox
 import re
@@ -221,10 +222,8 @@ class ImapMailbox:
 
 def _drop(imap: imaplib.IMAP4 | None) -> None:
     if imap is not None:
-        try:
+        with contextlib.suppress(OSError):
             imap.shutdown()
-        except OSError:
-            pass
 
 
 def _quoted(folder: str) -> str:

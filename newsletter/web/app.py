@@ -18,8 +18,9 @@ from starlette.staticfiles import StaticFiles
 
 from newsletter import urls
 from newsletter.config import Settings
+from newsletter.inbound.sns import SnsVerifier
 from newsletter.store.database import make_engine
-from newsletter.web import archive, subscribe, unsubscribe
+from newsletter.web import archive, subscribe, unsubscribe, webhooks
 from newsletter.web.context import Mailer, SmtpMailer, WebContext, page_environment
 from newsletter.web.ratelimit import Clock, RateLimiter
 
@@ -37,8 +38,14 @@ def create_app(
     engine: Engine | None = None,
     mailer: Mailer | None = None,
     clock: Clock | None = None,
+    sns_verifier: SnsVerifier | None = None,
+    webhook_clock: Clock | None = None,
 ) -> Starlette:
-    """The whole public site; ``clock`` (monotonic seconds) drives the rate limits in tests."""
+    """The whole public site; ``clock`` (monotonic seconds) drives the rate limits in tests.
+
+    ``sns_verifier`` checks SES's SNS messages (tests hand in one that trusts their own CA and
+    fetches nothing); ``webhook_clock`` (Unix seconds) is what webhook timestamps are held to.
+    """
     engine = engine if engine is not None else make_engine(settings.database_url)
     now = clock if clock is not None else time.monotonic
     ctx = WebContext(
@@ -53,6 +60,7 @@ def create_app(
         *subscribe.routes(ctx),
         *unsubscribe.routes(ctx),
         *archive.routes(settings, engine),
+        *webhooks.routes(ctx, sns_verifier=sns_verifier, clock=webhook_clock or time.time),
     ]
     routes.append(
         Mount(
