@@ -75,9 +75,16 @@ def bounces_group() -> None:
     "--imap", "imap_url", metavar="URL", help="Poll an IMAP folder: imaps://user@host/INBOX."
 )
 @click.option("--quiet", is_flag=True, help="Only the totals.")
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Processes that parse files (the store is written by one).",
+)
 @pass_app
 def import_command(
-    app: AppContext, paths: tuple[Path, ...], imap_url: str | None, quiet: bool
+    app: AppContext, paths: tuple[Path, ...], imap_url: str | None, quiet: bool, jobs: int
 ) -> None:
     """Take in reports from Maildir folders, mbox files, .eml files or an IMAP mailbox.
 
@@ -100,7 +107,9 @@ def import_command(
         intake = Intake(settings, engine)
         if paths:
             items = list(local_items(paths))
-            results = intake.take_many(((item.data, None) for item in items), EventSource.IMPORT)
+            results = intake.take_many(
+                ((item.data, None) for item in items), EventSource.IMPORT, workers=jobs
+            )
             for item, applied in zip(items, results, strict=True):
                 show(item.name, applied)
         if imap_url:

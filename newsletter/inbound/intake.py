@@ -9,7 +9,8 @@ of its own. The same report twice counts once: its digest is stored, and a repea
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine
@@ -19,9 +20,9 @@ from newsletter.inbound.mailto import MailOutcome, MailRequest, unsubscribe_requ
 from newsletter.inbound.model import Report, ReportKind
 from newsletter.inbound.policy import decide, linked_deliveries
 from newsletter.inbound.reports import parse_report
-from newsletter.inbound.verp import DeliveryTokens
+from newsletter.inbound.verp import DeliveryRef, DeliveryTokens
 from newsletter.states import EventSource, ReportOutcome
-from newsletter.store.events import Applied, SoftPolicy, apply_decision, delivery_facts
+from newsletter.store.events import Applied, SoftPolicy, apply_decisions, delivery_facts
 
 Clock = Callable[[], datetime]
 
@@ -71,36 +72,82 @@ class Intake:
         source: EventSource,
         *,
         batch: int = BATCH,
+        workers: int = 1,
     ) -> Iterator[Applied]:
-        """Apply ``(bytes, envelope recipient)`` items, ``batch`` per transaction, in order."""
-        pending: list[tuple[Report, bytes]] = []
+        """Apply ``(bytes, envelope recipient)`` items, ``batch`` per transaction, in order.
 
-        def flush() -> list[Applied]:
-            with self.engine.begin() as conn:
-                return [self._apply(conn, report, source, raw) for report, raw in pending]
+        With ``workers`` > 1 the parsing (pure, and most of the cost) runs in that many
+        processes while this one writes to the store.
+        """
+        pool = ProcessPoolExecutor(workers) if workers > 1 else None
+        try:
+            chunk: list[tuple[bytes, str | None]] = []
+            for item in items:
+                chunk.append(item)
+                if len(chunk) >= batch:
+                    yield from self._take_chunk(chunk, source, pool)
+                    chunk = []
+            if chunk:
+                yield from self._take_chunk(chunk, source, pool)
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
 
-        for data, recipient in items:
-            pending.append((parse_report(data, envelope_recipient=recipient), data))
-            if len(pending) >= batch:
-                yield from flush()
-                pending = []
-        if pending:
-            yield from flush()
+    def _take_chunk(
+        self,
+        chunk: Sequence[tuple[bytes, str | None]],
+        source: EventSource,
+        pool: ProcessPoolExecutor | None,
+    ) -> list[Applied]:
+        if pool is None:
+            reports = [_parse(item) for item in chunk]
+        else:
+            reports = list(pool.map(_parse, chunk, chunksize=max(1, len(chunk) // 16)))
+        with self.engine.begin() as conn:
+            return self._apply_many(
+                conn,
+                [(report, data) for report, (data, _) in zip(reports, chunk, strict=True)],
+                source,
+            )
 
     def _apply(
         self, conn: Connection, report: Report, source: EventSource, raw: bytes | None
     ) -> Applied:
+        (applied,) = self._apply_many(conn, [(report, raw)], source)
+        return applied
+
+    def _apply_many(
+        self,
+        conn: Connection,
+        items: Sequence[tuple[Report, bytes | None]],
+        source: EventSource,
+    ) -> list[Applied]:
+        """Decide and apply ``items`` in ``conn``'s transaction, a few statements in all."""
         now = self.clock()
-        if report.kind is ReportKind.UNSUBSCRIBE:
-            return _unsubscribed(
-                unsubscribe_request(conn, self.keys, report, source=source, now=now, raw=raw)
-            )
-        refs = linked_deliveries(report, self.tokens)
-        facts = delivery_facts(conn, refs)
-        decision = decide(report, facts)
-        return apply_decision(
-            conn, report, decision, facts, source=source, now=now, soft=self.soft, raw=raw
-        )
+        results: dict[int, Applied] = {}
+        linked: list[tuple[int, Report, bytes | None, tuple[DeliveryRef, ...]]] = []
+        for index, (report, raw) in enumerate(items):
+            if report.kind is ReportKind.UNSUBSCRIBE:
+                outcome = unsubscribe_request(
+                    conn, self.keys, report, source=source, now=now, raw=raw
+                )
+                results[index] = _unsubscribed(outcome)
+            else:
+                linked.append((index, report, raw, linked_deliveries(report, self.tokens)))
+        facts = delivery_facts(conn, (ref for *_, refs in linked for ref in refs))
+        decided = [
+            (report, decide(report, {r: facts[r] for r in refs if r in facts}), raw)
+            for _, report, raw, refs in linked
+        ]
+        applied = apply_decisions(conn, decided, facts, source=source, now=now, soft=self.soft)
+        for (index, *_), result in zip(linked, applied, strict=True):
+            results[index] = result
+        return [results[index] for index in range(len(items))]
+
+
+def _parse(item: tuple[bytes, str | None]) -> Report:
+    # module level: what a worker process runs
+    return parse_report(item[0], envelope_recipient=item[1])
 
 
 def _unsubscribed(outcome: MailOutcome) -> Applied:

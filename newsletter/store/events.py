@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, delete, exists, func, select, update
+from sqlalchemy import Connection, and_, bindparam, case, delete, func, select, update
 
 from newsletter.inbound.model import Report, Severity
 from newsletter.inbound.policy import COUNTED_CLASS, Decision, DeliveryFacts, Effect
@@ -29,6 +29,7 @@ from newsletter.states import (
     EventKind,
     EventSource,
     ReportOutcome,
+    SubscriptionStatus,
     SuppressionReason,
 )
 from newsletter.store.schema import (
@@ -38,8 +39,10 @@ from newsletter.store.schema import (
     issues,
     lists,
     subscribers,
+    subscriptions,
+    suppressions,
 )
-from newsletter.store.subscribers import dialect_insert, suppress
+from newsletter.store.subscribers import dialect_insert
 
 __all__ = [
     "RAW_LIMIT",
@@ -50,6 +53,7 @@ __all__ = [
     "SoftPolicy",
     "WeekCounts",
     "apply_decision",
+    "apply_decisions",
     "delivery_facts",
     "issue_feedback",
     "list_events",
@@ -94,35 +98,77 @@ class Applied:
         return self.outcome is None
 
 
+def _chunks(values: Sequence[Any], size: int = 500) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(values), size):
+        yield values[i : i + size]
+
+
 def delivery_facts(
-    conn: Connection, refs: Sequence[DeliveryRef]
+    conn: Connection, refs: Iterable[DeliveryRef]
 ) -> dict[DeliveryRef, DeliveryFacts]:
     """The ledger rows ``refs`` name that exist, with their subscriber's address and list."""
-    if not refs:
+    wanted = set(refs)
+    if not wanted:
         return {}
     d = deliveries.c
-    conditions = [and_(d.issue_id == r.issue_id, d.subscriber_id == r.subscriber_id) for r in refs]
-    rows = conn.execute(
-        select(
-            d.issue_id, d.subscriber_id, d.status, subscribers.c.email_normalized, issues.c.list_id
-        )
-        .join(subscribers, subscribers.c.id == d.subscriber_id)
-        .join(issues, issues.c.id == d.issue_id)
-        .where(conditions[0] if len(conditions) == 1 else _or(conditions))
-    )
     found: dict[DeliveryRef, DeliveryFacts] = {}
-    for row in rows:
-        ref = DeliveryRef(row.issue_id, row.subscriber_id)
-        found[ref] = DeliveryFacts(
-            ref, row.email_normalized, row.list_id, DeliveryStatus(row.status)
+    issue_ids = sorted({r.issue_id for r in wanted})
+    for chunk in _chunks(sorted({r.subscriber_id for r in wanted})):
+        rows = conn.execute(
+            select(
+                d.issue_id,
+                d.subscriber_id,
+                d.status,
+                subscribers.c.email_normalized,
+                issues.c.list_id,
+            )
+            .join(subscribers, subscribers.c.id == d.subscriber_id)
+            .join(issues, issues.c.id == d.issue_id)
+            .where(d.subscriber_id.in_(chunk), d.issue_id.in_(issue_ids))
         )
+        for row in rows:
+            ref = DeliveryRef(row.issue_id, row.subscriber_id)
+            if ref in wanted:
+                found[ref] = DeliveryFacts(
+                    ref, row.email_normalized, row.list_id, DeliveryStatus(row.status)
+                )
     return found
 
 
-def _or(conditions: Sequence[Any]) -> Any:
-    from sqlalchemy import or_
+def _report_row(
+    report: Report,
+    *,
+    source: EventSource,
+    outcome: ReportOutcome,
+    now: datetime,
+    raw: bytes | None,
+    reason: str | None,
+) -> dict[str, Any]:
+    return {
+        "received_at": now,
+        "source": source.value,
+        "kind": report.kind.value,
+        "detector": report.detector.value,
+        "digest": report.digest,
+        "message_id": _clip(report.message_id, 300),
+        "outcome": outcome.value,
+        "reason": _clip(reason),
+        "raw": raw[:RAW_LIMIT] if raw is not None else None,
+        "raw_size": len(raw) if raw is not None else 0,
+    }
 
-    return or_(*conditions)
+
+def _insert_reports(conn: Connection, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Insert report rows, skipping digests stored already; digest -> id of those inserted."""
+    if not rows:
+        return {}
+    result = conn.execute(
+        dialect_insert(conn, inbound_reports)
+        .on_conflict_do_nothing(index_elements=["digest"])
+        .returning(inbound_reports.c.id, inbound_reports.c.digest),
+        list(rows),
+    )
+    return {digest: int(report_id) for report_id, digest in result}
 
 
 def record_report(
@@ -136,25 +182,8 @@ def record_report(
     reason: str | None = None,
 ) -> int | None:
     """Store the report once; its id, or None when a report with its digest is stored already."""
-    result = conn.execute(
-        dialect_insert(conn, inbound_reports)
-        .values(
-            received_at=now,
-            source=source.value,
-            kind=report.kind.value,
-            detector=report.detector.value,
-            digest=report.digest,
-            message_id=_clip(report.message_id, 300),
-            outcome=outcome.value,
-            reason=_clip(reason),
-            raw=raw[:RAW_LIMIT] if raw is not None else None,
-            raw_size=len(raw) if raw is not None else 0,
-        )
-        .on_conflict_do_nothing(index_elements=["digest"])
-        .returning(inbound_reports.c.id)
-    )
-    report_id = result.scalar_one_or_none()
-    return None if report_id is None else int(report_id)
+    row = _report_row(report, source=source, outcome=outcome, now=now, raw=raw, reason=reason)
+    return _insert_reports(conn, [row]).get(report.digest)
 
 
 def apply_decision(
@@ -169,83 +198,161 @@ def apply_decision(
     raw: bytes | None = None,
 ) -> Applied:
     """Store ``report`` and carry out ``decision`` (idempotent: a stored digest does nothing)."""
-    effect = decision.effect
+    (applied,) = apply_decisions(
+        conn, [(report, decision, raw)], facts, source=source, now=now, soft=soft
+    )
+    return applied
+
+
+def _outcome(effect: Effect) -> ReportOutcome:
     if effect is Effect.REVIEW:
-        outcome = ReportOutcome.REVIEW
-    elif effect is Effect.RECORD:
-        outcome = ReportOutcome.RECORDED
-    else:
-        outcome = ReportOutcome.APPLIED
-    reason = decision.reason if effect in (Effect.REVIEW, Effect.RECORD) else effect.value
-    report_id = record_report(
-        conn, report, source=source, outcome=outcome, now=now, raw=raw, reason=reason
-    )
-    if report_id is None:
-        return Applied(None, reason="already received")
-    row = facts.get(decision.ref) if decision.ref is not None else None
-    if effect is Effect.REVIEW or decision.kind is None or row is None:
-        return Applied(outcome, effect, decision.ref, reason=decision.reason)
-    counted = False
-    group = COUNTED_CLASS.get(effect)
-    if group is not None:
-        counted = not _counted_before(conn, row.ref, group)
-    recipient = decision.recipient
-    severity = decision.severity
-    status = recipient.status if recipient is not None else None
-    diagnostic = recipient.diagnostic if recipient is not None else None
-    suppressed = False
-    what: str | None = None
-    if effect is Effect.HARD_BOUNCE:
-        _late_outcome(conn, row.ref, DeliveryStatus.BOUNCED, status, diagnostic, now)
-        suppressed = _suppress(conn, row.email, SuppressionReason.BOUNCED, status, diagnostic, now)
-        what = "suppressed" if suppressed else "ledger"
-    elif effect is Effect.COMPLAINT:
-        suppressed = _suppress(
-            conn, row.email, SuppressionReason.COMPLAINED, None, "feedback-loop complaint", now
+        return ReportOutcome.REVIEW
+    if effect is Effect.RECORD:
+        return ReportOutcome.RECORDED
+    return ReportOutcome.APPLIED
+
+
+def apply_decisions(
+    conn: Connection,
+    items: Sequence[tuple[Report, Decision, bytes | None]],
+    facts: Mapping[DeliveryRef, DeliveryFacts],
+    *,
+    source: EventSource,
+    now: datetime,
+    soft: SoftPolicy,
+) -> list[Applied]:
+    """Store reports and carry out their decisions, in order, in a few statements per batch.
+
+    The same as applying them one by one: a digest stored already (or earlier in the batch)
+    does nothing; the first event of its class for a delivery is the counted one; a soft
+    bounce that reaches the limit suppresses, counting the ones earlier in the batch.
+    """
+    rows: list[dict[str, Any] | None] = []
+    seen: set[str] = set()
+    for report, decision, raw in items:
+        if report.digest in seen:
+            rows.append(None)
+            continue
+        seen.add(report.digest)
+        effect = decision.effect
+        reason = decision.reason if effect in (Effect.REVIEW, Effect.RECORD) else effect.value
+        rows.append(
+            _report_row(
+                report, source=source, outcome=_outcome(effect), now=now, raw=raw, reason=reason
+            )
         )
-        what = "suppressed" if suppressed else None
-    elif effect is Effect.SOFT_BOUNCE:
-        # a delay changes nothing in the ledger: the relay is still trying
-        _late_outcome(conn, row.ref, DeliveryStatus.FAILED, status, diagnostic, now)
-        what = "ledger"
-    conn.execute(
-        delivery_events.insert().values(
-            report_id=report_id,
-            occurred_at=now,
-            source=source.value,
-            kind=decision.kind.value,
-            severity=severity.value if severity is not None else None,
-            issue_id=row.ref.issue_id,
-            subscriber_id=row.ref.subscriber_id,
-            list_id=row.list_id,
-            status=_clip(status, 20),
-            diagnostic=_clip(diagnostic),
-            reporter=_clip(report.reporter, 200),
-            feedback_type=report.feedback_type.value if report.feedback_type else None,
+    ids = _insert_reports(conn, [row for row in rows if row is not None])
+
+    acting = [
+        (index, report, decision, facts[decision.ref])
+        for index, (report, decision, _) in enumerate(items)
+        if report.digest in ids
+        and rows[index] is not None
+        and decision.effect is not Effect.REVIEW
+        and decision.kind is not None
+        and decision.ref is not None
+        and decision.ref in facts
+    ]
+    subscriber_ids = sorted({row.ref.subscriber_id for _, _, _, row in acting})
+    counted_before = _counted_classes(conn, subscriber_ids)
+    suppressed = _suppressed_emails(conn, sorted({row.email for _, _, _, row in acting}))
+    window = now - timedelta(days=soft.days)
+    soft_counts = _soft_counts(conn, subscriber_ids, window)
+
+    results: dict[int, Applied] = {}
+    events: list[dict[str, Any]] = []
+    ledger: list[dict[str, Any]] = []
+    suppress_rows: list[tuple[str, SuppressionReason, str | None, int]] = []
+    for index, report, decision, row in acting:
+        effect = decision.effect
+        group = COUNTED_CLASS.get(effect)
+        key = (row.ref.issue_id, row.ref.subscriber_id, group)
+        counted = group is not None and key not in counted_before
+        if counted:
+            counted_before.add(key)
+        recipient = decision.recipient
+        status = recipient.status if recipient is not None else None
+        diagnostic = recipient.diagnostic if recipient is not None else None
+        what: str | None = None
+        now_suppressed = False
+
+        def suppress_for(
+            reason: SuppressionReason, detail: str | None, row: DeliveryFacts = row
+        ) -> bool:
+            if row.email in suppressed:
+                return False
+            suppressed.add(row.email)
+            suppress_rows.append((row.email, reason, detail, row.ref.subscriber_id))
+            return True
+
+        if effect is Effect.HARD_BOUNCE:
+            ledger.append(_ledger_row(row.ref, DeliveryStatus.BOUNCED, status, diagnostic))
+            detail = " ".join(p for p in (status, diagnostic) if p) or None
+            now_suppressed = suppress_for(SuppressionReason.BOUNCED, detail)
+            what = "suppressed" if now_suppressed else "ledger"
+        elif effect is Effect.COMPLAINT:
+            now_suppressed = suppress_for(SuppressionReason.COMPLAINED, "feedback-loop complaint")
+            what = "suppressed" if now_suppressed else None
+        elif effect is Effect.SOFT_BOUNCE:
+            # a delay changes nothing in the ledger: the relay is still trying
+            ledger.append(_ledger_row(row.ref, DeliveryStatus.FAILED, status, diagnostic))
+            what = "ledger"
+        if counted and group == "soft":
+            total = soft_counts.get(row.ref.subscriber_id, 0) + 1
+            soft_counts[row.ref.subscriber_id] = total
+            if total >= soft.limit and suppress_for(
+                SuppressionReason.BOUNCED, f"{soft.limit} soft bounces within {soft.days:g} days"
+            ):
+                now_suppressed = True
+                what = "suppressed"
+        severity = decision.severity
+        events.append(
+            {
+                "report_id": ids[report.digest],
+                "occurred_at": now,
+                "source": source.value,
+                "kind": decision.kind.value,  # type: ignore[union-attr]
+                "severity": severity.value if severity is not None else None,
+                "issue_id": row.ref.issue_id,
+                "subscriber_id": row.ref.subscriber_id,
+                "list_id": row.list_id,
+                "status": _clip(status, 20),
+                "diagnostic": _clip(diagnostic),
+                "reporter": _clip(report.reporter, 200),
+                "feedback_type": report.feedback_type.value if report.feedback_type else None,
+                "counted": counted,
+                "effect": what,
+            }
+        )
+        results[index] = Applied(
+            _outcome(effect),
+            effect,
+            row.ref,
+            email=row.email,
+            suppressed=now_suppressed,
             counted=counted,
-            effect=what,
+            reason=decision.reason,
         )
-    )
-    if counted and group == "soft":
-        window = now - timedelta(days=soft.days)
-        if _soft_count(conn, row.ref.subscriber_id, window) >= soft.limit:
-            detail = f"{soft.limit} soft bounces within {soft.days:g} days"
-            if _suppress(conn, row.email, SuppressionReason.BOUNCED, None, detail, now):
-                suppressed = True
-                conn.execute(
-                    update(delivery_events)
-                    .where(delivery_events.c.report_id == report_id)
-                    .values(effect="suppressed")
+    if events:
+        conn.execute(delivery_events.insert(), events)
+    if ledger:
+        _write_late_outcomes(conn, ledger, now)
+    if suppress_rows:
+        _suppress_many(conn, suppress_rows, now)
+
+    out: list[Applied] = []
+    for index, (report, decision, _) in enumerate(items):
+        if index in results:
+            out.append(results[index])
+        elif rows[index] is None or report.digest not in ids:
+            out.append(Applied(None, reason="already received"))
+        else:
+            out.append(
+                Applied(
+                    _outcome(decision.effect), decision.effect, decision.ref, reason=decision.reason
                 )
-    return Applied(
-        outcome,
-        effect,
-        row.ref,
-        email=row.email,
-        suppressed=suppressed,
-        counted=counted,
-        reason=decision.reason,
-    )
+            )
+    return out
 
 
 def record_unsubscribe(
@@ -281,87 +388,129 @@ def record_unsubscribe(
     return report_id
 
 
-def _counted_before(conn: Connection, ref: DeliveryRef, group: str) -> bool:
+def _class_of(kind: str, severity: str | None) -> str | None:
+    if severity == Severity.SOFT.value:
+        return "soft"
+    if kind == EventKind.BOUNCE.value and severity == Severity.HARD.value:
+        return "hard"
+    if kind == EventKind.COMPLAINT.value:
+        return "complaint"
+    return None
+
+
+def _counted_classes(
+    conn: Connection, subscriber_ids: Sequence[int]
+) -> set[tuple[int, int, str | None]]:
+    """(issue, subscriber, class) of every counted event of these subscribers."""
     e = delivery_events.c
-    if group == "hard":
-        same = and_(e.kind == EventKind.BOUNCE.value, e.severity == Severity.HARD.value)
-    elif group == "soft":
-        same = e.severity == Severity.SOFT.value
-    else:
-        same = e.kind == EventKind.COMPLAINT.value
-    return bool(
-        conn.execute(
-            select(
-                exists().where(
-                    e.issue_id == ref.issue_id,
-                    e.subscriber_id == ref.subscriber_id,
-                    e.counted.is_(True),
-                    same,
-                )
+    found: set[tuple[int, int, str | None]] = set()
+    for chunk in _chunks(subscriber_ids):
+        rows = conn.execute(
+            select(e.issue_id, e.subscriber_id, e.kind, e.severity).where(
+                e.subscriber_id.in_(chunk), e.counted.is_(True)
             )
-        ).scalar()
-    )
+        )
+        for issue_id, subscriber_id, kind, severity in rows:
+            found.add((issue_id, subscriber_id, _class_of(kind, severity)))
+    return found
 
 
-def _soft_count(conn: Connection, subscriber_id: int, since: datetime) -> int:
+def _soft_counts(
+    conn: Connection, subscriber_ids: Sequence[int], since: datetime
+) -> dict[int, int]:
     e = delivery_events.c
-    return int(
-        conn.execute(
-            select(func.count()).where(
-                e.subscriber_id == subscriber_id,
+    counts: dict[int, int] = {}
+    for chunk in _chunks(subscriber_ids):
+        rows = conn.execute(
+            select(e.subscriber_id, func.count())
+            .where(
+                e.subscriber_id.in_(chunk),
                 e.severity == Severity.SOFT.value,
                 e.counted.is_(True),
                 e.occurred_at >= since,
             )
-        ).scalar_one()
-    )
+            .group_by(e.subscriber_id)
+        )
+        counts.update({int(sid): int(n) for sid, n in rows})
+    return counts
 
 
-def _late_outcome(
-    conn: Connection,
-    ref: DeliveryRef,
-    status: DeliveryStatus,
-    code: str | None,
-    diagnostic: str | None,
-    now: datetime,
-) -> None:
-    """The ledger row learns how its delivery ended; ``sent_at`` stays as the record of the send.
+def _suppressed_emails(conn: Connection, emails: Sequence[str]) -> set[str]:
+    from newsletter.addresses import email_hash
 
-    A row already bounced stays bounced (a soft failure after a hard one changes nothing).
+    by_hash = {email_hash(email): email for email in emails}
+    found: set[str] = set()
+    for chunk in _chunks(sorted(by_hash)):
+        rows = conn.execute(
+            select(suppressions.c.email_hash).where(suppressions.c.email_hash.in_(chunk))
+        )
+        found.update(by_hash[digest] for (digest,) in rows)
+    return found
+
+
+def _ledger_row(
+    ref: DeliveryRef, status: DeliveryStatus, code: str | None, diagnostic: str | None
+) -> dict[str, Any]:
+    said = " ".join(p for p in (code, diagnostic) if p)
+    return {
+        "iid": ref.issue_id,
+        "sid": ref.subscriber_id,
+        "st": status.value,
+        "reply": _clip("late: " + said if said else "late report"),
+    }
+
+
+def _write_late_outcomes(conn: Connection, rows: Sequence[dict[str, Any]], now: datetime) -> None:
+    """The ledger rows learn how their delivery ended; ``sent_at`` stays as the record of the
+    send. A row already bounced stays bounced (a soft failure after a hard one changes nothing).
     """
     d = deliveries.c
-    reply = (
-        "late: " + " ".join(p for p in (code, diagnostic) if p)
-        if (code or diagnostic)
-        else "late report"
-    )
     conn.execute(
         update(deliveries)
         .where(
-            d.issue_id == ref.issue_id,
-            d.subscriber_id == ref.subscriber_id,
+            d.issue_id == bindparam("iid"),
+            d.subscriber_id == bindparam("sid"),
             d.status != DeliveryStatus.BOUNCED.value,
         )
-        .values(status=status.value, last_reply=_clip(reply), updated_at=now)
+        .values(status=bindparam("st"), last_reply=bindparam("reply"), updated_at=now),
+        list(rows),
     )
 
 
-def _suppress(
+def _suppress_many(
     conn: Connection,
-    email: str,
-    reason: SuppressionReason,
-    code: str | None,
-    detail: str | None,
+    rows: Sequence[tuple[str, SuppressionReason, str | None, int]],
     now: datetime,
-) -> bool:
-    """Suppress ``email``; True when it was not suppressed before."""
-    from newsletter.store.subscribers import is_suppressed
+) -> None:
+    """Suppress addresses and end every subscription of theirs (as ``suppress`` does, batched)."""
+    from newsletter.addresses import suppression_key
 
-    if is_suppressed(conn, email):
-        return False
-    text = " ".join(p for p in (code, detail) if p) or None
-    suppress(conn, email, reason, _clip(text), now=now)
-    return True
+    values = []
+    for email, reason, detail, _ in rows:
+        normalized, digest = suppression_key(email)
+        values.append(
+            {
+                "email_hash": digest,
+                "email": normalized,
+                "reason": reason.value,
+                "detail": _clip(detail),
+                "created_at": now,
+            }
+        )
+    conn.execute(
+        dialect_insert(conn, suppressions).on_conflict_do_nothing(index_elements=["email_hash"]),
+        values,
+    )
+    ids = sorted({subscriber_id for *_, subscriber_id in rows})
+    for chunk in _chunks(ids):
+        conn.execute(
+            update(subscriptions)
+            .where(
+                subscriptions.c.subscriber_id.in_(chunk),
+                subscriptions.c.status != SubscriptionStatus.UNSUBSCRIBED.value,
+            )
+            .values(status=SubscriptionStatus.UNSUBSCRIBED.value, unsubscribed_at=now)
+        )
 
 
 def _clip(value: str | None, limit: int = _TEXT_LIMIT) -> str | None:
