@@ -97,7 +97,7 @@ def test_import_maildir_mbox_and_eml_then_again(
         # a report naming bob without a verifiable link changed nothing
         assert suppression_reason(conn, "bob@example.org") is None
 
-    again = run_cli(config, "bounces", "import", "--quiet", *paths)
+    again = run_cli(config, "bounces", "import", "--quiet", "--jobs", "2", *paths)
     assert again.exit_code == 0, again.output
     assert again.output.strip() == "5 already received"
 
