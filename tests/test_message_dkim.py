@@ -105,3 +105,39 @@ def test_send_signs_every_message_when_dkim_is_configured(
     for received in smtpd.handler.messages:
         assert received.data.startswith(b"DKIM-Signature:")
         assert dkim.verify(received.data, dnsfunc=dns_for(public))
+
+
+def test_both_signers_cover_the_delivery_headers(
+    settings: Settings, keypair: tuple[bytes, bytes]
+) -> None:
+    import dataclasses
+
+    from cryptography.hazmat.primitives import serialization
+
+    from newsletter.dkim import Signer, SigningKey
+
+    private, public = keypair
+    token = "c" * 32
+    template = MessageTemplate(
+        rendered_issue(HTML, TEXT),
+        settings,
+        settings.mailing_list(None),
+        feedback="issue:weekly:The-Test-Weekly:test.example",
+    )
+    message = template.render(
+        dataclasses.replace(person("ann@example.org"), delivery_token=token), date=WHEN
+    )
+    key = serialization.load_pem_private_key(private, None)
+    fast = Signer("test.example", [SigningKey("news", key)])  # type: ignore[arg-type]
+    for signed in (
+        DkimSigner(private_key=private, selector="news", domain="test.example").sign(message),
+        fast.sign(message),
+    ):
+        assert dkim.verify(signed, dnsfunc=dns_for(public))
+        header = signed.split(b"\r\n\r\n", 1)[0].decode()
+        names = re.search(r"h=([^;]+);", re.sub(r"\s", "", header))
+        assert names is not None
+        assert {"feedback-id", "x-newsletter-delivery"} <= set(names.group(1).lower().split(":"))
+        # a forged token (a complaint about someone else's delivery) breaks the signature
+        forged = signed.replace(token.encode(), b"d" * 32)
+        assert not dkim.verify(forged, dnsfunc=dns_for(public))

@@ -14,8 +14,10 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.config import Settings
+from newsletter.errors import StoreError
 from newsletter.inbound.mailto import MailOutcome, MailRequest, unsubscribe_request
 from newsletter.inbound.model import Report, ReportKind
 from newsletter.inbound.policy import decide, linked_deliveries
@@ -61,10 +63,13 @@ class Intake:
         conn: Connection | None = None,
     ) -> Applied:
         """Apply a parsed report (or one a webhook built) in ``conn``'s transaction, or its own."""
-        if conn is None:
-            with self.engine.begin() as own:
-                return self._apply(own, report, source, raw)
-        return self._apply(conn, report, source, raw)
+        try:
+            if conn is None:
+                with self.engine.begin() as own:
+                    return self._apply(own, report, source, raw)
+            return self._apply(conn, report, source, raw)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot store the report: {exc}") from exc
 
     def take_many(
         self,

@@ -119,6 +119,10 @@ class InboundHandler:
         except NewsletterError as exc:
             log_event("inbound_error", {}, level=logging.ERROR, error=str(exc))
             return "451 4.3.0 cannot take the report now; try again later"
+        except Exception:
+            # a bug must not lose the report either: the sending MTA keeps it and retries
+            log_event("inbound_crashed", {}, level=logging.ERROR, exc_info=True)
+            return "451 4.3.0 cannot take the report now; try again later"
         self.received += 1
         return "250 2.0.0 OK taken"
 
