@@ -41,6 +41,7 @@ WHEN = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 def test_rates_against_the_providers_thresholds() -> None:
     hard, soft, complaints = rate_levels(sent=10_000, hard=199, soft=40, complaints=9)
+    assert (soft.count, soft.level) == (40, Level.OK)
     assert (hard.level, complaints.level) == (Level.OK, Level.OK)
     hard, _, complaints = rate_levels(sent=10_000, hard=200, soft=0, complaints=10)
     assert (hard.level, complaints.level) == (Level.WARN, Level.WARN)
