@@ -464,6 +464,7 @@ def prepare_issue(
     A send that began earlier keeps the subject and bodies it was recorded with, so a resumed
     send gives everyone the same issue even if the file changed since.
     """
+    from newsletter.images import derive_images
     from newsletter.issues import load_issue
     from newsletter.rendering import Renderer
     from newsletter.store.subscribers import ensure_lists
@@ -478,7 +479,8 @@ def prepare_issue(
             issue, ref.subject, issue.preheader, ref.html, ref.text, archive_url=""
         )
         return ref, rendered, None
-    rendered = Renderer(settings).render(issue)
+    # the resized copies must be online before the first recipient opens the email
+    rendered = Renderer(settings).render(issue, derive_images(issue, settings))
     with engine.begin() as conn:
         list_id = ensure_lists(conn, settings)[slug]
     ref, created = ledger.start_issue(

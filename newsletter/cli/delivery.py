@@ -17,6 +17,7 @@ from newsletter.cli import AppContext, main, pass_app
 from newsletter.config import Settings
 from newsletter.delivery import SendReport, run_send
 from newsletter.errors import NewsletterError
+from newsletter.images import derive_images, plan_images
 from newsletter.message import MessageTemplate, Personalization, envelope_sender, sender_domain
 from newsletter.model import IssueStatus, RenderedIssue
 from newsletter.sink import Sink, count_messages
@@ -178,7 +179,8 @@ def _dry_run(settings: Settings, engine: Engine, path: Path, list_slug: str | No
     issue = load_issue(path, settings)
     slug = list_slug or issue.list or settings.publication.default_list
     mailing_list = settings.mailing_list(slug)
-    rendered = Renderer(settings).render(issue)
+    # a dry run writes nothing, image copies included: the links are the same without them
+    rendered = Renderer(settings).render(issue, plan_images(issue, settings))
     ledger = SqlLedger(engine)
     with engine.connect() as conn:
         list_id = list_ids(conn).get(slug)
@@ -225,7 +227,7 @@ def _send_test(settings: Settings, path: Path, to: str, list_slug: str | None) -
     address = normalize_email(to)
     issue = load_issue(path, settings)
     slug = list_slug or issue.list or settings.publication.default_list
-    rendered = Renderer(settings).render(issue)
+    rendered = Renderer(settings).render(issue, derive_images(issue, settings))
     template = MessageTemplate(
         rendered, settings, settings.mailing_list(slug), subject_prefix="[TEST] "
     )

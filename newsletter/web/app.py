@@ -7,6 +7,7 @@ tests drive it through ``TestClient``. Everything it needs comes in as arguments
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from sqlalchemy import Engine
 from starlette.applications import Starlette
@@ -17,6 +18,7 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from newsletter.config import Settings
+from newsletter.images import DERIVED_URL_PATH
 from newsletter.store.database import make_engine
 from newsletter.web import archive, subscribe, unsubscribe
 from newsletter.web.context import Mailer, SmtpMailer, WebContext, page_environment
@@ -28,6 +30,15 @@ __all__ = ["Mailer", "SmtpMailer", "create_app"]
 # one address behind a NAT may serve a whole office, so the IP limit is looser.
 PER_ADDRESS_LIMIT = (3, 3600.0)
 PER_IP_LIMIT = (20, 600.0)
+
+
+class ImmutableFiles(StaticFiles):
+    """Static files that never change under their name: cached for a year, never revalidated."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        return response
 
 
 def create_app(
@@ -54,6 +65,15 @@ def create_app(
     routes.extend(archive.routes(settings, engine))
     # --- end archive
 
+    # the resized copies first: their names carry a digest of what they were made from, so
+    # a cache may keep them for good
+    routes.append(
+        Mount(
+            "/" + DERIVED_URL_PATH,
+            app=ImmutableFiles(directory=settings.derived_images_dir, check_dir=False),
+            name="derived_images",
+        )
+    )
     routes.append(
         Mount(
             "/images",
