@@ -6,6 +6,7 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import lxml.html
 import pytest
 from sqlalchemy import Engine, insert, select
 from starlette.applications import Starlette
@@ -187,3 +188,33 @@ def test_the_public_app_serves_the_archive(settings: Settings, engine: Engine, w
     assert page.status_code == 200
     assert "<h1>First issue</h1>" in page.text
     assert client.get("/archive/feed.xml").status_code == 200
+
+
+def test_issue_page_has_no_inbox_only_parts(
+    client: TestClient, engine: Engine, weekly: int, settings: Settings
+) -> None:
+    """The real template's "view in your browser" bar and unsubscribe line are taken out whole:
+    no link to the page itself, no separator left where the unsubscribe link was."""
+    from newsletter.issues import load_issue
+    from newsletter.rendering import Renderer
+
+    issue = load_issue(settings.issues_dir / "2026-11-20-flood-barrier-vote.md", settings)
+    html = Renderer(settings).render(issue).html
+    assert "View this issue in your browser" in html  # the email has them
+    add_issue(engine, weekly, "flood-barrier-vote", issue.title, 0, html=html)
+    page = client.get("/archive/weekly/flood-barrier-vote")
+    assert page.status_code == 200
+    doc = lxml.html.fromstring(page.text)
+    text = " ".join(doc.body.text_content().split())
+    assert "View this issue in your browser" not in text
+    assert "View in your browser" not in text
+    assert "Unsubscribe" not in text
+    assert "because you subscribed" not in text
+    assert not doc.find_class("email-only")
+    footer = " ".join(doc.find_class("footer")[-1].text_content().split())
+    assert footer == "1 Test Street, Testville"  # the address alone: no stray "·"
+    assert UNSUBSCRIBE_URL_PLACEHOLDER not in page.text
+    assert page.text.lower().startswith("<!doctype html>")
+    # everything else of the email is there
+    assert "Council backs the flood barrier" in text
+    assert "Become a supporter" in text

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import lxml.html
 from markupsafe import escape
 from sqlalchemy import Engine, RowMapping, select
 from starlette.concurrency import run_in_threadpool
@@ -30,6 +31,8 @@ ATOM_NS = "http://www.w3.org/2005/Atom"
 # surrogates, U+FFFE/U+FFFF); legal in an issue file, and one would break the whole feed.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 FEED_ENTRIES = 20
+# the class the email template gives what only makes sense in an inbox
+_EMAIL_ONLY = "email-only"
 # Every send state means subscribers already hold the email and its "view in browser" link.
 ARCHIVED_STATES = tuple(state.value for state in schema.SendStatus)
 # A page must never be framed by another site or run script; the email needs inline styles
@@ -58,13 +61,31 @@ class ArchivedIssue:
         return f"/archive/{self.list_slug}/{self.slug}"
 
 
+def strip_email_only(html: str) -> str:
+    """``html`` without the elements the template marks ``email-only``.
+
+    The "view in your browser" bar and the unsubscribe line make sense only in an inbox; taken
+    out whole, they leave no separator or empty bar behind. HTML stored before the marks
+    existed has none and passes through unchanged.
+    """
+    if _EMAIL_ONLY not in html:
+        return html
+    doc = lxml.html.document_fromstring(html)
+    for element in doc.find_class(_EMAIL_ONLY):
+        element.drop_tree()
+    doctype = "<!doctype html>\n" if html.lstrip()[:9].lower() == "<!doctype" else ""
+    return doctype + str(lxml.html.tostring(doc, encoding="unicode"))
+
+
 def public_html(html: str, *, subscribe_url: str) -> str:
     """The stored email HTML with every per-recipient piece removed.
 
-    A link whose target is a placeholder (the unsubscribe link) is dropped with its text; a
-    placeholder anywhere else becomes the public subscribe page, which is what a reader of the
-    archive who is not (yet) a subscriber can use.
+    The parts marked email-only go first (:func:`strip_email_only`). A link whose target is
+    a placeholder is dropped with its text; a placeholder anywhere else becomes the public
+    subscribe page, which is what a reader of the archive who is not (yet) a subscriber can
+    use.
     """
+    html = strip_email_only(html)
     for placeholder in PLACEHOLDERS:
         link = re.compile(
             r"<a\b[^>]*\bhref\s*=\s*([\"'])" + re.escape(placeholder) + r"\1[^>]*>.*?</a\s*>",
