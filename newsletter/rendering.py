@@ -9,7 +9,6 @@ premailer may not fetch stylesheets.
 
 from __future__ import annotations
 
-import gettext
 import logging
 import math
 import re
@@ -21,8 +20,10 @@ import jinja2
 import premailer
 from mjml import mjml2html
 
+from newsletter import i18n
 from newsletter.config import Settings
 from newsletter.errors import RenderError
+from newsletter.i18n import translations
 from newsletter.images import ImageSet, original_url
 from newsletter.layout import SLOTS, WIDTHS, Widths, displayed_images, spotlight_layout
 from newsletter.model import (
@@ -39,7 +40,7 @@ from newsletter.model import (
     Spotlight,
 )
 from newsletter.palette import palette
-from newsletter.plaintext import join_names, tidy, underline, wrap
+from newsletter.plaintext import tidy, underline, wrap
 
 __all__ = [
     "WIDTHS",
@@ -165,7 +166,8 @@ class Renderer:
             lstrip_blocks=True,
             extensions=["jinja2.ext.i18n"],
         )
-        self.translations = gettext.NullTranslations()
+        lang = settings.publication.lang
+        self.translations = translations(lang)
         self.env.install_gettext_translations(  # type: ignore[attr-defined]
             self.translations, newstyle=True
         )
@@ -174,8 +176,8 @@ class Renderer:
             colors=self.palette.light, dark=self.palette.dark, slots=SLOTS, widths=WIDTHS
         )
         self.env.filters.update(
-            longdate=long_date,
-            join_names=join_names,
+            longdate=lambda value: i18n.long_date(value, lang),
+            join_names=lambda items: i18n.names(items, lang),
             wrap=wrap,
             underline=underline,
         )

@@ -233,7 +233,8 @@ def test_text_lines_fit_78_columns_and_urls_stay_whole(rendered: RenderedIssue) 
 
 def test_text_reads_like_the_issue(rendered: RenderedIssue, sample: Issue) -> None:
     text = rendered.text
-    assert text.startswith("The Test Weekly\nFriday 20 November 2026\n")
+    # the date as the locale writes it (Babel; the test publication is in "en")
+    assert text.startswith("The Test Weekly\nFriday, November 20, 2026\n")
     assert "THIS WEEK\n\n* Council backs the Weir Meadow flood barrier" in text
     assert "Council backs the flood barrier\n-------------------------------\n" in text
     assert "MORE ON THE RIVER\n\n* Weir Meadow flooded three times" in text

@@ -227,7 +227,7 @@ def test_byline_has_the_date_and_reading_time(settings: Settings) -> None:
     rendered = Renderer(settings).render(issue)
     doc = lxml.html.fromstring(rendered.html)
     byline = " ".join(doc.find_class("byline")[0].text_content().split())
-    assert byline == "By Ana Brook and Tomasz Vale · Friday 20 November 2026 · 4 min read"
+    assert byline == "By Ana Brook and Tomasz Vale · Friday, November 20, 2026 · 4 min read"
     assert doc.xpath("//p[@class='byline']/time/@datetime") == ["2026-11-20"]
     assert "By Ana Brook and Tomasz Vale\n4 min read\n" in rendered.text
 

@@ -216,7 +216,9 @@ class Archive:
 
 
 def _templates(settings: Settings) -> Jinja2Templates:
-    return Jinja2Templates(directory=str(settings.templates_dir))
+    from newsletter.web.context import page_environment
+
+    return Jinja2Templates(env=page_environment(settings))
 
 
 def _with_nav(html: str, issue: ArchivedIssue, settings: Settings) -> str:

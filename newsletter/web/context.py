@@ -15,6 +15,7 @@ from starlette.responses import HTMLResponse
 from starlette.types import Message
 
 from newsletter.config import Settings
+from newsletter.i18n import names, translations
 from newsletter.store.subscribers import ensure_lists
 from newsletter.transport import send_single
 from newsletter.web.ratelimit import RateLimiter
@@ -82,7 +83,11 @@ def page_environment(settings: Settings) -> Environment:
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        extensions=["jinja2.ext.i18n"],
     )
+    lang = settings.publication.lang
+    env.install_gettext_translations(translations(lang), newstyle=True)  # type: ignore[attr-defined]
+    env.filters["join_names"] = lambda items: names(items, lang)
     env.globals.update(publication=settings.publication, brand=settings.brand)
     return env
 
