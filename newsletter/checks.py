@@ -14,6 +14,7 @@ from pathlib import Path
 from newsletter.config import Settings
 from newsletter.diagnostics import Problem, Severity
 from newsletter.errors import IssueError, NewsletterError
+from newsletter.i18n import language_problems
 from newsletter.images import plan_images, read_original
 from newsletter.issues import parse_issue, read_issue_text
 from newsletter.layout import displayed_images
@@ -41,6 +42,11 @@ def check_issue(
         return [Problem(path, exc.line or 1, Severity.ERROR, exc.message)]
     result = parse_issue(text, path=path, settings=settings)
     problems = list(result.problems)
+    # the fixed text's language is the publication's, but an editor checks issues: say it here
+    problems += [
+        Problem(path, 1, Severity.WARNING, message)
+        for message in language_problems(settings.publication.lang)
+    ]
     if result.issue is not None:
         problems.extend(_check_images(result.issue, settings))
     if result.issue is not None and not any(p.is_error for p in problems):

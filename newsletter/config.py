@@ -70,6 +70,16 @@ class Brand:
 
 
 @dataclass(frozen=True)
+class Labels:
+    """The small headings above blocks; each one unset is the translation of the default."""
+
+    this_week: str | None = None  # above the headlines ("This week")
+    related: str | None = None  # a related block without a heading ("Related stories")
+    spotlight: str | None = None  # a spotlight without label= ("Spotlight")
+    more_from_us: str | None = None  # a newsletters block without a heading ("More from us")
+
+
+@dataclass(frozen=True)
 class MailingList:
     """One newsletter the publication runs; subscribers can be on several."""
 
@@ -136,6 +146,7 @@ class Settings:
 
     publication: Publication
     brand: Brand = field(default_factory=Brand)
+    labels: Labels = field(default_factory=Labels)
     lists: Mapping[str, MailingList] = field(default_factory=dict)
     smtp: Smtp = field(default_factory=Smtp)
     delivery: Delivery = field(default_factory=Delivery)
@@ -173,6 +184,7 @@ class Settings:
 _SECTIONS: dict[str, type[Any]] = {
     "publication": Publication,
     "brand": Brand,
+    "labels": Labels,
     "smtp": Smtp,
     "delivery": Delivery,
     "dkim": Dkim,

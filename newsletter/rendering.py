@@ -190,13 +190,14 @@ class Renderer:
             raise RenderError(f"template {directory}: {_describe(exc)}") from None
 
     def labels(self) -> dict[str, str]:
-        """The small headings above blocks, in the publication's language."""
+        """The small headings above blocks: ``[labels]``, else in the publication's language."""
         _ = self.translations.gettext
+        chosen = self.settings.labels
         return {
-            "this_week": _("This week"),
-            "related": _("Related stories"),
-            "spotlight": _("Spotlight"),
-            "more_from_us": _("More from us"),
+            "this_week": chosen.this_week or _("This week"),
+            "related": chosen.related or _("Related stories"),
+            "spotlight": chosen.spotlight or _("Spotlight"),
+            "more_from_us": chosen.more_from_us or _("More from us"),
         }
 
     def context(self, issue: Issue, images: ImageSet | None = None) -> dict[str, Any]:
