@@ -18,7 +18,7 @@ from newsletter.i18n import language_problems
 from newsletter.images import plan_images, read_original
 from newsletter.issues import parse_issue, read_issue_text
 from newsletter.layout import displayed_images
-from newsletter.model import UNSUBSCRIBE_URL_PLACEHOLDER, Issue
+from newsletter.model import JOIN_URL_PLACEHOLDER, UNSUBSCRIBE_URL_PLACEHOLDER, Issue
 from newsletter.rendering import Renderer
 
 __all__ = ["Problem", "Severity", "check_issue", "email_size", "image_width"]
@@ -55,7 +55,8 @@ def check_issue(
 
 
 def email_size(html: str) -> int:
-    """Bytes of the HTML part as a recipient gets it (placeholder filled with a typical link)."""
+    """Bytes of the HTML part as a recipient gets it (placeholders filled with typical links)."""
+    html = JOIN_URL_PLACEHOLDER.sub(_SAMPLE_UNSUBSCRIBE_URL, html)
     return len(html.replace(UNSUBSCRIBE_URL_PLACEHOLDER, _SAMPLE_UNSUBSCRIBE_URL).encode())
 
 

@@ -27,6 +27,7 @@ from newsletter.diagnostics import Problem, Severity
 from newsletter.errors import IssueError
 from newsletter.markup import InlineReader, join, markdown_parser, one_line, plain, typography
 from newsletter.model import (
+    JOIN_URL_PLACEHOLDER,
     PLACEHOLDERS,
     Block,
     BulletList,
@@ -205,10 +206,11 @@ class _IssueParser:
             self.warn(line, "invisible control characters were removed (pasted from a PDF?)")
         front, body = self.split()
         meta = self.front_matter(front)
-        for placeholder in PLACEHOLDERS:
-            if placeholder in self.text:
-                line = self.text[: self.text.index(placeholder)].count("\n") + 1
-                self.warn(line, f"{placeholder} is filled in per recipient; do not type it")
+        typed = [(self.text.index(p), p) for p in PLACEHOLDERS if p in self.text]
+        typed += [(m.start(), m.group()) for m in JOIN_URL_PLACEHOLDER.finditer(self.text)]
+        for position, placeholder in sorted(typed):
+            line = self.text[:position].count("\n") + 1
+            self.warn(line, f"{placeholder} is filled in per recipient; do not type it")
         parts = self.body(body)
         if not any(isinstance(part, Section) for part in parts):
             self.error(self.body_offset + 1, "the issue has no body; add at least one ## section")

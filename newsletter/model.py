@@ -7,6 +7,7 @@ and plain-text renderers work from the same model without either scraping the ot
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -17,6 +18,19 @@ from typing import ClassVar
 # changes them, and so an editor is unlikely to type them (check warns if one does).
 UNSUBSCRIBE_URL_PLACEHOLDER = "%%UNSUBSCRIBE_URL%%"
 PLACEHOLDERS = (UNSUBSCRIBE_URL_PLACEHOLDER,)
+# "More from us": each list offered gets its own per-recipient join link
+JOIN_URL_PREFIX = "JOIN_URL_"
+JOIN_URL_PLACEHOLDER = re.compile(r"%%JOIN_URL_[A-Z0-9_]+%%")
+
+
+def join_placeholder_name(list_slug: str) -> str:
+    """The placeholder name of the join link for ``list_slug``: ``JOIN_URL_BUSINESS``."""
+    return JOIN_URL_PREFIX + re.sub(r"[^A-Z0-9]", "_", list_slug.upper())
+
+
+def join_url_placeholder(list_slug: str) -> str:
+    """The marker in the bodies where a recipient's link to join ``list_slug`` goes."""
+    return f"%%{join_placeholder_name(list_slug)}%%"
 
 
 class IssueStatus(enum.Enum):

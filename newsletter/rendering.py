@@ -21,7 +21,7 @@ import premailer
 from mjml import mjml2html
 
 from newsletter import i18n
-from newsletter.config import Settings
+from newsletter.config import MailingList, Settings
 from newsletter.errors import RenderError
 from newsletter.i18n import translations
 from newsletter.images import ImageSet, original_url
@@ -32,12 +32,15 @@ from newsletter.model import (
     BulletList,
     CallToAction,
     Issue,
+    OtherLists,
     Paragraph,
     Quote,
     RelatedStories,
     RenderedIssue,
     Section,
     Spotlight,
+    join_placeholder_name,
+    join_url_placeholder,
 )
 from newsletter.palette import palette
 from newsletter.plaintext import tidy, underline, wrap
@@ -123,6 +126,24 @@ def _block_words(block: Block) -> str:
     if isinstance(block, RelatedStories):
         return " ".join(f"{s.title} {s.teaser}" for s in block.stories)
     return ""
+
+
+def offered_lists(
+    block: OtherLists, settings: Settings, issue_list: str | None
+) -> list[MailingList]:
+    """The lists a "more from us" block offers: those it names, else all but the issue's own."""
+    own = issue_list or settings.publication.default_list
+    slugs = block.lists or tuple(slug for slug in settings.lists if slug != own)
+    return [settings.lists[slug] for slug in slugs if slug in settings.lists and slug != own]
+
+
+def join_placeholders(issue: Issue, settings: Settings) -> dict[str, str]:
+    """Placeholder name -> list slug of every join link the issue's bodies carry."""
+    block = issue.other_lists
+    if block is None:
+        return {}
+    offered = offered_lists(block, settings, issue.list)
+    return {join_placeholder_name(ml.slug): ml.slug for ml in offered}
 
 
 def rows(blocks: Sequence[Block]) -> list[dict[str, Any]]:
@@ -230,6 +251,19 @@ class Renderer:
                 )
             elif isinstance(part, CallToAction):
                 parts.append({"kind": "cta", "item": part})
+            elif isinstance(part, OtherLists):
+                offered = offered_lists(part, settings, issue.list)
+                if offered:
+                    parts.append(
+                        {
+                            "kind": "lists",
+                            "heading": part.heading or labels["more_from_us"],
+                            "intro": part.intro,
+                            "lists": [
+                                {"list": ml, "url": join_url_placeholder(ml.slug)} for ml in offered
+                            ],
+                        }
+                    )
         return {
             "issue": issue,
             "publication": settings.publication,

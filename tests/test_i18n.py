@@ -103,6 +103,9 @@ status: ready
 Тридцять чотири зими Іво перевозив людей через річку.
 ::::
 
+::: newsletters
+:::
+
 ::: cta Місцеві новини в місцевих руках
 У нас чотири репортери й жодного платного доступу.
 
@@ -190,6 +193,8 @@ def test_a_ukrainian_issue_has_no_english_fixed_text(uk_settings: Settings) -> N
     assert "1 хв читання" in text
     assert "Читайте також" in text  # the related block without a heading
     assert "Відписатися" in text
+    assert "Інші наші розсилки" in text  # "more from us", with the list's own name
+    assert "Надсилати мені «Діловий огляд»" in text
     assert "ЦЬОГО ТИЖНЯ" in rendered.text
 
 

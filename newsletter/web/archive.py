@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import lxml.html
 from markupsafe import escape
@@ -23,7 +25,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.templating import Jinja2Templates
 
 from newsletter.config import Settings
-from newsletter.model import PLACEHOLDERS
+from newsletter.model import JOIN_URL_PLACEHOLDER, PLACEHOLDERS, join_url_placeholder
 from newsletter.store import schema
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -77,7 +79,9 @@ def strip_email_only(html: str) -> str:
     return doctype + str(lxml.html.tostring(doc, encoding="unicode"))
 
 
-def public_html(html: str, *, subscribe_url: str) -> str:
+def public_html(
+    html: str, *, subscribe_url: str, join_urls: Mapping[str, str] | None = None
+) -> str:
     """The stored email HTML with every per-recipient piece removed.
 
     The parts marked email-only go first (:func:`strip_email_only`). A link whose target is
@@ -86,6 +90,11 @@ def public_html(html: str, *, subscribe_url: str) -> str:
     use.
     """
     html = strip_email_only(html)
+    # a recipient's join link becomes the subscribe page with that list ticked; one for a list
+    # no longer configured becomes the plain subscribe page
+    for placeholder, url in (join_urls or {}).items():
+        html = html.replace(placeholder, url)
+    html = JOIN_URL_PLACEHOLDER.sub(subscribe_url, html)
     for placeholder in PLACEHOLDERS:
         link = re.compile(
             r"<a\b[^>]*\bhref\s*=\s*([\"'])" + re.escape(placeholder) + r"\1[^>]*>.*?</a\s*>",
@@ -140,12 +149,24 @@ class Archive:
             subject=row["subject"],
             issue_date=_utc(row["issue_date"]),
             sent_at=_utc(row["finished_at"] or row["created_at"]),
-            html=public_html(row["html"], subscribe_url=self.subscribe_url) if with_html else "",
+            html=(
+                public_html(row["html"], subscribe_url=self.subscribe_url, join_urls=self.join_urls)
+                if with_html
+                else ""
+            ),
         )
 
     @property
     def subscribe_url(self) -> str:
         return self.settings.publication.base_url.rstrip("/") + "/subscribe"
+
+    @property
+    def join_urls(self) -> dict[str, str]:
+        """Each list's join placeholder -> the subscribe page with that list ticked."""
+        return {
+            join_url_placeholder(slug): f"{self.subscribe_url}?{urlencode({'list': slug})}"
+            for slug in self.settings.lists
+        }
 
     def absolute(self, path: str) -> str:
         return self.settings.publication.base_url.rstrip("/") + path

@@ -40,7 +40,12 @@ from newsletter.errors import NewsletterError
 from newsletter.images import DERIVED_URL_PATH, derive_images
 from newsletter.issues import load_issue
 from newsletter.message import build_email_message, sender_domain
-from newsletter.model import UNSUBSCRIBE_URL_PLACEHOLDER, Issue, RenderedIssue
+from newsletter.model import (
+    JOIN_URL_PLACEHOLDER,
+    UNSUBSCRIBE_URL_PLACEHOLDER,
+    Issue,
+    RenderedIssue,
+)
 from newsletter.rendering import Renderer
 from newsletter.tokens import unsubscribe_mailto, unsubscribe_url
 from newsletter.transport import send_single
@@ -134,6 +139,8 @@ def display_html(html: str, settings: Settings) -> str:
     """
     base = settings.publication.base_url.rstrip("/")
     html = html.replace(f"{base}/images/", "/images/")
+    # a join link looks as it will, and leads nowhere: the stand-in token is no token
+    html = JOIN_URL_PLACEHOLDER.sub(f"{base}/join/{PREVIEW_TOKEN}", html)
     return html.replace(
         UNSUBSCRIBE_URL_PLACEHOLDER, unsubscribe_url(settings.publication.base_url, PREVIEW_TOKEN)
     )
