@@ -1,4 +1,4 @@
-"""Opaque, signed tokens for links in email: unsubscribe, preferences and confirmation.
+"""Opaque, signed tokens for links in email: unsubscribe, preferences, confirmation, joining.
 
 A token is ``base64url(purpose | subscriber uid | list id | issued-at | mac)``: the uid is a
 random value stored per subscriber, never the address or the row id, and the MAC is an
@@ -29,6 +29,8 @@ _LAYOUT = struct.Struct(">B16sI5s")
 class TokenPurpose(enum.Enum):
     UNSUBSCRIBE = 1
     CONFIRM = 2
+    # "more from us": join the list the token names, signed into one recipient's copy
+    JOIN = 3
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,11 @@ def unsubscribe_url(base_url: str, token: str) -> str:
 
 def confirm_url(base_url: str, token: str) -> str:
     return f"{base_url.rstrip('/')}/confirm/{token}"
+
+
+def join_url(base_url: str, token: str) -> str:
+    """The page with one button that adds the token's list to the token's subscriber."""
+    return f"{base_url.rstrip('/')}/join/{token}"
 
 
 def unsubscribe_mailto(sender_domain: str, token: str) -> str:

@@ -20,7 +20,7 @@ from starlette.staticfiles import StaticFiles
 from newsletter.config import Settings
 from newsletter.images import DERIVED_URL_PATH
 from newsletter.store.database import make_engine
-from newsletter.web import archive, subscribe, unsubscribe
+from newsletter.web import archive, join, subscribe, unsubscribe
 from newsletter.web.context import Mailer, SmtpMailer, WebContext, page_environment
 from newsletter.web.ratelimit import Clock, RateLimiter
 
@@ -59,7 +59,11 @@ def create_app(
         per_address=RateLimiter(*PER_ADDRESS_LIMIT, clock=now),
         per_ip=RateLimiter(*PER_IP_LIMIT, clock=now),
     )
-    routes: list[BaseRoute] = [*subscribe.routes(ctx), *unsubscribe.routes(ctx)]
+    routes: list[BaseRoute] = [
+        *subscribe.routes(ctx),
+        *unsubscribe.routes(ctx),
+        *join.routes(ctx),
+    ]
 
     # --- archive
     routes.extend(archive.routes(settings, engine))
