@@ -311,3 +311,44 @@ def test_sample_issue_uses_every_block(settings: Settings) -> None:
     assert any("(#" in h.html or 'href="#' in h.html for h in issue.headlines)
     assert any(b.kind == "quote" for s in issue.sections for b in s.blocks)
     assert re.search(r"href=\"#gauges\"", issue.headlines[1].html)
+
+
+def test_more_from_us_offers_the_other_lists(settings: Settings) -> None:
+    from newsletter.model import join_url_placeholder
+    from newsletter.web.archive import public_html
+
+    body = "## The vote\n\nText.\n\n::: newsletters\nAll free.\n:::\n"
+    issue = load_issue(write(settings, body), settings)  # goes to the default list, weekly
+    rendered = Renderer(settings).render(issue)
+    doc = lxml.html.fromstring(rendered.html)
+    names = [p.text_content() for p in doc.find_class("offer-name")]
+    assert names == ["Business Brief"]  # every list but the issue's own
+    (link,) = doc.find_class("join-link")
+    assert link.get("href") == join_url_placeholder("business") == "%%JOIN_URL_BUSINESS%%"
+    assert link.text_content() == "Add Business Brief to my inbox"
+    assert "More from us" in doc.body.text_content()
+    assert "* Business Brief\n  Add it to my inbox: %%JOIN_URL_BUSINESS%%" in rendered.text
+    # in the archive the link is the subscribe page with that list ticked, for anyone
+    public = public_html(
+        rendered.html,
+        subscribe_url="https://news.test.example/subscribe",
+        join_urls={"%%JOIN_URL_BUSINESS%%": "https://news.test.example/subscribe?list=business"},
+    )
+    assert 'href="https://news.test.example/subscribe?list=business"' in public
+    assert "%%" not in public
+
+
+def test_more_from_us_names_its_lists_or_warns_when_there_are_none(settings: Settings) -> None:
+    body = '## The vote\n\nText.\n\n::: newsletters Our other letters lists="business"\n:::\n'
+    issue = load_issue(write(settings, body), settings)
+    doc = lxml.html.fromstring(Renderer(settings).render(issue).html)
+    assert "Our other letters" in doc.body.text_content()
+    bad = '## The vote\n\nText.\n\n::: newsletters lists="busines"\n:::\n'
+    errors = [p for p in check_issue(write(settings, bad), settings) if p.is_error]
+    assert "no list named 'busines'" in errors[0].message
+    assert "did you mean 'business'" in errors[0].message
+    alone = dataclasses.replace(settings, lists={"weekly": settings.lists["weekly"]})
+    warnings = check_issue(write(alone, "## The vote\n\nText.\n\n::: newsletters\n:::\n"), alone)
+    assert any("has only one [lists.*]" in p.message for p in warnings)
+    issue = load_issue(write(alone, "## The vote\n\nText.\n\n::: newsletters\n:::\n"), alone)
+    assert "JOIN_URL" not in Renderer(alone).render(issue).html
