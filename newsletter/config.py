@@ -17,6 +17,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -122,11 +123,18 @@ class Delivery:
 
 @dataclass(frozen=True)
 class Dkim:
-    """Optional DKIM signing; all three keys or none."""
+    """Optional DKIM signing: key_path, selector and domain together, or none of them."""
 
+    # PEM RSA private key (PKCS#1 or PKCS#8), outside the repository
     key_path: Path | None = None
     selector: str | None = None
+    # d=: the From address's domain or a parent of it, so that DMARC aligns
     domain: str | None = None
+    # a second signature, ed25519-sha256 (RFC 8463), beside the RSA one: its own key and selector
+    ed25519_key_path: Path | None = None
+    ed25519_selector: str | None = None
+    # a relay that signs for other senders' domains: d= need not match the From address
+    allow_unaligned: bool = False
 
     @property
     def enabled(self) -> bool:
@@ -280,9 +288,7 @@ def load_settings(
         raise ConfigError(
             "publication.timezone", f"unknown time zone {publication.timezone!r}", source=src
         ) from None
-    dkim: Dkim = sections["dkim"]
-    if dkim.enabled and not (dkim.selector and dkim.domain):
-        raise ConfigError("dkim", "key_path, selector and domain go together", source=src)
+    _check_dkim(sections["dkim"], publication, src)
 
     return Settings(
         **sections,
@@ -293,6 +299,70 @@ def load_settings(
         root=root,
         source=config_path,
     )
+
+
+_DNS_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_DNS_NAME = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
+
+
+def _check_dkim(dkim: Dkim, publication: Publication, src: str) -> None:
+    if not dkim.enabled:
+        if dkim.ed25519_key_path is not None:
+            raise ConfigError(
+                "dkim.ed25519_key_path",
+                "the Ed25519 signature goes beside an RSA one: set key_path, selector and "
+                "domain too (receivers that know no Ed25519 need the RSA signature)",
+                source=src,
+            )
+        return
+    if not (dkim.selector and dkim.domain):
+        raise ConfigError("dkim", "key_path, selector and domain go together", source=src)
+    if (dkim.ed25519_key_path is None) != (dkim.ed25519_selector is None):
+        raise ConfigError(
+            "dkim.ed25519_selector", "ed25519_key_path and ed25519_selector go together", source=src
+        )
+    for key in ("selector", "ed25519_selector"):
+        selector = getattr(dkim, key)
+        if selector is not None and not _DNS_NAME.fullmatch(selector):
+            raise ConfigError(
+                f"dkim.{key}", f"{selector!r} is not a DNS name (letters, digits, -)", source=src
+            )
+    if dkim.ed25519_selector is not None and dkim.ed25519_selector.lower() == dkim.selector.lower():
+        raise ConfigError(
+            "dkim.ed25519_selector",
+            "must differ from dkim.selector: each key is published under its own selector",
+            source=src,
+        )
+    try:
+        domain = _idna(dkim.domain)
+    except UnicodeError:
+        domain = ""
+    if not _DNS_NAME.fullmatch(domain):
+        raise ConfigError("dkim.domain", f"{dkim.domain!r} is not a domain name", source=src)
+    if "." not in domain:
+        raise ConfigError(
+            "dkim.domain", f"{dkim.domain!r} is a top-level domain; sign as your own", source=src
+        )
+    if dkim.allow_unaligned:
+        return
+    try:
+        from_domain = _idna(parseaddr(publication.sender)[1].rpartition("@")[2])
+    except UnicodeError:
+        from_domain = ""
+    if from_domain != domain and not from_domain.endswith("." + domain):
+        raise ConfigError(
+            "dkim.domain",
+            f"{dkim.domain} is neither the From address's domain ({from_domain or 'none'}, "
+            "publication.sender) nor a parent of it, so DMARC would not align the signature; "
+            "sign as that domain, or set dkim.allow_unaligned = true for a relay that signs "
+            "for other domains",
+            source=src,
+        )
+
+
+def _idna(domain: str) -> str:
+    domain = domain.strip().rstrip(".").lower()
+    return domain if domain.isascii() else domain.encode("idna").decode("ascii")
 
 
 def _build(
