@@ -1,7 +1,7 @@
 """Weekly automated sends: ``python scheduler.py [--once] [--send-stale] [--config PATH]``.
 
 A thin entry point: it loads the settings once, wires the real database and SMTP transport
-and hands over to :mod:`newsletter.scheduled`. Without ``--once`` it runs APScheduler until
+and hands over to :mod:`newsletter.autosend`. Without ``--once`` it runs APScheduler until
 SIGTERM or SIGINT, then lets a running send finish its current work and exits 0.
 See docs/scheduler.md.
 """
@@ -20,11 +20,12 @@ from types import FrameType
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
+from newsletter.autosend import build_scheduler, run_due
 from newsletter.config import Settings, load_settings
-from newsletter.errors import NewsletterError, StoreError
-from newsletter.scheduled import KeyValueFormatter, build_scheduler, log_event, run_due
-from newsletter.scheduling import list_schedules
-from newsletter.store.database import make_engine, schema_is_current
+from newsletter.errors import NewsletterError
+from newsletter.logfmt import KeyValueFormatter, log_event
+from newsletter.slots import list_schedules
+from newsletter.store.database import open_current
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,12 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args.config)
         list_schedules(settings)  # a malformed schedule stops us here, before any work
-        engine = make_engine(settings.database_url)
+        engine = open_current(settings.database_url)
         try:
-            if not schema_is_current(engine):
-                raise StoreError(
-                    "the database is not initialised or not migrated; run 'newsletter init'"
-                )
             if args.once:
                 now = args.now or datetime.now(UTC)
                 outcome = run_due(settings, engine, now=now, send_stale=args.send_stale)

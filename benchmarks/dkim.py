@@ -69,7 +69,8 @@ def load(root: Path) -> Settings:
 
 
 def people(settings: Settings, n: int) -> list[Personalization]:
-    from newsletter.tokens import TokenPurpose, make_token, unsubscribe_mailto, unsubscribe_url
+    from newsletter.tokens import TokenPurpose, make_token
+    from newsletter.urls import unsubscribe_mailto, unsubscribe_url
 
     out = []
     for i in range(n):

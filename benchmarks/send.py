@@ -65,7 +65,8 @@ def rendered_issue(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 def bench_build(settings: Settings, n: int = 3000) -> dict[str, float]:
-    from newsletter.tokens import TokenPurpose, make_token, unsubscribe_mailto, unsubscribe_url
+    from newsletter.tokens import TokenPurpose, make_token
+    from newsletter.urls import unsubscribe_mailto, unsubscribe_url
 
     rendered = rendered_issue(settings)
     mailing_list = settings.mailing_list(None)
@@ -194,7 +195,7 @@ import json, resource, sys, time
 sys.path.insert(0, {str(REPO)!r})
 from benchmarks.send import settings_for, ISSUE
 from pathlib import Path
-from newsletter.delivery import run_send
+from newsletter.sending import run_send
 from newsletter.store.database import make_engine
 settings = settings_for(Path({str(root)!r}), {database_url!r}, {smtp_url!r}, {connections})
 engine = make_engine({database_url!r})

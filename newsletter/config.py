@@ -26,6 +26,8 @@ from newsletter.errors import ConfigError
 
 ENV_PREFIX = "NEWSLETTER_"
 DEFAULT_CONFIG = "newsletter.toml"
+# shorter signing keys are refused (32 random characters recommended)
+MIN_SECRET_LENGTH = 16
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,9 @@ class Settings:
     maildir: Path = Path("var/maildir")
     # secrets: environment only, never printed (repr=False)
     secret_key: bytes = field(default=b"", repr=False)
+    # earlier signing keys (NEWSLETTER_SECRET_KEY_OLD): their links still verify, nothing new
+    # is signed with them
+    secret_key_old: tuple[bytes, ...] = field(default=(), repr=False)
     smtp_password: str | None = field(default=None, repr=False)
     root: Path = Path(".")
     source: Path | None = None
@@ -184,6 +189,11 @@ class Settings:
             raise ConfigError(
                 "lists", f"no list named {slug!r} (known: {known})", source=self._src()
             ) from None
+
+    @property
+    def token_keys(self) -> tuple[bytes, ...]:
+        """The keys a signed link is checked against: the current one, then the earlier ones."""
+        return (self.secret_key, *self.secret_key_old)
 
     def _src(self) -> str | None:
         return str(self.source) if self.source else None
@@ -295,6 +305,7 @@ def load_settings(
         **top,
         lists=lists,
         secret_key=_secret_key(env, root),
+        secret_key_old=_old_secret_keys(env),
         smtp_password=env.get(ENV_PREFIX + "SMTP_PASSWORD") or None,
         root=root,
         source=config_path,
@@ -479,7 +490,7 @@ def _secret_key(env: Mapping[str, str], root: Path) -> bytes:
     """
     value = env.get(ENV_PREFIX + "SECRET_KEY")
     if value:
-        if len(value) < 16:
+        if len(value) < MIN_SECRET_LENGTH:
             raise ConfigError(
                 "NEWSLETTER_SECRET_KEY", "too short; use at least 32 random characters"
             )
@@ -493,6 +504,24 @@ def _secret_key(env: Mapping[str, str], root: Path) -> bytes:
     with os.fdopen(fd, "wb") as fh:
         fh.write(key)
     return key
+
+
+def _old_secret_keys(env: Mapping[str, str]) -> tuple[bytes, ...]:
+    """``NEWSLETTER_SECRET_KEY_OLD``: earlier signing keys, comma-separated, newest first.
+
+    Each follows the rule for the current key; an error names the key's position, never the
+    key itself.
+    """
+    value = env.get(ENV_PREFIX + "SECRET_KEY_OLD", "")
+    keys = [key.strip() for key in value.split(",") if key.strip()]
+    for number, key in enumerate(keys, start=1):
+        if len(key) < MIN_SECRET_LENGTH:
+            raise ConfigError(
+                "NEWSLETTER_SECRET_KEY_OLD",
+                f"key {number} of {len(keys)} is too short; old keys are the full keys used "
+                "before, at least 16 characters each, separated by commas",
+            )
+    return tuple(key.encode() for key in keys)
 
 
 def _did_you_mean(key: str, choices: typing.Iterable[str]) -> str:

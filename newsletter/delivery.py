@@ -1,53 +1,45 @@
 """The delivery engine: an issue to every recipient in the ledger, fast, resumable, once.
 
 The engine owns the two interfaces it needs, :class:`LedgerStore` and :class:`Transport`; the
-entry points (:func:`run_send`, ``newsletter send``/``worker``) wire in the SQL ledger and the
-SMTP pool. Claimed rows flow through a bounded queue to one sender per connection; outcomes are
-written back in small group commits, so a recipient is marked sent only after the relay
-accepted the message and at most the messages in flight are repeated after a crash.
+send use-cases (:mod:`newsletter.sending`, ``newsletter send``/``worker``) wire in the SQL
+ledger and the SMTP pool, and hear about progress through a callback. Claimed rows flow
+through a bounded queue to one sender per connection; outcomes are written back in small group
+commits, so a recipient is marked sent only after the relay accepted the message and at most
+the messages in flight are repeated after a crash.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Protocol
 
-from sqlalchemy import Engine
-
+from newsletter.addresses import ascii_address, sender_domain
 from newsletter.config import Settings
 from newsletter.errors import (
+    ConfigError,
     DeliveryError,
     InvalidAddressError,
     NewsletterError,
     PermanentDeliveryError,
-    QuotaReachedError,
     StoreError,
     TemporaryDeliveryError,
     TransportUnavailableError,
 )
-from newsletter.message import (
-    MessageTemplate,
-    Personalization,
-    ascii_address,
-    envelope_sender,
-    sender_domain,
-    stable_message_id,
-)
-from newsletter.model import RenderedIssue
-from newsletter.progress import ProgressBar
+from newsletter.message import MessageTemplate, Personalization, envelope_sender, stable_message_id
 from newsletter.signing import DkimSigner
-from newsletter.store.ledger import Claimed, Failure, IssueRef, Outcome, SqlLedger, new_owner
-from newsletter.store.schema import DeliveryStatus, SendStatus
-from newsletter.tokens import TokenPurpose, make_token, unsubscribe_mailto, unsubscribe_url
-from newsletter.transport import SendResult, SmtpPool
+from newsletter.states import DeliveryStatus
+from newsletter.store.issues import IssueRef
+from newsletter.store.ledger import Claimed, Outcome, new_owner
+from newsletter.tokens import TokenPurpose, make_token
+from newsletter.transport import SendResult
+from newsletter.urls import unsubscribe_mailto, unsubscribe_url
 
 Clock = Callable[[], datetime]
+# (messages done, of which sent) after each outcome of a run
 ProgressCallback = Callable[[int, int], None]
 
 
@@ -87,53 +79,6 @@ class Transport(Protocol):
     ) -> SendResult: ...
 
     async def close(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class SendReport:
-    """How a send (or one run of a resumed send) ended."""
-
-    issue_slug: str
-    list_slug: str
-    counts: Mapping[DeliveryStatus, int]
-    # recipients whose delivery failed or bounced, with the relay's last reply
-    failures: tuple[tuple[str, str], ...] = ()
-    duration_seconds: float = 0.0
-    # delivered by this run (the counts are the whole issue's)
-    sent_now: int = 0
-    created: int | None = None
-    paused: str | None = None
-    # the pause is the relay's hourly quota (smtp.hourly_cap), not an outage
-    quota: bool = False
-    next_attempt_at: datetime | None = None
-
-    @property
-    def recipients(self) -> int:
-        return sum(self.counts.values())
-
-    @property
-    def sent(self) -> int:
-        return self.counts.get(DeliveryStatus.SENT, 0)
-
-    @property
-    def failed(self) -> int:
-        return self.counts.get(DeliveryStatus.FAILED, 0) + self.counts.get(
-            DeliveryStatus.BOUNCED, 0
-        )
-
-    @property
-    def pending(self) -> int:
-        return self.counts.get(DeliveryStatus.PENDING, 0) + self.counts.get(
-            DeliveryStatus.SENDING, 0
-        )
-
-    @property
-    def finished(self) -> bool:
-        return self.pending == 0 and self.paused is None
-
-    @property
-    def rate(self) -> float:
-        return self.sent_now / self.duration_seconds if self.duration_seconds > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -189,6 +134,9 @@ class DeliveryRun:
     paused: TransportUnavailableError | None = None
     # the ledger could not be written: stop, since nothing sent now could be recorded
     store_error: StoreError | None = None
+    # a setting is wrong (an unverifiable relay certificate, an unusable DKIM key): stop and
+    # say so; every row goes back untouched, since trying again would fail the same way
+    config_error: ConfigError | None = None
     # last time every row this engine holds had its lease extended
     renewed_at: datetime | None = None
     sent: int = 0
@@ -196,7 +144,9 @@ class DeliveryRun:
 
     @property
     def stopping(self) -> bool:
-        return self.paused is not None or self.store_error is not None
+        return (
+            self.paused is not None or self.store_error is not None or self.config_error is not None
+        )
 
 
 class DeliveryEngine:
@@ -222,7 +172,7 @@ class DeliveryEngine:
         self.owner = owner or new_owner()
         self.signer = signer
         self.rng = rng or random.Random()
-        self.domain = sender_domain(settings)
+        self.domain = sender_domain(settings.publication.sender)
 
     async def deliver(
         self,
@@ -231,7 +181,11 @@ class DeliveryEngine:
         *,
         on_progress: ProgressCallback | None = None,
     ) -> DeliveryRun:
-        """Send every row that is due now; stops early (``paused``) if the relay is gone."""
+        """Send every row that is due now; stops early (``paused``) if the relay is gone.
+
+        A wrong setting (:class:`ConfigError`: the relay's certificate does not verify, the
+        DKIM key cannot sign) stops the run too, gives every unsent row back and is raised.
+        """
         run = DeliveryRun()
         await asyncio.to_thread(self.ledger.reap, issue, now=self.clock())
         queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=2 * self.transport.connections)
@@ -272,6 +226,10 @@ class DeliveryEngine:
                         continue
                     try:
                         job = self._job(issue, template, row, claimed_at)
+                    except ConfigError as exc:
+                        run.config_error = run.config_error or exc
+                        run.released.append(row.subscriber_id)
+                        continue
                     except NewsletterError as exc:
                         # bad data in one row (say, a line break in a name) fails that row only
                         run.outcomes.append(
@@ -348,6 +306,8 @@ class DeliveryEngine:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+        if run.config_error is not None:
+            raise run.config_error
         if run.store_error is not None:
             raise run.store_error
         return run
@@ -396,6 +356,10 @@ class DeliveryEngine:
         except TransportUnavailableError as exc:
             if run.paused is None:
                 run.paused = exc
+            return None
+        except ConfigError as exc:
+            if run.config_error is None:
+                run.config_error = exc
             return None
         except DeliveryError as exc:
             return self._failed(row, exc)
@@ -446,195 +410,3 @@ class DeliveryEngine:
             run.outcomes[:0] = outcomes
             run.released[:0] = released
             raise
-
-
-# --- entry points ---------------------------------------------------------------------------
-
-
-def prepare_issue(
-    settings: Settings,
-    engine: Engine,
-    issue_path: Path,
-    *,
-    list_slug: str | None = None,
-    now: datetime | None = None,
-) -> tuple[IssueRef, RenderedIssue, int | None]:
-    """Load and render the issue once and record it with its ledger rows (idempotent).
-
-    A send that began earlier keeps the subject and bodies it was recorded with, so a resumed
-    send gives everyone the same issue even if the file changed since.
-    """
-    from newsletter.images import derive_images
-    from newsletter.issues import load_issue
-    from newsletter.rendering import Renderer
-    from newsletter.store.subscribers import ensure_lists
-
-    issue = load_issue(issue_path, settings)
-    slug = list_slug or issue.list or settings.publication.default_list
-    settings.mailing_list(slug)  # a ConfigError naming the known lists
-    ledger = SqlLedger(engine)
-    ref = ledger.find_issue(issue.slug, slug)
-    if ref is not None:
-        rendered = RenderedIssue(
-            issue, ref.subject, issue.preheader, ref.html, ref.text, archive_url=""
-        )
-        return ref, rendered, None
-    # the resized copies must be online before the first recipient opens the email
-    rendered = Renderer(settings).render(issue, derive_images(issue, settings))
-    with engine.begin() as conn:
-        list_id = ensure_lists(conn, settings)[slug]
-    ref, created = ledger.start_issue(
-        slug=issue.slug,
-        list_id=list_id,
-        list_slug=slug,
-        title=issue.title,
-        subject=rendered.subject,
-        issue_date=issue.date,
-        html=rendered.html,
-        text=rendered.text,
-        now=now or datetime.now(UTC),
-    )
-    return ref, rendered, created
-
-
-def run_send(
-    settings: Settings,
-    engine: Engine,
-    issue_path: Path,
-    *,
-    list_slug: str | None = None,
-    transport: Transport | None = None,
-    now: datetime | None = None,
-    progress: bool = False,
-    on_progress: ProgressCallback | None = None,
-    policy: Policy | None = None,
-) -> SendReport:
-    """Send ``issue_path`` to its list: everything due now, resuming any earlier run.
-
-    Calling it again on a finished issue sends nothing. When the relay is unreachable the
-    report says ``paused`` and the unsent rows stay pending for the next run.
-    """
-    started = time.monotonic()
-    ref, rendered, created = prepare_issue(
-        settings, engine, issue_path, list_slug=list_slug, now=now
-    )
-    template = MessageTemplate(rendered, settings, settings.mailing_list(ref.list_slug))
-    return asyncio.run(
-        _deliver(
-            settings,
-            SqlLedger(engine),
-            ref,
-            template,
-            transport=transport,
-            now=now,
-            progress=progress,
-            on_progress=on_progress,
-            policy=policy,
-            started=started,
-            created=created,
-        )
-    )
-
-
-async def _deliver(
-    settings: Settings,
-    ledger: SqlLedger,
-    ref: IssueRef,
-    template: MessageTemplate,
-    *,
-    transport: Transport | None,
-    now: datetime | None,
-    progress: bool,
-    on_progress: ProgressCallback | None,
-    policy: Policy | None,
-    started: float,
-    created: int | None,
-) -> SendReport:
-    own_transport = transport is None
-    pool: Transport = transport if transport is not None else pool_for(settings, ledger)
-    clock: Clock = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
-    engine = DeliveryEngine(
-        settings,
-        ledger,
-        pool,
-        policy=policy,
-        clock=clock,
-        signer=DkimSigner.from_config(settings.dkim),
-    )
-    bar = ProgressBar(ledger.counts(ref)) if progress else None
-    callback = on_progress
-    if bar is not None:
-        callback = bar.update
-    try:
-        if bar is not None:
-            with bar:
-                run = await engine.deliver(ref, template, on_progress=callback)
-        else:
-            run = await engine.deliver(ref, template, on_progress=callback)
-    finally:
-        if own_transport:
-            await pool.close()
-    return await asyncio.to_thread(
-        report_for, ledger, ref, now=clock(), run=run, started=started, created=created
-    )
-
-
-def report_for(
-    ledger: SqlLedger,
-    ref: IssueRef,
-    *,
-    now: datetime,
-    run: DeliveryRun | None = None,
-    started: float | None = None,
-    created: int | None = None,
-) -> SendReport:
-    finished = ledger.finish_if_done(ref, now=now)
-    paused = str(run.paused) if run is not None and run.paused is not None else None
-    if paused is not None and not finished:
-        ledger.set_status(ref, SendStatus.PAUSED)
-    failures = tuple((f.email, _reply(f)) for f in ledger.failures(ref, limit=50) if _final(f))
-    return SendReport(
-        issue_slug=ref.slug,
-        list_slug=ref.list_slug,
-        counts=ledger.counts(ref),
-        failures=failures,
-        duration_seconds=time.monotonic() - started if started is not None else 0.0,
-        sent_now=run.sent if run is not None else 0,
-        created=created,
-        paused=paused,
-        quota=run is not None and isinstance(run.paused, QuotaReachedError),
-        next_attempt_at=None if finished else ledger.next_attempt_at(ref),
-    )
-
-
-def _final(f: Failure) -> bool:
-    return f.status in (DeliveryStatus.FAILED, DeliveryStatus.BOUNCED)
-
-
-def _reply(f: Failure) -> str:
-    return f"{f.code} {f.reply}" if f.code else (f.reply or f.status.value)
-
-
-def issue_sent(engine: Engine, slug: str, list_slug: str) -> bool:
-    """True when every delivery of the issue to the list is done (sent, failed or bounced)."""
-    ref = SqlLedger(engine).find_issue(slug, list_slug)
-    if ref is None:
-        return False
-    counts = SqlLedger(engine).counts(ref)
-    return counts[DeliveryStatus.PENDING] == 0 and counts[DeliveryStatus.SENDING] == 0
-
-
-def pool_for(settings: Settings, ledger: SqlLedger) -> SmtpPool:
-    """The SMTP pool from settings, its hourly cap primed with what the ledger sent lately."""
-    pool = SmtpPool.from_settings(settings)
-    if pool.hourly is not None:
-        # the hourly cap counts what this and earlier runs sent, as the ledger remembers it
-        now = datetime.now(UTC)
-        sent = ledger.sent_since(now - timedelta(hours=1))
-        pool.hourly.seed((now - when).total_seconds() for when in sent)
-    return pool
-
-
-def with_smtp_url(settings: Settings, smtp_url: str) -> Settings:
-    """``settings`` pointed at another relay (the demo's sink, a test server)."""
-    return replace(settings, smtp_url=smtp_url)

@@ -113,21 +113,65 @@ class PermanentDeliveryError(DeliveryError):
     """A 5xx reply: the address bounced; suppress it."""
 
 
-class TransportUnavailableError(DeliveryError):
-    """The SMTP relay cannot be reached at all; the send pauses and resumes later."""
+class TransportUnavailableError(NewsletterError):
+    """The SMTP relay cannot be reached or will not take mail now; the send pauses and resumes.
 
+    Not a :class:`DeliveryError`: no recipient failed, nothing is retried per row or bounced.
+    """
 
-class SchedulerError(NewsletterError):
-    """A schedule in the configuration is malformed, or the scheduler cannot take its lock."""
-
-
-class SinkError(NewsletterError):
-    """The local SMTP sink cannot start (port taken, Maildir not writable)."""
+    def __init__(self, message: str, *, code: int | None = None) -> None:
+        self.message = message
+        self.code = code
+        super().__init__(f"{code}: {message}" if code is not None else message)
 
 
 class QuotaReachedError(TransportUnavailableError):
     """The relay's hourly quota (``smtp.hourly_cap``) is used up; the send pauses until it frees."""
 
 
-class TlsVerificationError(TransportUnavailableError):
-    """The relay's TLS certificate does not verify; a private CA belongs in ``smtp.ca_file``."""
+class TlsVerificationError(ConfigError):
+    """The relay's TLS certificate does not verify: a setting to fix, not an outage to wait out.
+
+    A private CA belongs in ``smtp.ca_file``; a certificate for another name needs that name in
+    ``smtp_url``. ``key`` says which; the message says what to do.
+    """
+
+    def __init__(self, message: str, *, key: str) -> None:
+        self.key = key
+        self.source = None
+        self.message = message
+        NewsletterError.__init__(self, message)
+
+
+class SchedulerError(NewsletterError):
+    """The scheduler cannot take its database lock (or has no database it can lock)."""
+
+
+class SinkError(NewsletterError):
+    """The local SMTP sink cannot start (port taken, Maildir not writable)."""
+
+
+class WebError(NewsletterError):
+    """A request to the web app cannot be served as asked; the message is safe to show."""
+
+
+class FormError(WebError):
+    """A form or JSON submission cannot be processed; ``status`` is the HTTP answer."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class BodyTooLarge(WebError):
+    """The request body is over the limit; nothing more of it was read."""
+
+    def __init__(self, message: str = "the request body is too large") -> None:
+        super().__init__(message)
+
+
+class InvalidLink(WebError):
+    """A link's token does not verify or names nothing that exists; the page says no more."""
+
+    def __init__(self, message: str = "this link is not valid") -> None:
+        super().__init__(message)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import posixpath
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -27,13 +26,15 @@ from pathlib import Path
 from PIL import Image as Pillow
 from PIL import ImageOps, UnidentifiedImageError
 
+from newsletter import urls
 from newsletter.config import Settings
 from newsletter.layout import Slot, displayed_images
 from newsletter.model import Image, Issue
 
 log = logging.getLogger(__name__)
 
-DERIVED_URL_PATH = "images/_derived"
+# where the copies are served, under the site's images (urls.DERIVED_IMAGES without its "/")
+DERIVED_URL_PATH = urls.DERIVED_IMAGES.lstrip("/")
 # Bump when the way derivatives are made changes, so every name changes with it.
 RECIPE_VERSION = "1"
 JPEG_QUALITY = 82
@@ -96,9 +97,10 @@ class ImageSet:
     def url(self, image: Image, slot: Slot) -> str:
         """The derivative's public URL, or the original's when there is none (remote images)."""
         derived = self.get(image, slot)
-        base = self.settings.publication.base_url.rstrip("/")
         if derived is not None:
-            return f"{base}/{DERIVED_URL_PATH}/{derived.name}"
+            return urls.absolute(
+                self.settings.publication.base_url, f"{urls.DERIVED_IMAGES}/{derived.name}"
+            )
         return original_url(image.src, self.settings)
 
     def __eq__(self, other: object) -> bool:
@@ -110,10 +112,7 @@ class ImageSet:
 
 def original_url(src: str, settings: Settings) -> str:
     """The absolute URL of an issue image: ``images/x.png`` -> ``{base_url}/images/x.png``."""
-    if src.startswith(("http://", "https://")):
-        return src
-    path = posixpath.normpath(src).lstrip("/")
-    return f"{settings.publication.base_url.rstrip('/')}/{path}"
+    return urls.issue_file_url(settings.publication.base_url, src)
 
 
 def plan_images(issue: Issue, settings: Settings) -> ImageSet:

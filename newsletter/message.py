@@ -1,8 +1,12 @@
-"""Message building: a rendered issue plus one recipient becomes RFC 5322 bytes.
+"""Message building: an issue's subject and bodies plus one recipient become RFC 5322 bytes.
 
-Pure: no I/O. :func:`build_email_message` is the straightforward stdlib build, used for
-``newsletter build``'s sample ``.eml`` and as the reference that the fast per-recipient path in
-delivery must match.
+Pure: no I/O. :class:`MessageTemplate` is the fast per-recipient path the delivery engine
+uses; :func:`build_email_message` is the straightforward stdlib build, used for the sample
+``.eml``, the preview and test copies, and as the reference the fast path must match.
+
+The bodies carry *placeholders*, ``%%NAME%%`` markers where a per-recipient value goes (the
+unsubscribe link today; join and click links next); :class:`Personalization` carries their
+values and both builders fill in the same ones.
 """
 
 from __future__ import annotations
@@ -11,18 +15,67 @@ import email.policy
 import hashlib
 import re
 import secrets
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from email import quoprimime
-from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
+from typing import Protocol
 
-import idna
-
+from newsletter.addresses import address, check_header_value, sender_domain
 from newsletter.config import MailingList, Settings
-from newsletter.errors import InvalidAddressError
-from newsletter.model import UNSUBSCRIBE_URL_PLACEHOLDER, RenderedIssue
+from newsletter.errors import InvalidAddressError, RenderError
+
+#: The placeholder every issue copy carries: the recipient's unsubscribe page.
+UNSUBSCRIBE_URL = "unsubscribe_url"
+#: The placeholders an issue's bodies may carry, by name (``model.PLACEHOLDERS`` are their markers).
+ISSUE_PLACEHOLDERS: tuple[str, ...] = (UNSUBSCRIBE_URL,)
+
+
+def marker(name: str) -> str:
+    """The text that stands for placeholder ``name`` in a body: ``%%UNSUBSCRIBE_URL%%``."""
+    return f"%%{name.upper()}%%"
+
+
+class MessageContent(Protocol):
+    """What a message is built from: a subject and both bodies, placeholders in place.
+
+    A freshly rendered issue (``model.RenderedIssue``) and the bodies a send recorded when it
+    began (``store.issues.IssueBodies``) both are one.
+    """
+
+    @property
+    def subject(self) -> str: ...
+
+    @property
+    def html(self) -> str: ...
+
+    @property
+    def text(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Personalization:
+    """What differs between two recipients' copies of one issue."""
+
+    to: str
+    unsubscribe_url: str
+    unsubscribe_mailto: str
+    message_id: str
+    # display name for the To header; None or empty gives the bare address
+    name: str | None = None
+    # the values of the other placeholders, by name (the unsubscribe URL is the field above)
+    values: Mapping[str, str] = field(default_factory=dict)
+
+    def value(self, placeholder: str) -> str:
+        """The value for ``placeholder``; a missing one is a :class:`RenderError`."""
+        if placeholder == UNSUBSCRIBE_URL:
+            return self.unsubscribe_url
+        try:
+            return self.values[placeholder]
+        except KeyError:
+            raise RenderError(f"no value for the placeholder {marker(placeholder)}") from None
 
 
 class _ListHeaderPolicy(email.policy.EmailPolicy):
@@ -52,13 +105,6 @@ def _raw_list_unsubscribe(name: str, value: str, linesep: str) -> str:
 REFERENCE_POLICY = _ListHeaderPolicy()
 
 
-def check_header_value(value: str, what: str) -> str:
-    """Refuse CR, LF and NUL in anything bound for a header (header injection)."""
-    if any(ch in value for ch in "\r\n\x00"):
-        raise InvalidAddressError(value, f"{what} contains a line break or NUL")
-    return value
-
-
 def stable_message_id(secret: bytes, issue_id: int, subscriber_uid: str, domain: str) -> str:
     """The same ``Message-ID`` for every attempt at one recipient's copy of one issue.
 
@@ -73,17 +119,43 @@ def stable_message_id(secret: bytes, issue_id: int, subscriber_uid: str, domain:
 
 def list_id(settings: Settings, mailing_list: MailingList) -> str:
     """``List-Id`` (RFC 2919): the list's name and a stable id under the sender's domain."""
-    domain = parseaddr(settings.publication.sender)[1].rpartition("@")[2] or "localhost"
+    domain = sender_domain(settings.publication.sender)
     name = mailing_list.name.replace('"', "'")
     return f'"{name}" <{mailing_list.slug}.{domain}>'
 
 
-def sender_domain(settings: Settings) -> str:
-    return parseaddr(settings.publication.sender)[1].rpartition("@")[2] or "localhost"
+def header_block(
+    settings: Settings,
+    *,
+    to: str,
+    subject: str,
+    date: datetime | None = None,
+    message_id: str | None = None,
+    auto_submitted: bool = False,
+) -> EmailMessage:
+    """A new message with the headers every email of the publication starts with.
+
+    From, To, Reply-To (when configured), Subject, Date and Message-ID, in that order, and
+    ``Auto-Submitted: auto-generated`` for mail no person wrote (confirmations, reports), so
+    autoresponders stay quiet. Issue copies, test copies, confirmations and reports all begin
+    here; :class:`MessageTemplate` writes the same lines for the bulk path.
+    """
+    check_header_value(subject, "subject")
+    msg = EmailMessage(policy=REFERENCE_POLICY)
+    msg["From"] = settings.publication.sender
+    msg["To"] = to
+    if settings.publication.reply_to:
+        msg["Reply-To"] = settings.publication.reply_to
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(date or datetime.now().astimezone())
+    msg["Message-ID"] = message_id or make_msgid(domain=sender_domain(settings.publication.sender))
+    if auto_submitted:
+        msg["Auto-Submitted"] = "auto-generated"
+    return msg
 
 
 def build_email_message(
-    rendered: RenderedIssue,
+    content: MessageContent,
     settings: Settings,
     mailing_list: MailingList,
     *,
@@ -93,48 +165,50 @@ def build_email_message(
     message_id: str | None = None,
     date: datetime | None = None,
     subject_prefix: str = "",
+    values: Mapping[str, str] | None = None,
+    placeholders: Sequence[str] = ISSUE_PLACEHOLDERS,
 ) -> EmailMessage:
-    """The complete multipart/alternative message for one recipient, built the plain way."""
+    """The complete multipart/alternative message for one recipient, built the plain way.
+
+    ``values`` fill the placeholders other than the unsubscribe URL, as in
+    :class:`Personalization`.
+    """
     check_header_value(to, "recipient")
     check_header_value(unsubscribe_url, "unsubscribe URL")
     check_header_value(unsubscribe_mailto, "unsubscribe address")
-    msg = EmailMessage(policy=REFERENCE_POLICY)
-    msg["From"] = settings.publication.sender
-    msg["To"] = to
-    if settings.publication.reply_to:
-        msg["Reply-To"] = settings.publication.reply_to
-    msg["Subject"] = subject_prefix + rendered.subject
-    msg["Date"] = format_datetime(date or datetime.now().astimezone())
-    msg["Message-ID"] = message_id or make_msgid(domain=sender_domain(settings))
+    person = Personalization(
+        to, unsubscribe_url, unsubscribe_mailto, message_id or "", values=values or {}
+    )
+    msg = header_block(
+        settings, to=to, subject=subject_prefix + content.subject, date=date, message_id=message_id
+    )
     msg["List-Id"] = list_id(settings, mailing_list)
     msg["List-Unsubscribe"] = f"<{unsubscribe_url}>, <{unsubscribe_mailto}>"
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    msg.set_content(rendered.text.replace(UNSUBSCRIBE_URL_PLACEHOLDER, unsubscribe_url))
-    msg.add_alternative(
-        rendered.html.replace(UNSUBSCRIBE_URL_PLACEHOLDER, unsubscribe_url), subtype="html"
-    )
+    msg.set_content(_fill(content.text, person, placeholders))
+    msg.add_alternative(_fill(content.html, person, placeholders), subtype="html")
     return msg
 
 
-def ascii_address(email: str) -> str:
-    """``email`` with its domain in IDNA (``xn--``) form, as SMTP and headers need it."""
-    local, _, domain = email.rpartition("@")
-    if domain.isascii():
-        # what IDNA would make of it, without its cost per message
-        return f"{local}@{domain.lower()}"
-    try:
-        ascii_domain = idna.encode(domain, uts46=True).decode("ascii")
-    except idna.IDNAError as exc:
-        raise InvalidAddressError(email, f"domain cannot be encoded: {exc}") from None
-    return f"{local}@{ascii_domain}"
+def _fill(body: str, person: Personalization, placeholders: Sequence[str]) -> str:
+    for name in placeholders:
+        mark = marker(name)
+        if mark in body:
+            body = body.replace(mark, _checked_value(person.value(name), name))
+    return body
 
 
-def address(display_name: str, addr: str) -> str:
-    """A safely quoted ``Name <addr>``; CR/LF in either part is refused."""
-    check_header_value(display_name, "display name")
-    check_header_value(addr, "address")
-    local, _, domain = addr.rpartition("@")
-    return str(Address(display_name=display_name, username=local, domain=domain))
+# values go into the HTML and the text as they are: a URL may not carry what would end an
+# attribute or open a tag, nor a line break
+_UNSAFE_VALUE = re.compile(r'[\x00-\x1f\x7f"<>]')
+
+
+def _checked_value(value: str, name: str) -> str:
+    if _UNSAFE_VALUE.search(value):
+        raise InvalidAddressError(
+            value, f"{marker(name)} value has a quote, <, > or control character"
+        )
+    return value
 
 
 # --- fast per-recipient path ---------------------------------------------------------------
@@ -149,15 +223,20 @@ _QP_LINE = 75
 
 
 @dataclass(frozen=True)
-class Personalization:
-    """What differs between two recipients' copies of one issue."""
+class MessageParts:
+    """One recipient's message as ordered byte pieces, for consumers that work piecewise.
 
-    to: str
-    unsubscribe_url: str
-    unsubscribe_mailto: str
-    message_id: str
-    # display name for the To header; None or empty gives the bare address
-    name: str | None = None
+    ``headers`` are complete header lines (folded, CRLF-terminated) in order; ``body`` the
+    pieces after the blank line. Static body pieces are the template's own ``bytes`` objects,
+    shared by every recipient (``MessageTemplate.body_slots`` says which are which), so work on
+    them (a DKIM body hash, say) can be done once per issue.
+    """
+
+    headers: list[bytes]
+    body: list[bytes]
+
+    def join(self) -> bytes:
+        return b"".join(self.headers) + b"\r\n" + b"".join(self.body)
 
 
 class MessageTemplate:
@@ -165,22 +244,22 @@ class MessageTemplate:
 
     Built once per issue: headers are folded and RFC 2047-encoded by the stdlib here, and both
     bodies are quoted-printable encoded in segments that end with a soft line break exactly
-    where the unsubscribe URL goes. Per recipient only the To, Date, Message-ID and
-    List-Unsubscribe lines and the (ASCII) URL are encoded, so a message costs a bytes join.
+    where a placeholder goes. Per recipient only the To, Date, Message-ID and List-Unsubscribe
+    lines and the (ASCII) placeholder values are encoded, so a message costs a bytes join.
     The result parses to the same message as :func:`build_email_message`; a test holds it to
     that.
     """
 
     def __init__(
         self,
-        rendered: RenderedIssue,
+        content: MessageContent,
         settings: Settings,
         mailing_list: MailingList,
         *,
         subject_prefix: str = "",
         boundary: str | None = None,
+        placeholders: Sequence[str] = ISSUE_PLACEHOLDERS,
     ) -> None:
-        self.rendered = rendered
         self.settings = settings
         self.mailing_list = mailing_list
         self.subject_prefix = subject_prefix
@@ -189,28 +268,35 @@ class MessageTemplate:
         self._from = _fold("From", settings.publication.sender)
         reply_to = settings.publication.reply_to
         self._reply_to = _fold("Reply-To", reply_to) if reply_to else b""
-        self._subject = _fold("Subject", subject_prefix + rendered.subject)
+        self._subject = _fold("Subject", subject_prefix + content.subject)
         self._list_id = _fold("List-Id", list_id(settings, mailing_list))
         self._tail = (
             b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
             b"MIME-Version: 1.0\r\n"
             b'Content-Type: multipart/alternative; boundary="'
             + self.boundary.encode("ascii")
-            + b'"\r\n\r\n'
+            + b'"\r\n'
         )
         delimiter = b"--" + self.boundary.encode("ascii") + b"\r\n"
         part_head = (
             b'Content-Type: text/%s; charset="utf-8"\r\n'
             b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
         )
-        self._text = _qp_segments(rendered.text)
-        self._html = _qp_segments(rendered.html)
-        # the same segments with SMTP's leading-dot doubling done once, for the DATA fast path
-        self._text_stuffed = [_dot_stuff(p) for p in self._text]
-        self._html_stuffed = [_dot_stuff(p) for p in self._html]
-        self._text_head = delimiter + part_head % b"plain"
-        self._html_head = b"\r\n" + delimiter + part_head % b"html"
-        self._end = b"\r\n--" + self.boundary.encode("ascii") + b"--\r\n"
+        text_head = delimiter + part_head % b"plain"
+        html_head = b"\r\n" + delimiter + part_head % b"html"
+        end = b"\r\n--" + self.boundary.encode("ascii") + b"--\r\n"
+        text = _qp_segments(content.text, placeholders)
+        html = _qp_segments(content.html, placeholders)
+        # the body as static pieces and placeholder names, once plain and once with SMTP's
+        # leading-dot doubling done (for the DATA fast path); every piece starts a line
+        layout: list[bytes | str] = [text_head, *text, html_head, *html, end]
+        self.body_slots: tuple[str | None, ...] = tuple(
+            None if isinstance(item, bytes) else item for item in layout
+        )
+        self._body = [item if isinstance(item, bytes) else b"" for item in layout]
+        self._body_stuffed = [_dot_stuff(piece) for piece in self._body]
+        self._slots = [(i, name) for i, name in enumerate(self.body_slots) if name is not None]
+        self._names = tuple(dict.fromkeys(name for _, name in self._slots))
         self._date_second = -1
         self._date_line = b""
 
@@ -222,18 +308,25 @@ class MessageTemplate:
         With ``dot_stuffed`` lines starting with "." have it doubled (RFC 5321 section
         4.5.2), so the bytes go after DATA as they are (see ``SmtpPool.send(prepared=...)``).
         """
+        headers, body = self._pieces(person, date, dot_stuffed)
+        headers.append(b"\r\n")
+        headers += body
+        return b"".join(headers)
+
+    def parts(
+        self, person: Personalization, *, date: datetime | None = None, dot_stuffed: bool = False
+    ) -> MessageParts:
+        """What :meth:`render` joins: header lines and body pieces (:class:`MessageParts`)."""
+        headers, body = self._pieces(person, date, dot_stuffed)
+        return MessageParts(headers, body)
+
+    def _pieces(
+        self, person: Personalization, date: datetime | None, dot_stuffed: bool
+    ) -> tuple[list[bytes], list[bytes]]:
         check_header_value(person.unsubscribe_url, "unsubscribe URL")
         check_header_value(person.unsubscribe_mailto, "unsubscribe mailto")
         check_header_value(person.message_id, "Message-ID")
-        url = person.unsubscribe_url
-        if _QP_SAFE_URL.fullmatch(url) and url.isascii():
-            # no "=" and nothing non-ASCII: the URL is its own QP encoding once wrapped
-            url_qp = b"=\r\n".join(
-                url[i : i + _QP_LINE].encode("ascii") for i in range(0, len(url), _QP_LINE)
-            )
-        else:
-            url_qp = _qp_encode(url)
-        parts = [
+        headers = [
             self._from,
             self._to_line(person.to, person.name),
             self._reply_to,
@@ -243,16 +336,17 @@ class MessageTemplate:
             self._list_id,
             _list_unsubscribe(person.unsubscribe_url, person.unsubscribe_mailto),
             self._tail,
-            self._text_head,
         ]
-        text, html = self._text, self._html
-        if dot_stuffed:
-            text, html, url_qp = self._text_stuffed, self._html_stuffed, _dot_stuff(url_qp)
-        _splice(parts, text, url_qp)
-        parts.append(self._html_head)
-        _splice(parts, html, url_qp)
-        parts.append(self._end)
-        return b"".join(parts)
+        if not self._reply_to:
+            del headers[2]
+        body = list(self._body_stuffed if dot_stuffed else self._body)
+        if self._slots:
+            encoded = {name: _qp_value(person.value(name), name) for name in self._names}
+            if dot_stuffed:
+                encoded = {name: _dot_stuff(value) for name, value in encoded.items()}
+            for index, name in self._slots:
+                body[index] = encoded[name]
+        return headers, body
 
     def _to_line(self, to: str, name: str | None) -> bytes:
         check_header_value(to, "recipient")
@@ -297,17 +391,23 @@ def _qp_encode(value: str) -> bytes:
     return encoded.encode("ascii")
 
 
-def _qp_segments(body: str) -> list[bytes]:
-    """``body`` QP-encoded in pieces split at the unsubscribe placeholder.
+def _qp_segments(body: str, placeholders: Sequence[str]) -> list[bytes | str]:
+    """``body`` QP-encoded in pieces split at its placeholders, with the placeholder names.
 
     Line endings are normalised and a final newline added, as ``set_content`` does. Every piece
-    but the last ends in a soft line break (or a hard one that was in the text), so the URL
-    always starts a fresh encoded line and is followed by a soft break back into the text.
+    followed by a placeholder ends in a soft line break (or a hard one that was in the text),
+    so a value always starts a fresh encoded line; the piece after a value starts with the
+    soft break that leads back into the text.
     """
     normalised = "\n".join(body.splitlines()) + "\n"
-    pieces = normalised.split(UNSUBSCRIBE_URL_PLACEHOLDER)
-    out = []
-    for index, piece in enumerate(pieces):
+    marks = {marker(name): name for name in placeholders}
+    found = [m for m in marks if m in normalised]
+    pieces = [normalised]
+    if found:
+        pieces = re.split("(" + "|".join(map(re.escape, found)) + ")", normalised)
+    out: list[bytes | str] = []
+    for index in range(0, len(pieces), 2):
+        piece = pieces[index]
         encoded = _qp_encode(piece) if piece else b""
         last = index == len(pieces) - 1
         if last:
@@ -315,22 +415,28 @@ def _qp_segments(body: str) -> list[bytes]:
                 encoded += b"\r\n"
         elif encoded and not encoded.endswith(b"\r\n"):
             encoded += b"=\r\n"
+        if index:
+            encoded = b"=\r\n" + encoded
         out.append(encoded)
+        if not last:
+            out.append(marks[pieces[index + 1]])
     return out
+
+
+def _qp_value(value: str, name: str) -> bytes:
+    """A placeholder value as it goes into a QP body: on lines of its own, soft-wrapped."""
+    if _QP_SAFE_URL.fullmatch(value) and value.isascii():
+        # no "=" and nothing non-ASCII: the URL is its own QP encoding once wrapped
+        return b"=\r\n".join(
+            value[i : i + _QP_LINE].encode("ascii") for i in range(0, len(value), _QP_LINE)
+        )
+    return _qp_encode(_checked_value(value, name))
 
 
 def _dot_stuff(piece: bytes) -> bytes:
     # every piece starts at the beginning of a line and ends with CRLF or is followed by one
     stuffed = piece.replace(b"\r\n.", b"\r\n..")
     return b"." + stuffed if stuffed.startswith(b".") else stuffed
-
-
-def _splice(parts: list[bytes], segments: list[bytes], url_qp: bytes) -> None:
-    parts.append(segments[0])
-    for segment in segments[1:]:
-        parts.append(url_qp)
-        parts.append(b"=\r\n")
-        parts.append(segment)
 
 
 def envelope_sender(settings: Settings, recipient: str) -> str:

@@ -13,14 +13,13 @@ import logging
 import math
 import re
 from collections.abc import Sequence
-from datetime import date
 from typing import Any, ClassVar
 
 import jinja2
 import premailer
 from mjml import mjml2html
 
-from newsletter import i18n
+from newsletter import urls
 from newsletter.config import MailingList, Settings
 from newsletter.errors import RenderError
 from newsletter.i18n import translations
@@ -44,6 +43,7 @@ from newsletter.model import (
 )
 from newsletter.palette import palette
 from newsletter.plaintext import tidy, underline, wrap
+from newsletter.templating import Templates, environment, template_folder
 
 __all__ = [
     "WIDTHS",
@@ -52,7 +52,6 @@ __all__ = [
     "archive_url",
     "displayed_images",
     "image_url",
-    "long_date",
     "reading_minutes",
     "render_issue",
     "rows",
@@ -78,27 +77,7 @@ def image_url(src: str, settings: Settings) -> str:
 
 def archive_url(issue: Issue, settings: Settings) -> str:
     """The issue's "view in browser" page."""
-    return f"{settings.publication.base_url.rstrip('/')}/archive/{issue.slug}"
-
-
-def long_date(value: date) -> str:
-    """``Friday 20 November 2026``, independent of the process locale."""
-    days = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-    months = (
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    )
-    return f"{days[value.weekday()]} {value.day} {months[value.month - 1]} {value.year}"
+    return urls.archive_url(settings.publication.base_url, issue.slug)
 
 
 def reading_minutes(issue: Issue) -> int:
@@ -170,37 +149,21 @@ class Renderer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        directory = settings.templates_dir / "email"
+        directory = template_folder(settings, Templates.EMAIL)
         if not directory.is_dir():
             raise RenderError(f"template folder {directory} not found; check templates_dir")
-        self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(directory),
-            # Everything from the issue is escaped in the HTML; the text part is not HTML.
-            autoescape=jinja2.select_autoescape(
-                enabled_extensions=("mjml.j2", "html.j2", "html"),
-                disabled_extensions=("txt.j2", "css.j2"),
-                default_for_string=True,
-                default=True,
-            ),
-            undefined=jinja2.StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            extensions=["jinja2.ext.i18n"],
-        )
-        lang = settings.publication.lang
-        self.translations = translations(lang)
-        self.env.install_gettext_translations(  # type: ignore[attr-defined]
-            self.translations, newstyle=True
-        )
         self.palette = palette(settings.brand)
-        self.env.globals.update(
-            colors=self.palette.light, dark=self.palette.dark, slots=SLOTS, widths=WIDTHS
-        )
-        self.env.filters.update(
-            longdate=lambda value: i18n.long_date(value, lang),
-            join_names=lambda items: i18n.names(items, lang),
-            wrap=wrap,
-            underline=underline,
+        self.translations = translations(settings.publication.lang)
+        self.env = environment(
+            settings,
+            Templates.EMAIL,
+            filters={"wrap": wrap, "underline": underline},
+            globals={
+                "colors": self.palette.light,
+                "dark": self.palette.dark,
+                "slots": SLOTS,
+                "widths": WIDTHS,
+            },
         )
         try:
             self.html_template = self.env.get_template(HTML_TEMPLATE)

@@ -4,6 +4,10 @@ A token is ``base64url(purpose | subscriber uid | list id | issued-at | mac)``: 
 random value stored per subscriber, never the address or the row id, and the MAC is an
 HMAC-SHA256 (truncated to 128 bits) under the secret from ``NEWSLETTER_SECRET_KEY``, checked in
 constant time. Anything forged, truncated or tampered with is a :class:`TokenError`.
+
+Keys rotate: new tokens are always signed with the current key, and a token signed with one of
+the earlier keys (``NEWSLETTER_SECRET_KEY_OLD``) still verifies, so the unsubscribe links in
+emails already delivered keep working (``Settings.token_keys``).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import hmac
 import secrets
 import struct
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from newsletter.errors import TokenError
@@ -68,15 +73,20 @@ def _encode(raw: bytes) -> str:
 
 
 def read_token(
-    secret: bytes,
+    keys: bytes | Sequence[bytes],
     token: str,
     purpose: TokenPurpose,
     *,
     max_age_seconds: float | None = None,
     now: float | None = None,
 ) -> TokenData:
-    """Verify ``token`` for ``purpose`` and return what it carries, or raise TokenError."""
-    if not token or len(token) > 128:
+    """Verify ``token`` for ``purpose`` and return what it carries, or raise TokenError.
+
+    ``keys`` is the current key, or the current key and the earlier ones still accepted.
+    Every key is tried whatever the outcome, each comparison in constant time.
+    """
+    ring = (keys,) if isinstance(keys, bytes) else tuple(keys)
+    if not token or len(token) > 128 or not ring:
         raise TokenError()
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
@@ -86,8 +96,11 @@ def read_token(
     if len(raw) != _LAYOUT.size + _MAC_BYTES or _encode(raw) != token:
         raise TokenError()
     payload, mac = raw[: _LAYOUT.size], raw[_LAYOUT.size :]
-    expected = hmac.new(secret, payload, hashlib.sha256).digest()[:_MAC_BYTES]
-    if not hmac.compare_digest(mac, expected):
+    valid = False
+    for key in ring:
+        expected = hmac.new(key, payload, hashlib.sha256).digest()[:_MAC_BYTES]
+        valid |= hmac.compare_digest(mac, expected)
+    if not valid:
         raise TokenError()
     purpose_value, uid, list_id, issued = _LAYOUT.unpack(payload)
     if purpose_value != purpose.value:
@@ -97,22 +110,3 @@ def read_token(
     if max_age_seconds is not None and current - issued_at > max_age_seconds:
         raise TokenError("this link has expired")
     return TokenData(purpose, uid.hex(), list_id, issued_at)
-
-
-def unsubscribe_url(base_url: str, token: str) -> str:
-    """The page with the one-click button and preferences; also the RFC 8058 POST target."""
-    return f"{base_url.rstrip('/')}/unsubscribe/{token}"
-
-
-def confirm_url(base_url: str, token: str) -> str:
-    return f"{base_url.rstrip('/')}/confirm/{token}"
-
-
-def join_url(base_url: str, token: str) -> str:
-    """The page with one button that adds the token's list to the token's subscriber."""
-    return f"{base_url.rstrip('/')}/join/{token}"
-
-
-def unsubscribe_mailto(sender_domain: str, token: str) -> str:
-    """The ``mailto:`` alternative for ``List-Unsubscribe``; the token identifies the recipient."""
-    return f"mailto:unsubscribe@{sender_domain}?subject=unsubscribe%20{token}"

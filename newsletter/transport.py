@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import functools
 import re
 import socket
@@ -19,7 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
@@ -36,6 +37,21 @@ from newsletter.errors import (
     TlsVerificationError,
     TransportUnavailableError,
 )
+
+
+class SMTPStatus(enum.IntEnum):
+    """The reply codes this client acts on by name (RFC 5321 section 4.2)."""
+
+    COMPLETED = 250
+    WILL_FORWARD = 251
+    START_INPUT = 354
+    # the server is closing the session: the connection is gone after this reply
+    DOMAIN_UNAVAILABLE = 421
+
+
+def is_permanent(code: int) -> bool:
+    """A 5xx reply: the server will not take this, however often it is tried (RFC 5321 4.2.1)."""
+    return code // 100 == 5
 
 
 @dataclass(frozen=True)
@@ -128,17 +144,23 @@ def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | Non
     return None
 
 
-def _unreachable(where: str, exc: BaseException) -> TransportUnavailableError:
-    """``exc`` from connecting as the package's error; a bad certificate says what to do."""
+def _unreachable(where: str, exc: BaseException) -> TransportUnavailableError | ConfigError:
+    """``exc`` from connecting as the package's error; a bad certificate says what to do.
+
+    A certificate that does not verify is a configuration error, not an outage: waiting and
+    trying again would never get through.
+    """
     cert = _certificate_error(exc)
     if cert is not None:
         if cert.verify_code in _NAME_MISMATCH:
-            hint = "use a host name in smtp_url that the certificate is issued for"
+            key, hint = "smtp_url", "use a host name in smtp_url that the certificate is issued for"
         else:
+            key = "smtp.ca_file"
             hint = "if the relay uses a private CA, set smtp.ca_file to that CA's certificate (PEM)"
         return TlsVerificationError(
             f"the TLS certificate of the SMTP server at {where} does not verify "
-            f"({cert.verify_message or cert.reason}); {hint}"
+            f"({cert.verify_message or cert.reason}); {hint}",
+            key=key,
         )
     return TransportUnavailableError(f"cannot reach the SMTP server at {where}: {exc}")
 
@@ -172,11 +194,9 @@ async def send_single(settings: Settings, message: EmailMessage) -> None:
         await smtp.sendmail(sender, recipients, raw)
     except aiosmtplib.SMTPRecipientsRefused as exc:
         err = exc.recipients[0]
-        cls = PermanentDeliveryError if err.code >= 500 else TemporaryDeliveryError
-        raise cls(err.message, recipient=err.recipient, code=err.code) from exc
+        raise classify(err.code, err.message, recipient=err.recipient) from exc
     except aiosmtplib.SMTPResponseException as exc:
-        cls = PermanentDeliveryError if exc.code >= 500 else TemporaryDeliveryError
-        raise cls(exc.message, code=exc.code) from exc
+        raise classify(exc.code, exc.message) from exc
     except (aiosmtplib.SMTPServerDisconnected, OSError) as exc:
         raise _unreachable(endpoint.where, exc) from exc
     except aiosmtplib.SMTPException as exc:
@@ -379,28 +399,63 @@ def wire_form(data: bytes) -> bytes:
 _SMTP_ADDRESS = re.compile(r"[!-;=?-~]+@[!-;=?-~]+")
 
 
+#: The aiosmtplib internals the bulk path writes through, by class. aiosmtplib is pinned below
+#: its next major version (pyproject.toml); tests/test_transport_internals.py fails naming
+#: these and the pin if a release drops one, and without them the path falls back to the
+#: public API (correct, several times slower: see benchmarks/send.py).
+AIOSMTPLIB_INTERNALS: dict[str, tuple[str, ...]] = {
+    "SMTPProtocol": ("_command_lock", "_response_pending"),
+    "SMTP": ("_ehlo_or_helo_if_needed",),
+}
+
+
 class _BulkSMTP(aiosmtplib.SMTP):
     """aiosmtplib's client with leaner MAIL, RCPT and DATA for the bulk path.
 
     aiosmtplib re-parses every address with ``email.utils`` and re-encodes every message with
     regular expressions; at a thousand messages a second that costs more than building them.
     Addresses here are checked once against :data:`_SMTP_ADDRESS` and messages arrive in wire
-    form, so these send the same commands through aiosmtplib's public ``execute_command``.
+    form, so these send the same commands through aiosmtplib's public ``execute_command`` and
+    write DATA under its command lock (:data:`AIOSMTPLIB_INTERNALS`).
     """
+
+    # False takes only aiosmtplib's public API (what happens when the internals are gone)
+    use_internals: ClassVar[bool] = True
+
+    def _internals(self) -> bool:
+        protocol = self.protocol
+        return (
+            self.use_internals
+            and protocol is not None
+            and all(hasattr(protocol, name) for name in AIOSMTPLIB_INTERNALS["SMTPProtocol"])
+            and all(hasattr(self, name) for name in AIOSMTPLIB_INTERNALS["SMTP"])
+        )
 
     async def mail_fast(self, sender: str) -> aiosmtplib.SMTPResponse:
         if not _SMTP_ADDRESS.fullmatch(sender):
             raise ValueError(f"envelope sender {sender!r} is not a plain ASCII address")
         if self.is_ehlo_or_helo_needed:
-            await self._ehlo_or_helo_if_needed()
+            await self._greet()
         response = await self.execute_command(b"MAIL", b"FROM:<" + sender.encode("ascii") + b">")
-        if response.code != 250:
+        if response.code != SMTPStatus.COMPLETED:
             raise aiosmtplib.SMTPSenderRefused(response.code, response.message, sender)
         return response
 
+    async def _greet(self) -> None:
+        if self._internals():
+            await self._ehlo_or_helo_if_needed()
+            return
+        # what _ehlo_or_helo_if_needed does, in public calls
+        try:
+            await self.ehlo()
+        except aiosmtplib.SMTPHeloError:
+            if not self.is_connected:
+                raise
+            await self.helo()
+
     async def rcpt_fast(self, recipient: str) -> aiosmtplib.SMTPResponse:
         response = await self.execute_command(b"RCPT", b"TO:<" + recipient.encode("ascii") + b">")
-        if response.code not in (250, 251):
+        if response.code not in (SMTPStatus.COMPLETED, SMTPStatus.WILL_FORWARD):
             raise aiosmtplib.SMTPRecipientRefused(response.code, response.message, recipient)
         return response
 
@@ -409,8 +464,8 @@ class _BulkSMTP(aiosmtplib.SMTP):
         if protocol is None:
             raise aiosmtplib.SMTPServerDisconnected("Connection lost")
         lock = getattr(protocol, "_command_lock", None)
-        if lock is None or not hasattr(protocol, "_response_pending"):
-            # an aiosmtplib without the internals this relies on: take the ordinary path
+        if lock is None or not self._internals():
+            # no lock (the connection is gone: data() says so) or no internals: the public way
             return await self.data(_unwire(wire))
         try:
             async with lock:
@@ -418,12 +473,12 @@ class _BulkSMTP(aiosmtplib.SMTP):
                 protocol._response_pending = True
                 protocol.write(b"DATA\r\n")
                 start = await protocol.read_response(timeout=self.timeout)
-                if start.code != 354:
+                if start.code != SMTPStatus.START_INPUT:
                     raise aiosmtplib.SMTPDataError(start.code, start.message)
                 protocol._response_pending = True
                 protocol.write(wire)
                 response = await protocol.read_response(timeout=self.timeout)
-                if response.code != 250:
+                if response.code != SMTPStatus.COMPLETED:
                     raise aiosmtplib.SMTPDataError(response.code, response.message)
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
             self.close()
@@ -540,7 +595,7 @@ class SmtpPool:
                 ) from None
             except aiosmtplib.SMTPResponseException as exc:
                 await self._reset(conn, exc.code)
-                if exc.code >= 500:
+                if is_permanent(exc.code):
                     # the sender is refused for every message: stop rather than bounce everyone
                     raise TransportUnavailableError(
                         f"the SMTP server at {self.where} refuses the sender {sender}: "
@@ -571,7 +626,7 @@ class SmtpPool:
                     accepted.append(rcpt)
                 except aiosmtplib.SMTPRecipientRefused as exc:
                     refused[rcpt] = classify(exc.code, exc.message, recipient=rcpt)
-                    if exc.code == 421:
+                    if exc.code == SMTPStatus.DOMAIN_UNAVAILABLE:
                         raise
             if not accepted:
                 await self._reset(conn, 0)
@@ -604,7 +659,7 @@ class SmtpPool:
 
     async def _reset(self, conn: _Connection, code: int) -> None:
         # 421 means the server is closing the session; anything else leaves it usable after RSET
-        if code == 421 or conn.smtp is None:
+        if code == SMTPStatus.DOMAIN_UNAVAILABLE or conn.smtp is None:
             conn.drop()
             return
         try:
@@ -625,6 +680,6 @@ class SmtpPool:
 
 def classify(code: int, message: str, *, recipient: str | None = None) -> DeliveryError:
     """A reply code as the package's error: 5xx permanent, anything else temporary."""
-    if 500 <= code < 600:
+    if is_permanent(code):
         return PermanentDeliveryError(message, recipient=recipient, code=code)
     return TemporaryDeliveryError(message, recipient=recipient, code=code)

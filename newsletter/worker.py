@@ -8,35 +8,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 
 from sqlalchemy import Engine
 
 from newsletter.config import MailingList, Settings
-from newsletter.delivery import DeliveryEngine, Policy, Transport, pool_for, report_for
+from newsletter.delivery import DeliveryEngine, Policy, Transport
 from newsletter.errors import QuotaReachedError
 from newsletter.message import MessageTemplate
-from newsletter.model import Issue, IssueStatus, RenderedIssue
+from newsletter.sending import pool_for, report_for
 from newsletter.signing import DkimSigner
-from newsletter.store.ledger import IssueRef, SqlLedger
-from newsletter.store.schema import SendStatus
-
-
-def rendered_from_ref(ref: IssueRef) -> RenderedIssue:
-    """The issue as it was recorded when its send began (workers may not have the file)."""
-    issue = Issue(
-        path=Path(f"{ref.slug}.md"),
-        slug=ref.slug,
-        date=ref.issue_date or datetime.now(UTC).date(),
-        title=ref.title,
-        subject=ref.subject,
-        preheader="",
-        authors=(),
-        status=IssueStatus.READY,
-        list=ref.list_slug,
-    )
-    return RenderedIssue(issue, ref.subject, "", ref.html, ref.text, archive_url="")
+from newsletter.states import SendStatus
+from newsletter.store.issues import load_bodies, open_issues, set_status
+from newsletter.store.ledger import SqlLedger
 
 
 def _mailing_list(settings: Settings, slug: str) -> MailingList:
@@ -94,7 +78,7 @@ async def _work(
     pause = 1.0
     try:
         while True:
-            refs = await asyncio.to_thread(ledger.open_issues)
+            refs = await asyncio.to_thread(open_issues, ledger.engine)
             if not refs and until_done:
                 return total
             paused: str | None = None
@@ -102,8 +86,10 @@ async def _work(
             for ref in refs:
                 template = templates.get(ref.id)
                 if template is None:
+                    # the bodies are read once per send this worker takes on, not every poll
+                    bodies = await asyncio.to_thread(load_bodies, ledger.engine, ref)
                     template = MessageTemplate(
-                        rendered_from_ref(ref), settings, _mailing_list(settings, ref.list_slug)
+                        bodies, settings, _mailing_list(settings, ref.list_slug)
                     )
                     templates[ref.id] = template
                 run = await engine.deliver(ref, template)
@@ -115,7 +101,7 @@ async def _work(
                         else "relay unreachable"
                     )
                     paused = f"{what}: {run.paused}"
-                    await asyncio.to_thread(ledger.set_status, ref, SendStatus.PAUSED)
+                    await asyncio.to_thread(set_status, ledger.engine, ref, SendStatus.PAUSED)
                     break
                 report = await asyncio.to_thread(
                     report_for, ledger, ref, now=engine.clock(), run=run

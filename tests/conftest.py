@@ -1,4 +1,5 @@
-"""Shared fixtures: settings on a temporary directory, real SQLite and PostgreSQL, real SMTP.
+"""Shared fixtures: settings on a temporary directory, real SQLite and PostgreSQL, real SMTP,
+the public web app through TestClient, and the CLI run in-process.
 
 PostgreSQL tests read ``NEWSLETTER_TEST_POSTGRES_URL``. Without it they are skipped with a
 reason, unless ``NEWSLETTER_REQUIRE_POSTGRES=1`` (set by ``.ci/run``) makes that a failure.
@@ -9,15 +10,23 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 from sqlalchemy import Engine, create_engine, text
+from starlette.testclient import TestClient
 
+from newsletter.cli import main
 from newsletter.config import Settings, load_settings
+from newsletter.sink import free_port
 from newsletter.store.database import make_engine, migrate
+from newsletter.store.subscribers import ensure_lists
+from newsletter.web.app import create_app
 from tests.smtpd import RecordingHandler, SMTPServer
+
+__all__ = ["REPO", "TEST_SECRET", "FakeClock", "free_port", "run_cli", "write_config"]
 
 REPO = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("NEWSLETTER_TEST_POSTGRES_URL")
@@ -138,3 +147,52 @@ def settings(project: Path, tmp_path: Path) -> Settings:
     """Settings for a temporary project on SQLite, with no SMTP server behind them."""
     path = write_config(project, database_url=f"sqlite:///{tmp_path / 'newsletter.db'}")
     return load_settings(path, environ={"NEWSLETTER_SECRET_KEY": TEST_SECRET})
+
+
+@pytest.fixture
+def lists(engine: Engine, settings: Settings) -> dict[str, int]:
+    """The configured lists in the test database: slug -> id."""
+    with engine.begin() as conn:
+        return ensure_lists(conn, settings)
+
+
+@pytest.fixture
+def web_settings(project: Path, database_url: str, smtpd: SMTPServer) -> Settings:
+    """Settings on the test database (both kinds) with the real SMTP fixture as the relay."""
+    path = write_config(project, database_url=database_url, smtp_url=smtpd.url)
+    return load_settings(path, environ={"NEWSLETTER_SECRET_KEY": TEST_SECRET})
+
+
+class FakeClock:
+    """Monotonic seconds that move only when a test says so (the rate limits' clock)."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def client(web_settings: Settings, engine: Engine, clock: FakeClock) -> Iterator[TestClient]:
+    """The public app (subscribe, unsubscribe, archive) at https://news.test.example."""
+    app = create_app(web_settings, engine=engine, clock=clock)
+    with TestClient(app, base_url="https://news.test.example", follow_redirects=False) as c:
+        yield c
+
+
+def run_cli(config: Path, *args: str, env: Mapping[str, str | None] | None = None) -> Result:
+    """``newsletter --config CONFIG ARGS...`` in this process, as a person runs it.
+
+    The test signing key is set and ``NEWSLETTER_CONFIG`` cleared; ``env`` adds to that. An
+    exception other than the CLI's own exit fails the test with its traceback.
+    """
+    base: dict[str, str | None] = {"NEWSLETTER_SECRET_KEY": TEST_SECRET, "NEWSLETTER_CONFIG": None}
+    return CliRunner().invoke(
+        main, ["--config", str(config), *args], env={**base, **(env or {})}, catch_exceptions=False
+    )

@@ -18,6 +18,8 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from newsletter.sink import free_port
+
 
 @dataclass
 class Received:
@@ -154,14 +156,8 @@ class SMTPServer:
         self.controller: Controller | None = None
 
     def start(self) -> None:
+        self.port = self.port or free_port()
         kwargs: dict[str, Any] = {"hostname": "127.0.0.1", "port": self.port}
-        if not self.port:
-            import socket
-
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                self.port = s.getsockname()[1]
-            kwargs["port"] = self.port
         self.controller = Controller(
             self.handler, ready_timeout=10, decode_data=False, **kwargs, **self.options
         )

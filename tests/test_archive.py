@@ -9,13 +9,13 @@ from typing import Any
 import lxml.html
 import pytest
 from sqlalchemy import Engine, insert, select
-from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from newsletter.config import Settings
 from newsletter.model import UNSUBSCRIBE_URL_PLACEHOLDER
+from newsletter.states import SendStatus
 from newsletter.store import schema
-from newsletter.web.archive import public_html, routes
+from newsletter.web.archive import public_html
 
 A = "{http://www.w3.org/2005/Atom}"
 T0 = datetime(2026, 11, 6, 11, 0, tzinfo=UTC)
@@ -39,7 +39,7 @@ def add_issue(engine: Engine, list_id: int, slug: str, title: str, day: int, **k
         "title": title,
         "subject": f"The Test Weekly: {title}",
         "issue_date": T0 + timedelta(days=day),
-        "status": schema.SendStatus.FINISHED.value,
+        "status": SendStatus.FINISHED.value,
         "html": EMAIL.replace("{body}", f"<h1>{title}</h1>").replace("{slug}", slug),
         "text": title,
         "created_at": T0 + timedelta(days=day),
@@ -48,11 +48,6 @@ def add_issue(engine: Engine, list_id: int, slug: str, title: str, day: int, **k
     values.update(kw)
     with engine.begin() as conn:
         conn.execute(insert(schema.issues).values(**values))
-
-
-@pytest.fixture
-def client(settings: Settings, engine: Engine) -> TestClient:
-    return TestClient(Starlette(routes=routes(settings, engine)))
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from sqlalchemy import Engine, insert
 from newsletter.config import Settings
 from newsletter.issues import load_issue
 from newsletter.rendering import Renderer
+from newsletter.states import SendStatus
 from newsletter.store import schema
 from newsletter.store.database import make_engine, migrate
 from newsletter.web.app import create_app
@@ -57,7 +58,7 @@ def archive_url(settings: Settings, tmp_path: Path) -> Iterator[str]:
                         title=issue.title,
                         subject=rendered.subject,
                         issue_date=when,
-                        status=schema.SendStatus.FINISHED.value,
+                        status=SendStatus.FINISHED.value,
                         html=rendered.html,
                         text=rendered.text,
                         created_at=when,

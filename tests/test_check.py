@@ -10,7 +10,6 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from PIL import Image as PILImage
 
 from newsletter.checks import (
@@ -23,11 +22,10 @@ from newsletter.checks import (
     email_size,
     image_width,
 )
-from newsletter.cli import main
 from newsletter.config import Settings
 from newsletter.issues import load_issue
 from newsletter.rendering import Renderer
-from tests.conftest import TEST_SECRET
+from tests.conftest import run_cli
 
 GOOD_FRONT = """---
 title: Test issue
@@ -292,58 +290,46 @@ def test_unreadable_file_is_a_problem_not_an_exception(settings: Settings, tmp_p
 # -- the commands ---------------------------------------------------------------------------
 
 
-def run(settings: Settings, *args: str) -> tuple[int, str, str]:
-    assert settings.source is not None
-    runner = CliRunner()
-    result = runner.invoke(
-        main,
-        ["--config", str(settings.source), *args],
-        env={"NEWSLETTER_SECRET_KEY": TEST_SECRET},
-        catch_exceptions=False,
-    )
-    return result.exit_code, result.stdout, result.stderr
-
-
 def test_check_command_exit_status(settings: Settings) -> None:
     good = write(settings, GOOD_FRONT + GOOD_BODY, "2026-11-20-good.md")
     bad = write(settings, GOOD_FRONT + "## Empty\n", "2026-11-20-bad.md")
-    code, out, err = run(settings, "check", str(good))
-    assert code == 0
-    assert out == ""
-    assert "1 file checked: 0 error(s), 0 warning(s)" in err
-    code, out, err = run(settings, "check", str(good), str(bad))
-    assert code == 1
-    assert f"{bad}:7: error: section 'Empty' is empty" in out
-    assert "Traceback" not in out + err
+    result = run_cli(settings.source, "check", str(good))
+    assert result.exit_code == 0
+    assert result.stdout == ""
+    assert "1 file checked: 0 error(s), 0 warning(s)" in result.stderr
+    result = run_cli(settings.source, "check", str(good), str(bad))
+    assert result.exit_code == 1
+    assert f"{bad}:7: error: section 'Empty' is empty" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
 
 
 def test_check_command_defaults_to_all_issues(settings: Settings) -> None:
-    code, _, err = run(settings, "check")
+    result = run_cli(settings.source, "check")
     count = len(list(settings.issues_dir.glob("*.md")))
-    assert code == 0
-    assert f"{count} files checked: 0 error(s)" in err
+    assert result.exit_code == 0
+    assert f"{count} files checked: 0 error(s)" in result.stderr
 
 
 def test_check_bad_yaml_is_a_message_not_a_traceback(settings: Settings) -> None:
     path = write(settings, "---\ntitle: 'unterminated\n---\n## A\n\nx\n")
-    code, out, err = run(settings, "check", str(path))
-    assert code == 1
-    assert "not valid YAML" in out
-    assert "Traceback" not in out + err
+    result = run_cli(settings.source, "check", str(path))
+    assert result.exit_code == 1
+    assert "not valid YAML" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
 
 
 def test_build_writes_html_text_and_eml(settings: Settings, tmp_path: Path) -> None:
     source = settings.issues_dir / "2026-11-20-flood-barrier-vote.md"
     out_dir = tmp_path / "out"
-    code, out, _ = run(settings, "build", str(source), "-o", str(out_dir))
-    assert code == 0
+    result = run_cli(settings.source, "build", str(source), "-o", str(out_dir))
+    assert result.exit_code == 0
     names = sorted(p.name for p in out_dir.iterdir())
     assert names == [
         "flood-barrier-vote.eml",
         "flood-barrier-vote.html",
         "flood-barrier-vote.txt",
     ]
-    assert f"wrote {out_dir / 'flood-barrier-vote.html'}" in out
+    assert f"wrote {out_dir / 'flood-barrier-vote.html'}" in result.stdout
     html = (out_dir / "flood-barrier-vote.html").read_text(encoding="utf-8")
     assert "%%UNSUBSCRIBE_URL%%" in html  # the placeholder is for delivery to fill
     raw = (out_dir / "flood-barrier-vote.eml").read_bytes()
@@ -370,9 +356,9 @@ def test_build_refuses_a_broken_issue_before_writing(settings: Settings, tmp_pat
     good = settings.issues_dir / "2026-11-20-flood-barrier-vote.md"
     bad = write(settings, GOOD_FRONT + "## Empty\n", "2026-11-21-bad.md")
     out_dir = tmp_path / "out"
-    code, _, err = run(settings, "build", str(good), str(bad), "-o", str(out_dir))
-    assert code == 1
-    assert f"error: {bad}:7: section 'Empty' is empty" in err
+    result = run_cli(settings.source, "build", str(good), str(bad), "-o", str(out_dir))
+    assert result.exit_code == 1
+    assert f"error: {bad}:7: section 'Empty' is empty" in result.stderr
     assert not out_dir.exists()
 
 

@@ -120,3 +120,52 @@ def test_repository_config_loads() -> None:
     s = load_settings(repo / "newsletter.toml", environ={"NEWSLETTER_SECRET_KEY": "x" * 32})
     assert s.lists["weekly"].schedule
     assert s.publication.default_list in s.lists
+
+
+def test_one_error_hierarchy() -> None:
+    """Every error raised on purpose is a NewsletterError; meaning never hangs on except order."""
+    from newsletter import errors
+
+    assert not issubclass(errors.TransportUnavailableError, errors.DeliveryError)
+    assert issubclass(errors.QuotaReachedError, errors.TransportUnavailableError)
+    assert issubclass(errors.TlsVerificationError, errors.ConfigError)
+    assert not issubclass(errors.TlsVerificationError, errors.TransportUnavailableError)
+    for web in (errors.FormError, errors.BodyTooLarge, errors.InvalidLink):
+        assert issubclass(web, errors.WebError)
+        assert issubclass(web, errors.NewsletterError)
+    assert str(errors.TlsVerificationError("it does not verify", key="smtp.ca_file")) == (
+        "it does not verify"
+    )
+
+
+def test_no_bare_newsletter_error_is_raised() -> None:
+    """Raises name the specific error, so callers can tell a bad file from a bad setting."""
+    import re
+
+    from tests.conftest import REPO
+
+    sources = [*(REPO / "newsletter").rglob("*.py"), REPO / "scheduler.py"]
+    bare = re.compile(r"raise NewsletterError\(")
+    offenders = [str(p) for p in sources if bare.search(p.read_text(encoding="utf-8"))]
+    assert offenders == []
+
+
+def test_earlier_signing_keys_are_read_checked_and_never_printed(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL)
+    current, old, older = "current-" * 4, "previous-key-" * 3, "oldest-key-" * 3
+    env = {"NEWSLETTER_SECRET_KEY": current, "NEWSLETTER_SECRET_KEY_OLD": f" {old}, {older} ,"}
+    s = load_settings(path, environ=env)
+    assert s.secret_key == current.encode()
+    assert s.secret_key_old == (old.encode(), older.encode())
+    assert s.token_keys == (current.encode(), old.encode(), older.encode())
+    for key in (current, old, older):
+        assert key not in repr(s)
+    assert load_settings(path, environ={"NEWSLETTER_SECRET_KEY": current}).secret_key_old == ()
+
+    short = "tiny"
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ={**env, "NEWSLETTER_SECRET_KEY_OLD": f"{old},{short}"})
+    assert info.value.key == "NEWSLETTER_SECRET_KEY_OLD"
+    assert "key 2 of 2 is too short" in str(info.value)
+    assert short not in str(info.value)
+    assert old not in str(info.value)

@@ -9,10 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine
 
 from newsletter.config import load_settings
-from newsletter.delivery import run_send
+from newsletter.sending import run_send
 from tests.conftest import REPO, TEST_SECRET, write_config
 from tests.smtpd import SMTPServer
 from tests.test_delivery import ISSUE, bulk_people, states
@@ -50,6 +51,7 @@ def wait_for(
         time.sleep(0.01)
 
 
+@pytest.mark.slow
 def test_kill_9_mid_send_then_rerun_finishes_the_issue(
     engine: Engine, database_url: str, project: Path, smtpd: SMTPServer
 ) -> None:
@@ -91,6 +93,7 @@ def test_kill_9_mid_send_then_rerun_finishes_the_issue(
     assert repeated <= CONNECTIONS + 8, counts
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(
     tmp_path: Path, project: Path, smtpd: SMTPServer
 ) -> None:

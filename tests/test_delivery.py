@@ -7,7 +7,7 @@ import dataclasses
 import hashlib
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,29 +16,14 @@ import pytest
 from sqlalchemy import Engine, func, insert, select
 
 from newsletter.config import Settings
-from newsletter.delivery import (
-    DeliveryEngine,
-    Policy,
-    SendReport,
-    issue_sent,
-    prepare_issue,
-    run_send,
-    with_smtp_url,
-)
-from newsletter.errors import StoreError
+from newsletter.delivery import DeliveryEngine, Policy
+from newsletter.errors import ConfigError, StoreError
 from newsletter.message import MessageTemplate
+from newsletter.sending import SendReport, issue_sent, prepare_issue, run_send, with_smtp_url
+from newsletter.signing import DkimSigner
+from newsletter.states import DeliveryStatus, SendStatus, SubscriptionStatus, SuppressionReason
 from newsletter.store.ledger import SqlLedger
-from newsletter.store.schema import (
-    DeliveryStatus,
-    SendStatus,
-    SubscriptionStatus,
-    SuppressionReason,
-    deliveries,
-    issues,
-    subscribers,
-    subscriptions,
-    suppressions,
-)
+from newsletter.store.schema import deliveries, issues, subscribers, subscriptions, suppressions
 from newsletter.store.subscribers import add_subscriber, ensure_lists, unsubscribe
 from newsletter.tokens import TokenPurpose, read_token
 from newsletter.transport import SmtpPool
@@ -189,6 +174,37 @@ def test_send_reaches_every_confirmed_subscriber_once(
     assert again.sent_now == 0
     assert again.created is None
     assert len(smtpd.handler.messages) == len(people)
+
+
+class RecordingProgress:
+    """A ``sending.Progress`` that keeps what it was told."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+
+    def start(self, counts: Mapping[DeliveryStatus, int]) -> None:
+        self.calls.append(("start", dict(counts)))
+
+    def update(self, done: int, sent: int) -> None:
+        self.calls.append(("update", (done, sent)))
+
+    def stop(self) -> None:
+        self.calls.append(("stop", None))
+
+
+def test_progress_is_reported_through_the_callback(
+    engine: Engine, settings: Settings, smtpd: SMTPServer, project: Path, people: list[str]
+) -> None:
+    smtpd.handler.faults.rcpt[people[0]] = ["550 5.1.1 no such user"]
+    progress = RecordingProgress()
+    send(settings, engine, smtpd, project, progress=progress)
+    kinds = [kind for kind, _ in progress.calls]
+    assert kinds[0] == "start"
+    assert kinds[-1] == "stop"
+    assert progress.calls[0][1] == {**dict.fromkeys(DeliveryStatus, 0), DeliveryStatus.PENDING: 6}
+    updates = [value for kind, value in progress.calls if kind == "update"]
+    assert updates[-1] == (len(people), len(people) - 1)
+    assert [done for done, _ in updates] == list(range(1, len(people) + 1))
 
 
 @pytest.mark.parametrize(
@@ -506,3 +522,29 @@ def test_leases_are_renewed_so_a_second_engine_never_takes_a_live_batch(
     asyncio.run(both())
     assert smtpd.handler.by_recipient() == dict.fromkeys(people, 1)
     assert set(states(engine).values()) == {"sent"}
+
+
+def test_a_key_that_cannot_sign_stops_the_send_and_fails_nobody(
+    engine: Engine, settings: Settings, smtpd: SMTPServer, project: Path, people: list[str]
+) -> None:
+    """A setting that is wrong for every message stops the run instead of failing every row."""
+    s = with_smtp_url(settings, smtpd.url)
+    ref, content, _ = prepare_issue(s, engine, project / "issues" / ISSUE, now=T0)
+    template = MessageTemplate(content, s, s.mailing_list(ref.list_slug))
+    broken = DkimSigner(private_key=b"not a key", selector="s1", domain="test.example")
+
+    async def deliver() -> None:
+        pool = SmtpPool.from_settings(s, connections=1)
+        try:
+            await DeliveryEngine(
+                s, SqlLedger(engine), pool, policy=FAST, clock=lambda: T0, signer=broken
+            ).deliver(ref, template)
+        finally:
+            await pool.close()
+
+    with pytest.raises(ConfigError, match="cannot sign"):
+        asyncio.run(deliver())
+    assert smtpd.handler.messages == []
+    assert set(states(engine).values()) == {"pending"}
+    with engine.connect() as conn:
+        assert set(conn.execute(select(deliveries.c.attempts)).scalars()) == {0}

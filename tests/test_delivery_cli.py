@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from newsletter.cli import main
 from newsletter.config import load_settings
 from newsletter.store.database import make_engine, migrate
-from tests.conftest import REPO, TEST_SECRET, write_config
+from tests.conftest import REPO, TEST_SECRET, run_cli, write_config
 from tests.smtpd import SMTPServer
 from tests.test_delivery import ISSUE, add_people
 
@@ -31,30 +31,25 @@ def store(project: Path, database_url: str, smtpd: SMTPServer) -> tuple[Path, En
     engine.dispose()
 
 
-def run(config: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, ["--config", str(config), *args], env=ENV)
-    return result.exit_code, result.output
-
-
 def test_send_then_again_then_status(
     store: tuple[Path, Engine], smtpd: SMTPServer, project: Path
 ) -> None:
     config, _ = store
     issue = str(project / "issues" / ISSUE)
-    code, out = run(config, "send", issue, "--no-progress")
-    assert code == 0, out
-    assert "4 sent now" in out
+    result = run_cli(config, "send", issue, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "4 sent now" in result.output
     assert smtpd.handler.by_recipient() == {f"r{i}@example.org": 1 for i in range(4)}
 
-    code, out = run(config, "send", issue, "--no-progress")
-    assert code == 0, out
-    assert "already sent" in out
+    result = run_cli(config, "send", issue, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "already sent" in result.output
     assert len(smtpd.handler.messages) == 4
 
-    code, out = run(config, "status", issue)
-    assert code == 0, out
-    assert "flood-barrier-vote to weekly: finished, 4 recipients" in out
-    assert "sent" in out
+    result = run_cli(config, "status", issue)
+    assert result.exit_code == 0, result.output
+    assert "flood-barrier-vote to weekly: finished, 4 recipients" in result.output
+    assert "sent" in result.output
 
 
 def test_relay_down_exits_non_zero_and_says_run_again(
@@ -62,12 +57,12 @@ def test_relay_down_exits_non_zero_and_says_run_again(
 ) -> None:
     config, _ = store
     smtpd.stop()
-    code, out = run(config, "send", ISSUE, "--no-progress")
-    assert code == 75
-    assert "relay unreachable, 4 pending, run `newsletter send" in out
+    result = run_cli(config, "send", ISSUE, "--no-progress")
+    assert result.exit_code == 75
+    assert "relay unreachable, 4 pending, run `newsletter send" in result.output
     smtpd.start()
-    code, out = run(config, "send", ISSUE, "--no-progress")
-    assert code == 0, out
+    result = run_cli(config, "send", ISSUE, "--no-progress")
+    assert result.exit_code == 0, result.output
     assert len(smtpd.handler.messages) == 4
 
 
@@ -76,41 +71,41 @@ def test_bounce_is_listed_and_status_shows_last_error(
 ) -> None:
     config, _ = store
     smtpd.handler.faults.rcpt["r1@example.org"] = ["550 5.1.1 unknown user"]
-    code, out = run(config, "send", ISSUE, "--no-progress")
-    assert code == 0, out
-    assert "failed: r1@example.org: 550 5.1.1 unknown user" in out
-    code, out = run(config, "status", "flood-barrier-vote")
-    assert "r1@example.org: bounced after 1 attempt(s): 550 5.1.1 unknown user" in out
+    result = run_cli(config, "send", ISSUE, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "failed: r1@example.org: 550 5.1.1 unknown user" in result.output
+    result = run_cli(config, "status", "flood-barrier-vote")
+    assert "r1@example.org: bounced after 1 attempt(s): 550 5.1.1 unknown user" in result.output
 
 
 def test_deferred_retry_exits_incomplete(store: tuple[Path, Engine], smtpd: SMTPServer) -> None:
     config, _ = store
     smtpd.handler.faults.rcpt["r2@example.org"] = ["451 4.3.0 later"]
-    code, out = run(config, "send", ISSUE, "--no-progress")
-    assert code == 75
-    assert "1 deferred after temporary failures" in out
+    result = run_cli(config, "send", ISSUE, "--no-progress")
+    assert result.exit_code == 75
+    assert "1 deferred after temporary failures" in result.output
 
 
 def test_dry_run_sends_and_records_nothing(store: tuple[Path, Engine], smtpd: SMTPServer) -> None:
     config, _ = store
-    code, out = run(config, "send", ISSUE, "--dry-run")
-    assert code == 0, out
-    assert "recipients: 4" in out
+    result = run_cli(config, "send", ISSUE, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "recipients: 4" in result.output
     assert smtpd.handler.messages == []
-    code, out = run(config, "status", "flood-barrier-vote")
-    assert "not sent yet" in out
+    result = run_cli(config, "status", "flood-barrier-vote")
+    assert "not sent yet" in result.output
 
 
 def test_test_copy_goes_to_one_address_marked(
     store: tuple[Path, Engine], smtpd: SMTPServer
 ) -> None:
     config, _ = store
-    code, out = run(config, "send", ISSUE, "--test", "Editor@Example.org")
-    assert code == 0, out
+    result = run_cli(config, "send", ISSUE, "--test", "Editor@Example.org")
+    assert result.exit_code == 0, result.output
     assert [m.rcpt_tos for m in smtpd.handler.messages] == [["editor@example.org"]]
     assert str(smtpd.handler.messages[0].message["Subject"]).startswith("[TEST] ")
-    code, out = run(config, "status", "flood-barrier-vote")
-    assert "not sent yet" in out
+    result = run_cli(config, "status", "flood-barrier-vote")
+    assert "not sent yet" in result.output
 
 
 def test_issue_with_errors_is_not_sent(
@@ -119,9 +114,9 @@ def test_issue_with_errors_is_not_sent(
     config, _ = store
     bad = project / "issues" / "2026-12-11-broken.md"
     bad.write_text("---\ntitle: x\n---\n", encoding="utf-8")
-    code, out = run(config, "send", str(bad), "--no-progress")
-    assert code == 1
-    assert "not sending" in out
+    result = run_cli(config, "send", str(bad), "--no-progress")
+    assert result.exit_code == 1
+    assert "not sending" in result.output
     assert smtpd.handler.messages == []
 
 
@@ -159,12 +154,12 @@ def test_hourly_cap_pauses_the_send_and_counts_earlier_runs(
 ) -> None:
     config, _ = store
     config.write_text(config.read_text().replace("timeout = 5", "timeout = 5\nhourly_cap = 3"))
-    code, out = run(config, "send", ISSUE, "--no-progress")
-    assert code == 75
-    assert "hourly cap reached, 1 pending" in out
+    result = run_cli(config, "send", ISSUE, "--no-progress")
+    assert result.exit_code == 75
+    assert "hourly cap reached, 1 pending" in result.output
     assert len(smtpd.handler.messages) == 3
     # a new run remembers, through the ledger, the three sent within the hour
-    code, out = run(config, "send", ISSUE, "--no-progress")
-    assert code == 75
-    assert "hourly cap reached, 1 pending" in out
+    result = run_cli(config, "send", ISSUE, "--no-progress")
+    assert result.exit_code == 75
+    assert "hourly cap reached, 1 pending" in result.output
     assert len(smtpd.handler.messages) == 3

@@ -14,26 +14,20 @@ from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
 
+from newsletter.addresses import normalize_email
 from newsletter.config import Settings
 from newsletter.errors import ImportFileError, InvalidAddressError
+from newsletter.states import SubscriptionStatus, SuppressionReason
 from newsletter.store.database import make_engine, migrate
 from newsletter.store.importing import ImportReport, Reject, RejectsWriter, export_csv, import_csv
-from newsletter.store.schema import SubscriptionStatus, SuppressionReason
 from newsletter.store.subscribers import (
     add_subscriber,
     ensure_lists,
     find_by_email,
     iter_subscribers,
-    normalize_email,
     suppress,
     unsubscribe,
 )
-
-
-@pytest.fixture
-def lists(engine: Engine, settings: Settings) -> dict[str, int]:
-    with engine.begin() as conn:
-        return ensure_lists(conn, settings)
 
 
 def run(
@@ -309,6 +303,7 @@ CELL = st.text(alphabet=TEXT, max_size=12)
     delimiter=st.sampled_from([",", ";", "\t"]),
     crlf=st.booleans(),
 )
+@pytest.mark.slow
 def test_property_nothing_valid_is_lost(
     tmp_path_factory: pytest.TempPathFactory,
     settings: Settings,

@@ -82,7 +82,7 @@ def test_send_signs_every_message_when_dkim_is_configured(
     project: Path,
 ) -> None:
     from newsletter.config import Dkim
-    from newsletter.delivery import run_send
+    from newsletter.sending import run_send
     from newsletter.store.database import make_engine, migrate
     from tests.test_delivery import ISSUE, add_people
 

@@ -26,7 +26,7 @@ MAILTO = f"mailto:unsubscribe@test.example?subject=unsubscribe%20{TOKEN}"
 def message_args(settings: Settings, project: Path) -> dict[str, object]:
     issue = load_issue(next((project / "issues").glob("2026-11-20-*.md")), settings)
     return {
-        "rendered": Renderer(settings).render(issue),
+        "content": Renderer(settings).render(issue),
         "settings": settings,
         "mailing_list": settings.mailing_list(None),
     }

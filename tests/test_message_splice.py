@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.policy
 from datetime import UTC, date, datetime
@@ -13,14 +14,15 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from newsletter.addresses import address
 from newsletter.config import Settings
-from newsletter.errors import InvalidAddressError
+from newsletter.errors import InvalidAddressError, RenderError
 from newsletter.message import (
     MessageTemplate,
     Personalization,
-    address,
     build_email_message,
     envelope_sender,
+    marker,
 )
 from newsletter.model import UNSUBSCRIBE_URL_PLACEHOLDER, Issue, IssueStatus, RenderedIssue
 
@@ -170,8 +172,6 @@ def test_header_injection_is_refused(settings: Settings, bad: Personalization) -
 
 
 def test_verp_envelope_sender(settings: Settings) -> None:
-    import dataclasses
-
     assert envelope_sender(settings, "ann@example.org") == "weekly@test.example"
     verp = dataclasses.replace(
         settings,
@@ -217,3 +217,99 @@ def test_dot_stuffed_render_is_the_wire_form(settings: Settings) -> None:
     stuffed = template.render(p, date=WHEN, dot_stuffed=True)
     assert stuffed != plain
     assert stuffed + b".\r\n" == wire_form(plain)
+
+
+JOIN = marker("join_url")
+TWO_HTML = f'<p><a href="{JOIN}">Join the other list</a> or <a href="{PH}">leave</a></p>\n.{JOIN}'
+TWO_TEXT = f"Join: {JOIN}\nLeave: {PH}\nJoin again: {JOIN}\n"
+
+
+def two(to: str, token: str) -> Personalization:
+    p = person(to, token)
+    return dataclasses.replace(
+        p, values={"join_url": f"https://news.test.example/join/{token}?list=business"}
+    )
+
+
+def test_two_placeholders_splice_like_the_reference(settings: Settings) -> None:
+    rendered = rendered_issue(TWO_HTML, TWO_TEXT)
+    names = ("unsubscribe_url", "join_url")
+    template = MessageTemplate(rendered, settings, settings.mailing_list(None), placeholders=names)
+    for p in (two("a@example.org", "tokA"), two("b@example.org", "tokB")):
+        spliced = parse(template.render(p, date=WHEN))
+        ref = build_email_message(
+            rendered,
+            settings,
+            settings.mailing_list(None),
+            to=p.to,
+            unsubscribe_url=p.unsubscribe_url,
+            unsubscribe_mailto=p.unsubscribe_mailto,
+            message_id=p.message_id,
+            date=WHEN,
+            values=p.values,
+            placeholders=names,
+        )
+        assert summary(spliced) == summary(parse(ref.as_bytes(policy=email.policy.SMTP)))
+        text = spliced.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        assert text.count(p.values["join_url"]) == 2
+        assert p.unsubscribe_url in text
+        assert "%%" not in text
+    # dot-stuffed, the second value (after a ".") still gives the wire form
+    from newsletter.transport import wire_form
+
+    p = two("a@example.org", "x")
+    assert template.render(p, date=WHEN, dot_stuffed=True) + b".\r\n" == wire_form(
+        template.render(p, date=WHEN)
+    )
+
+
+def test_parts_share_the_static_pieces_between_recipients(settings: Settings) -> None:
+    rendered = rendered_issue(TWO_HTML, TWO_TEXT)
+    template = MessageTemplate(
+        rendered,
+        settings,
+        settings.mailing_list(None),
+        placeholders=("unsubscribe_url", "join_url"),
+    )
+    a, b = two("a@example.org", "tokA"), two("b@example.org", "tokB")
+    one, other = template.parts(a, date=WHEN), template.parts(b, date=WHEN)
+    assert one.join() == template.render(a, date=WHEN)
+    assert len(one.body) == len(other.body) == len(template.body_slots)
+    assert all(line.endswith(b"\r\n") for line in one.headers)
+    assert b"".join(one.headers).count(b"\r\n\r\n") == 0
+    slots = [name for name in template.body_slots if name is not None]
+    assert slots == ["join_url", "unsubscribe_url", "join_url"] * 2  # text, then HTML
+    for piece, again, slot in zip(one.body, other.body, template.body_slots, strict=True):
+        if slot is None:
+            assert piece is again  # the very same bytes object: per-issue work stays per issue
+        else:
+            assert piece != again
+
+
+def test_a_placeholder_without_a_value_fails_that_message(settings: Settings) -> None:
+    template = MessageTemplate(
+        rendered_issue(TWO_HTML, TWO_TEXT),
+        settings,
+        settings.mailing_list(None),
+        placeholders=("unsubscribe_url", "join_url"),
+    )
+    with pytest.raises(RenderError, match="%%JOIN_URL%%"):
+        template.render(person("a@example.org"))
+    # a marker the template was not told about is left alone (and check warns the editor)
+    untold = MessageTemplate(
+        rendered_issue(TWO_HTML, TWO_TEXT), settings, settings.mailing_list(None)
+    )
+    assert JOIN.encode() in untold.render(person("a@example.org"))
+
+
+@pytest.mark.parametrize("bad", ['https://x/"><script>', "https://x/<b>", "https://x/\tjoin"])
+def test_a_value_that_would_break_the_markup_is_refused(settings: Settings, bad: str) -> None:
+    template = MessageTemplate(
+        rendered_issue(TWO_HTML, TWO_TEXT),
+        settings,
+        settings.mailing_list(None),
+        placeholders=("unsubscribe_url", "join_url"),
+    )
+    p = dataclasses.replace(person("a@example.org"), values={"join_url": bad})
+    with pytest.raises(InvalidAddressError, match="JOIN_URL"):
+        template.render(p)

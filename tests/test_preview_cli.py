@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,14 +12,7 @@ import httpx
 from click.testing import CliRunner
 
 from newsletter.cli import main
-from tests.conftest import TEST_SECRET, write_config
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tests.conftest import TEST_SECRET, free_port, write_config
 
 
 def test_help_says_it_binds_loopback_by_default() -> None:

@@ -19,13 +19,14 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, select
 
+from newsletter.autosend import RunOutcome, build_scheduler, plan, run_due, upcoming
 from newsletter.cli import main as cli_main
 from newsletter.config import Settings, load_settings
-from newsletter.delivery import issue_sent
-from newsletter.scheduled import RunOutcome, build_scheduler, run_due
-from newsletter.scheduling import Action, Schedule
+from newsletter.sending import issue_sent
+from newsletter.slots import Action, Schedule, list_schedules
+from newsletter.states import DeliveryStatus
 from newsletter.store.database import make_engine
-from newsletter.store.schema import DeliveryStatus, deliveries, subscribers
+from newsletter.store.schema import deliveries, subscribers
 from newsletter.store.subscribers import add_subscriber, ensure_lists
 from tests.conftest import REPO, TEST_SECRET, write_config
 from tests.smtpd import Received, SMTPServer
@@ -308,6 +309,7 @@ def _env() -> dict[str, str]:
     return {**os.environ, "NEWSLETTER_SECRET_KEY": TEST_SECRET}
 
 
+@pytest.mark.slow
 def test_two_scheduler_processes_at_once_only_one_sends(
     live: Settings, engine: Engine, smtpd: SMTPServer
 ) -> None:
@@ -339,6 +341,7 @@ def _sent_in_ledger(engine: Engine) -> set[str]:
         return {row.email for row in conn.execute(query)}
 
 
+@pytest.mark.slow
 def test_restart_mid_send_resumes_from_the_ledger(
     live: Settings, engine: Engine, smtpd: SMTPServer
 ) -> None:
@@ -409,6 +412,47 @@ def test_bad_schedule_is_a_clear_error(project_dir: Path, tmp_path: Path) -> Non
     assert proc.returncode == 1
     assert "lists.weekly.schedule" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_before_init_the_scheduler_says_to_run_init(project_dir: Path, tmp_path: Path) -> None:
+    config = write_config(project_dir, database_url=f"sqlite:///{tmp_path / 'empty.db'}")
+    proc = subprocess.run(
+        _scheduler_cmd(config, "--once"), env=_env(), capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 1
+    assert "run `newsletter init`" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_the_schedule_view_and_a_run_decide_alike(live: Settings, engine: Engine) -> None:
+    """`newsletter schedule` and the scheduler take their actions from one decision."""
+    write_issue(live, FRIDAY, "river-week")
+    write_issue(live, FRIDAY, "still-draft", status="draft")
+    write_issue(live, FRIDAY - timedelta(days=7), "last-week")  # missed by days: stale
+    write_issue(live, FRIDAY, "broken", hero="images/missing.png")
+    now = SLOT + timedelta(minutes=5)
+    overdue, _, _ = upcoming(live, engine, now=now)
+    planned = plan(
+        live,
+        engine,
+        list_schedules(live),
+        now=now,
+        grace=timedelta(minutes=live.scheduler.misfire_grace_minutes),
+        send_stale=False,
+    )
+    shown = {item.slug: item.action for item in overdue}
+    decided = {decision.slug: decision.action for _, decision in planned}
+    assert (
+        shown
+        == decided
+        == {
+            "river-week": Action.SEND,
+            "still-draft": Action.SKIP_DRAFT,
+            "last-week": Action.SKIP_STALE,
+            "broken": Action.SKIP_INVALID,
+        }
+    )
+    assert {item.slug: item.state for item in overdue}["still-draft"] == "draft"
 
 
 def test_long_running_scheduler_jobs(live: Settings, engine: Engine) -> None:
@@ -488,12 +532,19 @@ def test_a_stored_slot_missed_while_down_fires_within_the_grace_only(
         scheduler.modify_job("slot:weekly", next_run_time=missed_slot)
         scheduler.resume()
         deadline = time.monotonic() + 20
-        while not seen and time.monotonic() < deadline:
+
+        def moved_on() -> datetime | None:
+            # APScheduler moves next_run_time past now once it has dealt with every missed run
+            nxt = scheduler.get_job("slot:weekly").next_run_time
+            return nxt if nxt is not None and nxt > datetime.now(UTC) else None
+
+        while not (seen and moved_on()) and time.monotonic() < deadline:
             time.sleep(0.02)
-        time.sleep(0.3)  # room for any further (uncoalesced) runs to show up
-        after = scheduler.get_job("slot:weekly").next_run_time
+        after = moved_on()
     finally:
+        # waits for every run it submitted: any further (uncoalesced) run is in `seen` after this
         scheduler.shutdown(wait=True)
+    assert after is not None
     assert seen == [(expected, "slot:weekly")]
     assert ("event=slot_missed job=slot:weekly" in caplog.text) is (expected == "missed")
     # coalesced into one run; the job moves on to the next Friday 13:00 in Kyiv

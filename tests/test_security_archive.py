@@ -7,13 +7,13 @@ import xml.etree.ElementTree as ET
 from sqlalchemy import Engine
 from starlette.testclient import TestClient
 
-from tests.test_archive import add_issue, client, weekly  # noqa: F401  (fixtures)
+from tests.test_archive import add_issue, weekly  # noqa: F401  (fixtures)
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 
 
 def test_feed_stays_well_formed_xml_whatever_the_issue_holds(
-    client: TestClient,  # noqa: F811
+    client: TestClient,
     engine: Engine,
     weekly: int,  # noqa: F811
 ) -> None:

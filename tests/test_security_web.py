@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine
 from starlette.testclient import TestClient
 
-from newsletter.config import Settings, load_settings
-from newsletter.store.schema import SubscriptionStatus
+from newsletter.config import Settings
+from newsletter.emails import build_confirmation
+from newsletter.states import SubscriptionStatus
 from newsletter.store.subscribers import (
     add_subscriber,
     ensure_lists,
@@ -25,33 +24,11 @@ from newsletter.store.subscribers import (
 )
 from newsletter.tokens import TokenPurpose, make_token
 from newsletter.web.app import PER_ADDRESS_LIMIT, PER_IP_LIMIT, create_app
-from newsletter.web.confirmation import build_confirmation
 from newsletter.web.context import MAX_BODY_BYTES, page_environment
-from tests.conftest import TEST_SECRET, write_config
+from tests.conftest import TEST_SECRET, FakeClock
 from tests.smtpd import SMTPServer
 
 SECRET = TEST_SECRET.encode()
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def web_settings(project: Path, database_url: str, smtpd: SMTPServer) -> Settings:
-    path = write_config(project, database_url=database_url, smtp_url=smtpd.url)
-    return load_settings(path, environ={"NEWSLETTER_SECRET_KEY": TEST_SECRET})
-
-
-@pytest.fixture
-def client(web_settings: Settings, engine: Engine) -> Iterator[TestClient]:
-    app = create_app(web_settings, engine=engine, clock=FakeClock())
-    with TestClient(app, base_url="https://news.test.example", follow_redirects=False) as c:
-        yield c
 
 
 def _post_streamed(

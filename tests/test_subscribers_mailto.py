@@ -6,16 +6,18 @@ from email.message import EmailMessage
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine
 
 from newsletter.cli import main
 from newsletter.config import Settings, load_settings
-from newsletter.mailto import MailRequest, handle_unsubscribe_mail
+from newsletter.inbound.mailto import MailRequest, handle_unsubscribe_mail, token_from_message
+from newsletter.states import SubscriptionStatus
 from newsletter.store.database import make_engine
-from newsletter.store.schema import SubscriptionStatus
 from newsletter.store.subscribers import add_subscriber, ensure_lists, find_by_email
-from newsletter.tokens import TokenPurpose, make_token, unsubscribe_mailto
+from newsletter.tokens import TokenPurpose, make_token
+from newsletter.urls import unsubscribe_mailto
 from tests.conftest import TEST_SECRET, write_config
 
 SECRET = TEST_SECRET.encode()
@@ -75,6 +77,20 @@ def test_mailto_request_leaves_the_list(engine: Engine, settings: Settings) -> N
     assert business.status is SubscriptionStatus.CONFIRMED
 
 
+def test_a_request_signed_with_an_earlier_key_is_honoured(
+    engine: Engine, settings: Settings
+) -> None:
+    with engine.begin() as conn:
+        ids = ensure_lists(conn, settings)
+        reader = add_subscriber(conn, "reader@example.org", list_ids=[ids["weekly"]])
+    token = make_token(SECRET, TokenPurpose.UNSUBSCRIBE, reader.uid, ids["weekly"])
+    message = request_mail(unsubscribe_mailto("test.example", token))
+    rotated = (b"the-current-key-after-rotation", SECRET)
+    with engine.begin() as conn:
+        assert handle_unsubscribe_mail(conn, rotated[:1], message).result is MailRequest.INVALID
+        assert handle_unsubscribe_mail(conn, rotated, message).result is MailRequest.UNSUBSCRIBED
+
+
 def test_cli_reads_a_maildir(project: Path, tmp_path: Path) -> None:
     config = write_config(project, database_url=f"sqlite:///{tmp_path / 'm.db'}")
     runner = CliRunner(env={"NEWSLETTER_SECRET_KEY": TEST_SECRET, "NEWSLETTER_CONFIG": None})
@@ -105,3 +121,12 @@ def test_cli_reads_a_maildir(project: Path, tmp_path: Path) -> None:
     engine.dispose()
     assert found is not None
     assert found.subscriptions[0].status is SubscriptionStatus.UNSUBSCRIBED
+
+
+@pytest.mark.parametrize("ending", ["-", "_", "A"])
+def test_a_token_ending_in_any_base64url_character_is_read_whole(ending: str) -> None:
+    token = "AbCd-_0123456789" * 3 + "xyz" + ending
+    for subject in (f"unsubscribe {token}", f"Re: Unsubscribe {token}", f"unsubscribe {token} "):
+        message = EmailMessage()
+        message["Subject"] = subject
+        assert token_from_message(message) == token

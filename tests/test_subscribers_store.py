@@ -1,142 +1,31 @@
-"""The subscriber store on SQLite and PostgreSQL, and address normalisation."""
+"""The subscriber store on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime
 
 import pytest
-from email_validator import EmailNotValidError, validate_email
-from hypothesis import given
-from hypothesis import settings as hyp_settings
-from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
+from newsletter.addresses import email_hash
 from newsletter.config import Settings
-from newsletter.errors import InvalidAddressError, StoreError, SuppressedError
-from newsletter.store.schema import SubscriptionStatus, SuppressionReason, suppressions
+from newsletter.errors import StoreError, SuppressedError
+from newsletter.states import SubscriptionStatus, SuppressionReason
+from newsletter.store.schema import suppressions
 from newsletter.store.subscribers import (
-    _fast_normalize,
     add_subscriber,
-    clean_name,
     confirm_subscriber,
     count_subscribers,
-    email_hash,
     ensure_lists,
     erase,
     find_by_email,
     find_by_uid,
     is_suppressed,
     iter_subscribers,
-    normalize_email,
     request_subscription,
     suppress,
     unsubscribe,
 )
-
-
-@pytest.mark.parametrize(
-    ("address", "normalized"),
-    [
-        ("Alice@Example.COM", "alice@example.com"),
-        ("  bob@example.org\t", "bob@example.org"),
-        ("user@bücher.de", "user@bücher.de"),
-        ("user@xn--bcher-kva.de", "user@bücher.de"),
-        ("USER@BÜCHER.DE", "user@bücher.de"),
-        ("first.last+tag@sub.example.co.uk", "first.last+tag@sub.example.co.uk"),
-    ],
-)
-def test_normalize_email(address: str, normalized: str) -> None:
-    assert normalize_email(address) == normalized
-
-
-@pytest.mark.parametrize(
-    "address",
-    [
-        "",
-        "   ",
-        "no-at-sign",
-        "a@b",
-        "a@localhost",
-        "two@@example.org",
-        "x@example.org\r\nBcc: victim@example.org",
-        "x@example.org\n",
-        "x\x00@example.org",
-        "Name <x@example.org>",
-        "a..b@example.org",
-        "x@exa mple.org",
-        "x@example.test",
-    ],
-)
-def test_normalize_email_refuses(address: str) -> None:
-    with pytest.raises(InvalidAddressError):
-        normalize_email(address)
-
-
-def test_email_hash_is_sha256_of_normalized() -> None:
-    assert email_hash("a@example.org") == hashlib.sha256(b"a@example.org").hexdigest()
-
-
-ATEXT = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+/=?^_`{|}~-."
-
-
-LDH = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-"
-
-
-@hyp_settings(max_examples=400, deadline=None)
-@given(
-    local=st.text(alphabet=ATEXT, min_size=1, max_size=70),
-    labels=st.lists(
-        st.text(
-            alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-",
-            min_size=1,
-            max_size=12,
-        ),
-        min_size=1,
-        max_size=4,
-    ),
-    tld=st.sampled_from(["org", "COM", "de", "test", "local", "x", "museum", "1a", "onion"]),
-)
-def test_property_fast_path_agrees_with_email_validator(
-    local: str, labels: list[str], tld: str
-) -> None:
-    """The fast path may decline anything, but what it accepts email-validator accepts too."""
-    address = f"{local}@{'.'.join([*labels, tld])}"
-    fast = _fast_normalize(address)
-    if fast is None:
-        return
-    try:
-        slow = validate_email(address, check_deliverability=False).normalized.lower()
-    except EmailNotValidError as exc:
-        pytest.fail(f"fast path accepted {address!r}, email-validator says {exc}")
-    assert fast == slow
-
-
-@given(st.text(max_size=60))
-def test_property_normalize_email_never_lets_line_breaks_through(text: str) -> None:
-    try:
-        result = normalize_email(text)
-    except InvalidAddressError:
-        return
-    assert "\r" not in result
-    assert "\n" not in result
-    assert result == result.lower()
-    assert normalize_email(result) == result  # idempotent
-
-
-@given(st.text(max_size=80))
-def test_property_clean_name_is_header_safe(text: str) -> None:
-    cleaned = clean_name(text)
-    if cleaned is not None:
-        assert cleaned == cleaned.strip()
-        assert not any(ch in cleaned for ch in "\r\n\x00\u2028\u2029")
-        assert len(cleaned) <= 200
-
-
-@pytest.fixture
-def lists(engine: Engine, settings: Settings) -> dict[str, int]:
-    with engine.begin() as conn:
-        return ensure_lists(conn, settings)
 
 
 def test_ensure_lists_is_idempotent(engine: Engine, settings: Settings) -> None:

@@ -9,14 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from newsletter.errors import TokenError
-from newsletter.tokens import (
-    TokenPurpose,
-    make_token,
-    new_subscriber_uid,
-    read_token,
-    unsubscribe_mailto,
-    unsubscribe_url,
-)
+from newsletter.tokens import TokenPurpose, make_token, new_subscriber_uid, read_token
+from newsletter.urls import unsubscribe_mailto, unsubscribe_url
 
 KEY = b"k" * 32
 
@@ -78,3 +72,37 @@ def test_urls() -> None:
     assert unsubscribe_url("https://x.org/", "abc") == "https://x.org/unsubscribe/abc"
     mailto = unsubscribe_mailto("x.org", "abc")
     assert mailto == "mailto:unsubscribe@x.org?subject=unsubscribe%20abc"
+
+
+OLD = b"o" * 32
+OLDER = b"p" * 32
+
+
+def test_a_token_signed_with_an_earlier_key_still_verifies() -> None:
+    uid = new_subscriber_uid()
+    token = make_token(OLD, TokenPurpose.UNSUBSCRIBE, uid, 3)
+    for ring in ([KEY, OLD], [KEY, OLDER, OLD], (KEY, OLD)):
+        assert read_token(ring, token, TokenPurpose.UNSUBSCRIBE).subscriber_uid == uid
+    # a key that is not in the ring never verifies
+    with pytest.raises(TokenError):
+        read_token([KEY, OLDER], token, TokenPurpose.UNSUBSCRIBE)
+    with pytest.raises(TokenError):
+        read_token(KEY, token, TokenPurpose.UNSUBSCRIBE)
+    with pytest.raises(TokenError):
+        read_token([], token, TokenPurpose.UNSUBSCRIBE)
+
+
+def test_purposes_stay_apart_under_earlier_keys() -> None:
+    token = make_token(OLD, TokenPurpose.CONFIRM, new_subscriber_uid(), 3)
+    assert read_token([KEY, OLD], token, TokenPurpose.CONFIRM).list_id == 3
+    with pytest.raises(TokenError):
+        read_token([KEY, OLD], token, TokenPurpose.UNSUBSCRIBE)
+
+
+def test_tampering_is_refused_under_every_key() -> None:
+    token = make_token(OLD, TokenPurpose.UNSUBSCRIBE, new_subscriber_uid(), 3)
+    raw = bytearray(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    raw[5] ^= 1
+    forged = base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
+    with pytest.raises(TokenError):
+        read_token([KEY, OLD, OLDER], forged, TokenPurpose.UNSUBSCRIBE)

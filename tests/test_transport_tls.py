@@ -22,12 +22,14 @@ from sqlalchemy import Engine, select
 
 from newsletter.cli import main
 from newsletter.config import Settings, load_settings
-from newsletter.delivery import Policy, run_send
+from newsletter.delivery import Policy
 from newsletter.errors import ConfigError, TlsVerificationError, TransportUnavailableError
+from newsletter.sending import prepare_issue, run_send
 from newsletter.store.database import make_engine, migrate
 from newsletter.store.schema import deliveries, subscribers
 from newsletter.store.subscribers import add_subscriber, ensure_lists
 from newsletter.transport import SmtpPool, endpoint_from_settings, send_single
+from newsletter.worker import run_worker
 from tests.conftest import TEST_SECRET, write_config
 from tests.smtpd import RecordingHandler, SMTPServer
 from tests.tls import Login, Pki, make_pki
@@ -195,7 +197,10 @@ def test_untrusted_certificate_is_a_clear_error(
     with pytest.raises(TlsVerificationError) as caught:
         send(configured(settings, server, ca_file=None))
     text = str(caught.value)
-    assert isinstance(caught.value, TransportUnavailableError)  # the send pauses, not bounces
+    # a setting to fix, not an outage to wait out: no pause-and-retry forever
+    assert isinstance(caught.value, ConfigError)
+    assert not isinstance(caught.value, TransportUnavailableError)
+    assert caught.value.key == "smtp.ca_file"
     assert f"127.0.0.1:{server.port}" in text
     assert "does not verify" in text
     assert "smtp.ca_file" in text
@@ -220,7 +225,7 @@ def test_a_certificate_for_another_host_does_not_verify(
     settings: Settings, tmp_path: Path, login: Login
 ) -> None:
     # signed by a trusted CA, but for another name: host name checking is on too
-    elsewhere = make_pki(tmp_path / "elsewhere", names="DNS:relay.internal.example")
+    elsewhere = make_pki(tmp_path / "elsewhere", names=["relay.internal.example"])
     server = SMTPServer(RecordingHandler(), tls_context=elsewhere.server_context())
     server.start()
     try:
@@ -457,25 +462,40 @@ def test_bulk_send_over_tls_with_login_reaches_everyone(
     assert {row.email: row.status for row in rows} == dict.fromkeys(emails, "sent")
 
 
-def test_bulk_send_with_untrusted_certificate_pauses_with_the_reason(
+def test_bulk_send_with_untrusted_certificate_stops_with_the_reason(
+    engine: Engine, settings: Settings, project: Path, start_server: ServerFactory
+) -> None:
+    add_readers(engine, settings, ["reader@example.org", "other@example.org"])
+    server = start_server("starttls")
+    with pytest.raises(TlsVerificationError) as caught:
+        run_send(
+            configured(settings, server, ca_file=None),
+            engine,
+            project / "issues" / ISSUE,
+            now=T0,
+            policy=FAST,
+        )
+    assert "does not verify" in str(caught.value)
+    assert "smtp.ca_file" in str(caught.value)
+    assert server.handler.messages == []
+    # every row went back untouched: not an attempt, due at once when the setting is fixed
+    with engine.connect() as conn:
+        rows = conn.execute(select(deliveries.c.status, deliveries.c.attempts)).all()
+    assert sorted(rows) == [("pending", 0), ("pending", 0)]
+
+
+def test_a_worker_stops_on_an_untrusted_certificate(
     engine: Engine, settings: Settings, project: Path, start_server: ServerFactory
 ) -> None:
     add_readers(engine, settings, ["reader@example.org"])
     server = start_server("starttls")
-    report = run_send(
-        configured(settings, server, ca_file=None),
-        engine,
-        project / "issues" / ISSUE,
-        now=T0,
-        policy=FAST,
-    )
-    assert not report.finished
-    assert report.paused is not None
-    assert "does not verify" in report.paused
-    assert "smtp.ca_file" in report.paused
+    untrusted = configured(settings, server, ca_file=None)
+    prepare_issue(untrusted, engine, project / "issues" / ISSUE, now=T0)
+    events: list[str] = []
+    with pytest.raises(TlsVerificationError, match="does not verify"):
+        run_worker(untrusted, engine, until_done=True, on_event=events.append, policy=FAST)
+    assert not any("trying again" in event for event in events)
     assert server.handler.messages == []
-    with engine.connect() as conn:
-        assert conn.execute(select(deliveries.c.status)).scalars().all() == ["pending"]
 
 
 # --- from the command line, configured through the environment ------------------------------
@@ -486,7 +506,7 @@ def test_bulk_send_with_untrusted_certificate_pauses_with_the_reason(
     [
         (PASSWORD, True, 0, "3 sent now"),
         ("not-the-Pa55word", True, 75, "refused the login for newsletter: 535"),
-        (PASSWORD, False, 75, "does not verify"),
+        (PASSWORD, False, 1, "does not verify"),
     ],
     ids=["delivered", "wrong-password", "untrusted"],
 )

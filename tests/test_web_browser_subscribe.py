@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import Engine
 
 from newsletter.config import Settings, load_settings
+from newsletter.states import SubscriptionStatus
 from newsletter.store.database import make_engine, migrate
-from newsletter.store.schema import SubscriptionStatus
 from newsletter.store.subscribers import find_by_email, list_ids
 from newsletter.tokens import TokenPurpose, make_token
 from newsletter.web.app import create_app

@@ -10,13 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.conftest import TEST_SECRET, write_config
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.conftest import TEST_SECRET, free_port, write_config
 
 
 def run_cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:

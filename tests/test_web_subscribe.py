@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from email.message import EmailMessage
-from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine
 from starlette.testclient import TestClient
 
-from newsletter.config import Settings, load_settings
-from newsletter.store.schema import SubscriptionStatus, SuppressionReason
+from newsletter.config import Settings
+from newsletter.states import SubscriptionStatus, SuppressionReason
 from newsletter.store.subscribers import (
     add_subscriber,
     ensure_lists,
@@ -20,35 +17,8 @@ from newsletter.store.subscribers import (
     suppress,
 )
 from newsletter.tokens import TokenPurpose, make_token
-from newsletter.web.app import create_app
-from tests.conftest import TEST_SECRET, write_config
+from tests.conftest import TEST_SECRET, FakeClock
 from tests.smtpd import SMTPServer
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def web_settings(project: Path, database_url: str, smtpd: SMTPServer) -> Settings:
-    path = write_config(project, database_url=database_url, smtp_url=smtpd.url)
-    return load_settings(path, environ={"NEWSLETTER_SECRET_KEY": TEST_SECRET})
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def client(web_settings: Settings, engine: Engine, clock: FakeClock) -> Iterator[TestClient]:
-    app = create_app(web_settings, engine=engine, clock=clock)
-    with TestClient(app, base_url="https://news.test.example") as c:
-        yield c
 
 
 def sent(smtpd: SMTPServer) -> list[EmailMessage]:

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 from starlette.testclient import TestClient
 
-from newsletter.config import Settings, load_settings
+from newsletter.config import load_settings
 from newsletter.errors import StoreError, SuppressedError
+from newsletter.states import SubscriptionStatus, SuppressionReason
 from newsletter.store.importing import Reject, import_csv
-from newsletter.store.schema import SubscriptionStatus, SuppressionReason
 from newsletter.store.subscribers import (
     Subscriber,
     add_subscriber,
-    ensure_lists,
     erase,
     find_by_email,
     suppression_reason,
@@ -31,18 +29,6 @@ ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 
 
 @pytest.fixture
-def web_settings(project: Path, database_url: str, smtpd: SMTPServer) -> Settings:
-    path = write_config(project, database_url=database_url, smtp_url=smtpd.url)
-    return load_settings(path, environ={"NEWSLETTER_SECRET_KEY": TEST_SECRET})
-
-
-@pytest.fixture
-def lists(engine: Engine, web_settings: Settings) -> dict[str, int]:
-    with engine.begin() as conn:
-        return ensure_lists(conn, web_settings)
-
-
-@pytest.fixture
 def reader(engine: Engine, lists: dict[str, int]) -> Subscriber:
     with engine.begin() as conn:
         return add_subscriber(
@@ -51,13 +37,6 @@ def reader(engine: Engine, lists: dict[str, int]) -> Subscriber:
             list_ids=[lists["weekly"], lists["business"]],
             name="<script>alert('name')</script>",
         )
-
-
-@pytest.fixture
-def client(web_settings: Settings, engine: Engine) -> Iterator[TestClient]:
-    app = create_app(web_settings, engine=engine)
-    with TestClient(app, base_url="https://news.test.example", follow_redirects=False) as c:
-        yield c
 
 
 def token_for(subscriber: Subscriber, list_id: int) -> str:
@@ -110,6 +89,35 @@ def test_one_click_post_rfc8058(
         assert suppression_reason(conn, "reader@example.org") is None
         with pytest.raises(StoreError, match="unsubscribed from weekly"):
             add_subscriber(conn, "reader@example.org", list_ids=[lists["weekly"]])
+
+
+def test_a_link_signed_with_an_earlier_key_still_unsubscribes(
+    project: Path,
+    database_url: str,
+    smtpd: SMTPServer,
+    engine: Engine,
+    reader: Subscriber,
+    lists: dict[str, int],
+) -> None:
+    """Rotating NEWSLETTER_SECRET_KEY keeps every delivered unsubscribe link working."""
+    new_key = "rotated-key-" * 3
+    path = write_config(project, database_url=database_url, smtp_url=smtpd.url)
+    rotated = load_settings(
+        path,
+        environ={"NEWSLETTER_SECRET_KEY": new_key, "NEWSLETTER_SECRET_KEY_OLD": TEST_SECRET},
+    )
+    old_link = f"/unsubscribe/{token_for(reader, lists['weekly'])}"  # signed before the rotation
+    stranger = make_token(b"never-a-key-of-ours!", TokenPurpose.UNSUBSCRIBE, reader.uid, 1)
+    confirm = make_token(SECRET, TokenPurpose.CONFIRM, reader.uid, lists["weekly"])
+    app = create_app(rotated, engine=engine)
+    with TestClient(app, base_url="https://news.test.example") as c:
+        assert c.get(old_link).status_code == 200
+        # a key that is not in the ring, and an old key's token for another purpose, fail
+        assert c.post(f"/unsubscribe/{stranger}", data=ONE_CLICK).status_code == 400
+        assert c.post(f"/unsubscribe/{confirm}", data=ONE_CLICK).status_code == 400
+        assert statuses(engine)["weekly"] is SubscriptionStatus.CONFIRMED
+        assert c.post(old_link, data=ONE_CLICK).status_code == 200
+    assert statuses(engine)["weekly"] is SubscriptionStatus.UNSUBSCRIBED
 
 
 def test_one_click_as_multipart_body(

@@ -6,12 +6,14 @@ import signal
 import subprocess
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select
 
 from newsletter.config import Settings, load_settings
-from newsletter.delivery import Policy, issue_sent, prepare_issue, with_smtp_url
+from newsletter.delivery import Policy
+from newsletter.sending import issue_sent, prepare_issue, with_smtp_url
 from newsletter.store.database import make_engine, migrate
 from newsletter.store.schema import deliveries
 from newsletter.worker import run_worker
@@ -24,6 +26,7 @@ RECIPIENTS = 150
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_three_workers_one_killed_nothing_lost(
     postgres_url: str, project: Path, smtpd: SMTPServer
 ) -> None:
@@ -118,3 +121,36 @@ def test_worker_waits_for_the_relay_and_resumes(
     assert events[-1] == "flood-barrier-vote (weekly): finished"
     assert smtpd.handler.by_recipient() == dict.fromkeys(people, 1)
     assert issue_sent(engine, "flood-barrier-vote", "weekly")
+
+
+def test_a_poll_does_not_reread_the_issue_bodies(
+    engine: Engine, settings: Settings, project: Path, smtpd: SMTPServer
+) -> None:
+    """The worker polls every few seconds; the bodies (tens of KB) are read once per send."""
+    people = [f"p{i}@example.org" for i in range(3)]
+    bulk_people(engine, settings, people)
+    s = with_smtp_url(settings, smtpd.url)
+    prepare_issue(s, engine, project / "issues" / ISSUE)
+    # one reader's first try is deferred, so the worker must look for work again to finish
+    smtpd.handler.faults.rcpt["p0@example.org"] = ["451 4.3.0 try again later"]
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        sent = run_worker(
+            s,
+            engine,
+            until_done=True,
+            poll_seconds=0.05,
+            policy=Policy(retry_base_seconds=0.05, flush_interval=0.01),
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert sent == len(people)
+    polls = [st for st in statements if "FROM issues JOIN lists" in st and "issues.status !=" in st]
+    reads_of_bodies = [st for st in statements if "issues.html" in st]
+    assert len(polls) >= 2, statements
+    assert len(reads_of_bodies) == 1, reads_of_bodies

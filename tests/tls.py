@@ -1,34 +1,22 @@
 """Throwaway TLS for tests: a private CA and a loopback server certificate, and an SMTP login.
 
-The keys come from the ``openssl`` command line (the ``cryptography`` package is not a
-dependency); :func:`make_pki` runs once per test session and takes a fraction of a second.
+The certificates come from trustme (a CA and leaf certificates made in memory, written to
+files because ``smtp.ca_file`` names a file); :func:`make_pki` runs once per test session.
 """
 
 from __future__ import annotations
 
-import shutil
 import ssl
-import subprocess
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
+import trustme
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from tests.smtpd import encrypted
-
-# EC keys: generating them is instant, unlike RSA
-_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-_SERVER_EXTENSIONS = """\
-subjectAltName = {names}
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = serverAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-"""
 
 
 @dataclass(frozen=True)
@@ -44,32 +32,16 @@ class Pki:
         return context
 
 
-def make_pki(directory: Path, *, names: str = "IP:127.0.0.1, DNS:localhost") -> Pki:
-    """A CA and a certificate it signed for ``names`` (subjectAltName), valid for two days."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("the TLS tests need the openssl command line tool")
+def make_pki(directory: Path, *, names: Sequence[str] = ("127.0.0.1", "localhost")) -> Pki:
+    """A CA and a server certificate it signed for ``names`` (host names or IP addresses)."""
     directory.mkdir(parents=True, exist_ok=True)
-    ca_key, ca_cert = directory / "ca.key", directory / "ca.pem"
-    key, csr, cert = directory / "server.key", directory / "server.csr", directory / "server.pem"
-    extensions = directory / "server.ext"
-    extensions.write_text(_SERVER_EXTENSIONS.format(names=names), encoding="ascii")
-
-    def run(*args: str) -> None:
-        subprocess.run([openssl, *args], check=True, capture_output=True, cwd=directory)
-
-    run(
-        "req", "-x509", *_KEY, "-keyout", str(ca_key), "-out", str(ca_cert), "-days", "2",
-        "-subj", "/CN=Newsletter Test CA",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-    )  # fmt: skip
-    run("req", *_KEY, "-keyout", str(key), "-out", str(csr), "-subj", "/CN=localhost")
-    run(
-        "x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key),
-        "-set_serial", "0x5eed", "-days", "2", "-sha256", "-extfile", str(extensions),
-        "-out", str(cert),
-    )  # fmt: skip
+    ca = trustme.CA(organization_name="Newsletter Test CA")
+    leaf = ca.issue_cert(*names)
+    ca_cert, cert, key = directory / "ca.pem", directory / "server.pem", directory / "server.key"
+    ca.cert_pem.write_to_path(str(ca_cert))
+    leaf.private_key_pem.write_to_path(str(key))
+    # the leaf first, then the CA that signed it: what a relay presents
+    cert.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
     return Pki(ca_cert=ca_cert, server_cert=cert, server_key=key)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, time
 from pathlib import Path
 
 import click
@@ -11,18 +10,12 @@ import click
 from newsletter.checks import check_issue
 from newsletter.cli import AppContext, main, pass_app
 from newsletter.config import Settings
+from newsletter.emails import sample_copy
 from newsletter.errors import IssueError
 from newsletter.images import ImageSet, plan_images, write_derivatives
 from newsletter.issues import load_issue
-from newsletter.message import build_email_message, sender_domain
 from newsletter.model import Issue
 from newsletter.rendering import Renderer
-from newsletter.tokens import TokenPurpose, make_token, unsubscribe_mailto, unsubscribe_url
-
-SAMPLE_RECIPIENT = "Sample Reader <reader@example.com>"
-# A fixed, obviously fake subscriber so the sample .eml is the same on every build.
-SAMPLE_SUBSCRIBER_UID = "0" * 32
-
 
 ISSUES_ARGUMENT = click.argument(
     "paths", metavar="ISSUE...", nargs=-1, type=click.Path(path_type=Path, dir_okay=False)
@@ -91,23 +84,7 @@ def write_issue(
     ``images`` are its derivatives, made already (:func:`newsletter.images.derive_images`).
     """
     rendered = renderer.render(issue, images)
-    mailing_list = settings.mailing_list(issue.list)
-    token = make_token(
-        settings.secret_key,
-        TokenPurpose.UNSUBSCRIBE,
-        SAMPLE_SUBSCRIBER_UID,
-        0,
-        issued_at=int(datetime.combine(issue.date, time()).timestamp()),
-    )
-    message = build_email_message(
-        rendered,
-        settings,
-        mailing_list,
-        to=SAMPLE_RECIPIENT,
-        unsubscribe_url=unsubscribe_url(settings.publication.base_url, token),
-        unsubscribe_mailto=unsubscribe_mailto(sender_domain(settings), token),
-        date=issue.send_at,
-    )
+    message = sample_copy(rendered, settings)
     html_path = out_dir / f"{issue.slug}.html"
     text_path = out_dir / f"{issue.slug}.txt"
     eml_path = out_dir / f"{issue.slug}.eml"

@@ -13,19 +13,24 @@ from pathlib import Path
 import click
 from sqlalchemy import Engine
 
+from newsletter.addresses import normalize_email, sender_domain
 from newsletter.cli import AppContext, main, pass_app
+from newsletter.cli.progress import ProgressBar
 from newsletter.config import Settings
-from newsletter.delivery import SendReport, run_send
-from newsletter.errors import NewsletterError
+from newsletter.emails import NO_LIST, NOBODY_UID, TEST_PREFIX, test_copy
+from newsletter.errors import IssueError, NewsletterError
 from newsletter.images import derive_images, plan_images
-from newsletter.message import MessageTemplate, Personalization, envelope_sender, sender_domain
+from newsletter.message import MessageTemplate, Personalization
 from newsletter.model import IssueStatus, RenderedIssue
+from newsletter.sending import SendReport, run_send
 from newsletter.sink import Sink, count_messages
+from newsletter.states import DeliveryStatus
 from newsletter.store.database import display_url, initialise, make_engine, open_current
-from newsletter.store.ledger import IssueRef, SqlLedger
-from newsletter.store.schema import DeliveryStatus
-from newsletter.tokens import TokenPurpose, make_token, unsubscribe_mailto, unsubscribe_url
-from newsletter.transport import SmtpPool
+from newsletter.store.issues import IssueRef, find_issue, issues_by_slug
+from newsletter.store.ledger import SqlLedger
+from newsletter.tokens import TokenPurpose, make_token
+from newsletter.transport import send_single
+from newsletter.urls import unsubscribe_mailto, unsubscribe_url
 from newsletter.worker import run_worker
 
 # EX_TEMPFAIL (sysexits.h): the send is not finished; running it again will continue it
@@ -55,7 +60,7 @@ def _issue_path(settings: Settings, issue: str) -> Path:
     matches = sorted(settings.issues_dir.glob(f"*{issue}*.md"))
     if len(matches) == 1:
         return matches[0]
-    raise NewsletterError(f"{issue}: no such issue file (looked in {settings.issues_dir})")
+    raise IssueError(f"no such issue file (looked in {settings.issues_dir})", path=issue)
 
 
 def _check(settings: Settings, path: Path) -> None:
@@ -113,7 +118,8 @@ def send_command(
         if dry_run:
             _dry_run(settings, engine, path, list_slug)
             return
-        report = run_send(settings, engine, path, list_slug=list_slug, progress=not no_progress)
+        bar = None if no_progress else ProgressBar()
+        report = run_send(settings, engine, path, list_slug=list_slug, progress=bar)
     except KeyboardInterrupt:
         click.secho(
             f"interrupted; the ledger keeps what was sent: run `newsletter send {issue}` again "
@@ -174,7 +180,7 @@ def _when(value: datetime | None) -> str:
 def _dry_run(settings: Settings, engine: Engine, path: Path, list_slug: str | None) -> None:
     from newsletter.issues import load_issue
     from newsletter.rendering import Renderer
-    from newsletter.store.subscribers import list_ids
+    from newsletter.store.subscribers import count_deliverable, list_ids
 
     issue = load_issue(path, settings)
     slug = list_slug or issue.list or settings.publication.default_list
@@ -184,7 +190,7 @@ def _dry_run(settings: Settings, engine: Engine, path: Path, list_slug: str | No
     ledger = SqlLedger(engine)
     with engine.connect() as conn:
         list_id = list_ids(conn).get(slug)
-    recipients = ledger.count_recipients(list_id) if list_id is not None else 0
+        recipients = count_deliverable(conn, list_id) if list_id is not None else 0
     size = len(_sample(settings, rendered, mailing_list.slug))
     click.echo("Dry run: nothing is sent or recorded.")
     click.echo(f"  issue:      {issue.slug} ({path})")
@@ -193,7 +199,7 @@ def _dry_run(settings: Settings, engine: Engine, path: Path, list_slug: str | No
     click.echo(f"  list:       {slug} ({mailing_list.name})")
     click.echo(f"  relay:      {settings.smtp_url} ({settings.smtp.connections} connections)")
     click.echo(f"  message:    about {size / 1024:.0f} KiB each")
-    ref = ledger.find_issue(issue.slug, slug)
+    ref = find_issue(engine, issue.slug, slug)
     if ref is None:
         click.echo(f"  recipients: {recipients} (confirmed, not suppressed)")
     else:
@@ -204,48 +210,32 @@ def _dry_run(settings: Settings, engine: Engine, path: Path, list_slug: str | No
 
 
 def _sample(settings: Settings, rendered: RenderedIssue, list_slug: str) -> bytes:
+    """One recipient's bytes as the bulk path builds them, for a stand-in reader."""
     template = MessageTemplate(rendered, settings, settings.mailing_list(list_slug))
-    token = make_token(settings.secret_key, TokenPurpose.UNSUBSCRIBE, "0" * 32, 0)
-    return template.render(_person(settings, "reader@example.org", token))
-
-
-def _person(settings: Settings, to: str, token: str) -> Personalization:
-    domain = sender_domain(settings)
-    return Personalization(
-        to=to,
+    token = make_token(settings.secret_key, TokenPurpose.UNSUBSCRIBE, NOBODY_UID, NO_LIST)
+    domain = sender_domain(settings.publication.sender)
+    person = Personalization(
+        to="reader@example.org",
         unsubscribe_url=unsubscribe_url(settings.publication.base_url, token),
         unsubscribe_mailto=unsubscribe_mailto(domain, token),
-        message_id=f"<test.{int(time.time() * 1000)}.{token[:8]}@{domain}>",
+        message_id=f"<{token[:32]}@{domain}>",
     )
+    return template.render(person)
 
 
 def _send_test(settings: Settings, path: Path, to: str, list_slug: str | None) -> None:
     from newsletter.issues import load_issue
     from newsletter.rendering import Renderer
-    from newsletter.store.subscribers import normalize_email
 
     address = normalize_email(to)
     issue = load_issue(path, settings)
     slug = list_slug or issue.list or settings.publication.default_list
     rendered = Renderer(settings).render(issue, derive_images(issue, settings))
-    template = MessageTemplate(
-        rendered, settings, settings.mailing_list(slug), subject_prefix="[TEST] "
+    message = test_copy(rendered, settings, settings.mailing_list(slug), to=address)
+    asyncio.run(send_single(settings, message))
+    click.echo(
+        f"Test copy of {issue.slug} sent to {address} (subject starts with {TEST_PREFIX.strip()})."
     )
-    # a token for no subscriber: the link works as a link but unsubscribes nobody
-    token = make_token(settings.secret_key, TokenPurpose.UNSUBSCRIBE, "0" * 32, 0)
-    data = template.render(_person(settings, address, token))
-
-    async def go() -> None:
-        pool = SmtpPool.from_settings(settings, connections=1)
-        try:
-            result = await pool.send(envelope_sender(settings, address), [address], data)
-        finally:
-            await pool.close()
-        if address not in result.accepted:
-            raise result.refused[address]
-
-    asyncio.run(go())
-    click.echo(f"Test copy of {issue.slug} sent to {address} (subject starts with [TEST]).")
 
 
 @main.command("worker")
@@ -288,7 +278,7 @@ def status_command(app: AppContext, issue: str, list_slug: str | None) -> None:
     engine = _open(settings)
     try:
         ledger = SqlLedger(engine)
-        refs = [r for r in ledger.find_by_slug(slug) if list_slug in (None, r.list_slug)]
+        refs = [r for r in issues_by_slug(engine, slug) if list_slug in (None, r.list_slug)]
         if not refs:
             click.echo(f"{slug}: not sent yet")
             return
@@ -371,7 +361,7 @@ def demo_command(app: AppContext) -> None:
         click.echo(f"2. Demo subscribers on {slug}: {', '.join(e for e, _ in DEMO_SUBSCRIBERS)}")
         with Sink(settings.maildir) as sink:
             click.echo(f"3. SMTP sink listening on {sink.url}, storing into {sink.maildir}")
-            report = run_send(replace(settings, smtp_url=sink.url), engine, path, progress=False)
+            report = run_send(replace(settings, smtp_url=sink.url), engine, path)
             received = sink.handler.received
     finally:
         engine.dispose()
@@ -400,4 +390,4 @@ def _newest_ready(settings: Settings) -> Path:
             continue
         if issue.status is IssueStatus.READY:
             return path
-    raise NewsletterError(f"no issue with `status: ready` in {settings.issues_dir}")
+    raise IssueError(f"no issue with `status: ready` in {settings.issues_dir}")

@@ -7,11 +7,10 @@ from zoneinfo import ZoneInfo
 
 import click
 
+from newsletter.autosend import PlannedIssue, upcoming
 from newsletter.cli import AppContext, main, pass_app
-from newsletter.errors import StoreError
-from newsletter.scheduled import PlannedIssue, upcoming
-from newsletter.scheduling import fmt_time, list_schedules
-from newsletter.store.database import make_engine, schema_is_current
+from newsletter.slots import fmt_time, list_schedules
+from newsletter.store.database import open_current
 
 
 @main.command()
@@ -34,12 +33,8 @@ def schedule(app: AppContext, count: int, now_text: str | None) -> None:
     settings = app.settings
     now = _parse_now(now_text)
     schedules = list_schedules(settings)
-    engine = make_engine(settings.database_url)
+    engine = open_current(settings.database_url)
     try:
-        if not schema_is_current(engine):
-            raise StoreError(
-                "the database is not initialised or not migrated; run 'newsletter init'"
-            )
         overdue, slots, timed = upcoming(settings, engine, now=now, count=count)
     finally:
         engine.dispose()

@@ -22,13 +22,14 @@ from rich.progress import (
 )
 from sqlalchemy import Connection, Engine
 
+from newsletter.addresses import normalize_email
 from newsletter.cli import AppContext, main, pass_app
 from newsletter.config import Settings
-from newsletter.errors import NewsletterError, StoreError
-from newsletter.mailto import MailRequest, handle_unsubscribe_mail
+from newsletter.errors import StoreError
+from newsletter.inbound.mailto import MailRequest, handle_unsubscribe_mail
+from newsletter.states import SubscriptionStatus, SuppressionReason
 from newsletter.store.database import display_url, initialise, make_engine, open_current
 from newsletter.store.importing import ImportReport, RejectsWriter, export_csv, import_csv
-from newsletter.store.schema import SubscriptionStatus, SuppressionReason
 from newsletter.store.subscribers import (
     add_subscriber,
     count_subscribers,
@@ -36,7 +37,6 @@ from newsletter.store.subscribers import (
     erase,
     find_by_email,
     iter_subscribers,
-    normalize_email,
     resolve_lists,
     suppress,
     suppression_reason,
@@ -328,7 +328,7 @@ def show(app: AppContext, email: str) -> None:
             subscriber = find_by_email(conn, email)
             reason = suppression_reason(conn, email)
         if subscriber is None and reason is None:
-            raise NewsletterError(f"{normalize_email(email)} is not in the store")
+            raise StoreError(f"{normalize_email(email)} is not in the store")
         if subscriber is not None:
             click.echo(f"email:      {subscriber.email}")
             click.echo(f"name:       {subscriber.name or '-'}")
@@ -368,7 +368,7 @@ def unsubscribe_mail(app: AppContext, paths: tuple[Path, ...]) -> None:
                 parsed = email.message_from_binary_file(fh, policy=email.policy.default)
             assert isinstance(parsed, EmailMessage)
             with engine.begin() as conn:
-                outcome = handle_unsubscribe_mail(conn, settings.secret_key, parsed)
+                outcome = handle_unsubscribe_mail(conn, settings.token_keys, parsed)
             counts[outcome.result] += 1
             where = f" ({outcome.list_slug})" if outcome.list_slug else ""
             click.echo(f"{path.name}: {outcome.result.value}{where}")

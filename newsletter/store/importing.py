@@ -22,19 +22,12 @@ from typing import Any, BinaryIO, NamedTuple, TextIO
 
 from sqlalchemy import Connection, Engine
 
+from newsletter.addresses import clean_name, email_hash, normalize_email
+from newsletter.consent import Authority, Verdict, decide
 from newsletter.errors import ImportFileError, InvalidAddressError
-from newsletter.store.schema import (
-    SubscriptionStatus,
-    subscribers,
-    subscriptions,
-    suppressions,
-)
-from newsletter.store.subscribers import (
-    clean_name,
-    email_hash,
-    iter_subscribers,
-    normalize_email,
-)
+from newsletter.states import SubscriptionStatus
+from newsletter.store.schema import subscribers, subscriptions, suppressions
+from newsletter.store.subscribers import iter_subscribers
 
 EMAIL_COLUMNS = ("email", "e-mail", "email address", "email_address", "mail")
 NAME_COLUMNS = ("name", "full name", "full_name")
@@ -415,7 +408,7 @@ class _Driver:
         self.conn = conn
         self.pg = conn.dialect.name == "postgresql"
         utc = now.astimezone(UTC)
-        # the text SQLAlchemy's SQLite DateTime stores, so reads through Core see the same value
+        # the text UtcDateTime stores on SQLite (UTC, no offset), so reads through Core agree
         self.now: object = (
             utc if self.pg else utc.replace(tzinfo=None).isoformat(" ", "microseconds")
         )
@@ -496,6 +489,38 @@ class _Driver:
                 [(sid, list_id, status, self.now, self.now) for sid in ids],
             )
 
+    def confirm_subscriptions(self, list_id: int, ids: Sequence[int]) -> None:
+        """Confirm subscriptions waiting for confirmation (the operator vouches for them)."""
+        waiting, confirmed = (
+            SubscriptionStatus.UNCONFIRMED.value,
+            SubscriptionStatus.CONFIRMED.value,
+        )
+        if self.pg:
+            self.conn.exec_driver_sql(
+                f"UPDATE {subscriptions.name} SET status = %s, confirmed_at = %s "  # noqa: S608
+                "WHERE list_id = %s AND status = %s AND subscriber_id = ANY(%s)",
+                (confirmed, self.now, list_id, waiting, list(ids)),
+            )
+            self.conn.exec_driver_sql(
+                f"UPDATE {subscribers.name} SET confirmed_at = %s "  # noqa: S608
+                "WHERE confirmed_at IS NULL AND id = ANY(%s)",
+                (self.now, list(ids)),
+            )
+        else:
+            self.conn.exec_driver_sql(
+                f"UPDATE {subscriptions.name} SET status = ?, confirmed_at = ? "  # noqa: S608
+                "WHERE list_id = ? AND status = ? AND subscriber_id = ?",
+                [(confirmed, self.now, list_id, waiting, sid) for sid in ids],
+            )
+            self.conn.exec_driver_sql(
+                f"UPDATE {subscribers.name} SET confirmed_at = ? "  # noqa: S608
+                "WHERE confirmed_at IS NULL AND id = ?",
+                [(self.now, sid) for sid in ids],
+            )
+
+
+_STATUSES = {status.value: status for status in SubscriptionStatus}
+
 
 def _write_batch(
     engine: Engine,
@@ -516,6 +541,7 @@ def _write_batch(
     with engine.begin() as conn:
         db = _Driver(conn, now)
         hashes = {email_hash(n): n for n in unique}
+        # consent.decide refuses every suppressed address: the batch finds them by hash first
         for digest, reason in db.suppressed(list(hashes)):
             row = unique.pop(hashes[digest])
             report.rejected += 1
@@ -545,11 +571,19 @@ def _write_batch(
                 report.added += 1
         existing = db.statuses(list_id, list(by_id))
         new_ids: list[int] = []
+        confirm_ids: list[int] = []
         for sid, normalized in by_id.items():
             status = existing.get(sid)
-            if status is None:
+            verdict = decide(
+                authority=Authority.OPERATOR,
+                current=None if status is None else _STATUSES[status],
+                suppressed=False,
+            )
+            if verdict is Verdict.ADD:
                 new_ids.append(sid)
-            elif status == SubscriptionStatus.UNSUBSCRIBED.value:
+            elif verdict is Verdict.CONFIRM:
+                confirm_ids.append(sid)
+            elif verdict is Verdict.LEFT:
                 row = unique[normalized]
                 report.rejected += 1
                 reason = f"unsubscribed from {list_slug}: only they can re-join"
@@ -558,7 +592,9 @@ def _write_batch(
                 report.already += 1
         if new_ids:
             db.insert_subscriptions(list_id, new_ids, SubscriptionStatus.CONFIRMED.value)
-        report.subscribed += len(new_ids)
+        if confirm_ids:
+            db.confirm_subscriptions(list_id, confirm_ids)
+        report.subscribed += len(new_ids) + len(confirm_ids)
 
 
 # --- rejects and export -----------------------------------------------------------------------

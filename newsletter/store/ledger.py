@@ -10,61 +10,34 @@ when the owner was a process on this host that is gone). PostgreSQL claims with
 
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
 from sqlalchemy import (
     Connection,
     Engine,
     and_,
     bindparam,
-    exists,
     func,
-    literal,
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.errors import StoreError
+from newsletter.states import DeliveryStatus, SendStatus, SubscriptionStatus, SuppressionReason
+from newsletter.store.issues import IssueRef
 from newsletter.store.schema import (
-    DeliveryStatus,
-    SendStatus,
-    SubscriptionStatus,
-    SuppressionReason,
     deliveries,
     issues,
-    lists,
     subscribers,
     subscriptions,
-    suppressions,
 )
-from newsletter.store.subscribers import suppress
-
-_SQLITE_SHA256 = "newsletter_sha256"
-
-
-@dataclass(frozen=True)
-class IssueRef:
-    """An ``issues`` row: what a send is about."""
-
-    id: int
-    slug: str
-    list_id: int
-    list_slug: str
-    subject: str
-    html: str
-    text: str
-    status: SendStatus
-    title: str = ""
-    issue_date: date | None = None
+from newsletter.store.subscribers import suppress, suppressed_clause
 
 
 @dataclass(frozen=True)
@@ -108,40 +81,6 @@ def new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
-def utc(value: datetime) -> datetime:
-    """Aware UTC; naive values (SQLite hands them back) are UTC already."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
-def _insert(conn: Connection, table: Any) -> postgresql.Insert | sqlite.Insert:
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
-
-
-def _sha256_hex(value: str | None) -> str | None:
-    return None if value is None else hashlib.sha256(value.encode("utf-8")).hexdigest()
-
-
-def _email_hash(conn: Connection, column: Any) -> Any:
-    """SQL for the suppression key of an ``email_normalized`` column, on either database."""
-    if conn.dialect.name == "postgresql":
-        return func.encode(func.sha256(func.convert_to(column, literal("UTF8"))), literal("hex"))
-    # SQLite has no SHA-256; the same Python function the store uses is registered per connection
-    raw = conn.connection.driver_connection
-    assert raw is not None
-    raw.create_function(_SQLITE_SHA256, 1, _sha256_hex, deterministic=True)
-    return getattr(func, _SQLITE_SHA256)(column)
-
-
-def _suppressed(conn: Connection) -> Any:
-    return exists().where(
-        suppressions.c.email_hash == _email_hash(conn, subscribers.c.email_normalized)
-    )
-
-
 class SqlLedger:
     """The ledger on SQLite or PostgreSQL; implements the delivery engine's ``LedgerStore``."""
 
@@ -149,164 +88,12 @@ class SqlLedger:
         self.engine = engine
         self.postgres = engine.dialect.name == "postgresql"
 
-    # --- issues -----------------------------------------------------------------------------
-
-    def find_issue(self, slug: str, list_slug: str) -> IssueRef | None:
-        with self.engine.connect() as conn:
-            return self._find(conn, slug, list_slug)
-
-    def _find(self, conn: Connection, slug: str, list_slug: str) -> IssueRef | None:
-        row = conn.execute(
-            select(issues, lists.c.slug.label("list_slug"))
-            .join(lists, lists.c.id == issues.c.list_id)
-            .where(issues.c.slug == slug, lists.c.slug == list_slug)
-        ).first()
-        return None if row is None else _ref(row)
-
-    def open_issues(self) -> list[IssueRef]:
-        """Issues whose send has begun and not finished (what workers pick up)."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(issues, lists.c.slug.label("list_slug"))
-                .join(lists, lists.c.id == issues.c.list_id)
-                .where(issues.c.status != SendStatus.FINISHED.value)
-                .order_by(issues.c.created_at)
-            )
-            return [_ref(row) for row in rows]
-
-    def find_by_slug(self, slug: str) -> list[IssueRef]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(issues, lists.c.slug.label("list_slug"))
-                .join(lists, lists.c.id == issues.c.list_id)
-                .where(issues.c.slug == slug)
-            )
-            return [_ref(row) for row in rows]
-
-    def count_recipients(self, list_id: int) -> int:
-        """How many people a send to the list would reach now (for ``--dry-run``)."""
-        with self.engine.connect() as conn:
-            return int(
-                conn.execute(
-                    select(func.count())
-                    .select_from(
-                        subscriptions.join(
-                            subscribers, subscribers.c.id == subscriptions.c.subscriber_id
-                        )
-                    )
-                    .where(
-                        subscriptions.c.list_id == list_id,
-                        subscriptions.c.status == SubscriptionStatus.CONFIRMED.value,
-                        ~_suppressed(conn),
-                    )
-                ).scalar_one()
-            )
-
-    def start_issue(
-        self,
-        *,
-        slug: str,
-        list_id: int,
-        list_slug: str,
-        title: str,
-        subject: str,
-        issue_date: date,
-        html: str,
-        text: str,
-        now: datetime,
-    ) -> tuple[IssueRef, int | None]:
-        """Record the issue and create its ledger rows, once; ``(issue, rows created)``.
-
-        The ``issues`` row and every recipient's delivery row are written in one transaction,
-        the rows by one ``INSERT ... SELECT`` over confirmed, non-suppressed subscribers. When
-        the issue exists already, nothing changes and the count is None: a rerun resumes the
-        send it began and does not pick up people who subscribed since.
-        """
-        now = utc(now)
-        when = datetime.combine(issue_date, time(0), tzinfo=UTC)
-        try:
-            with self.engine.begin() as conn:
-                created = conn.execute(
-                    _insert(conn, issues)
-                    .values(
-                        slug=slug,
-                        list_id=list_id,
-                        title=title,
-                        subject=subject,
-                        issue_date=when,
-                        status=SendStatus.SENDING.value,
-                        html=html,
-                        text=text,
-                        created_at=now,
-                    )
-                    .on_conflict_do_nothing(index_elements=["slug", "list_id"])
-                    .returning(issues.c.id)
-                ).scalar_one_or_none()
-                count: int | None = None
-                if created is not None:
-                    count = self._create_deliveries(conn, created, list_id, now)
-                ref = self._find(conn, slug, list_slug)
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot record issue {slug!r}: {exc}") from exc
-        assert ref is not None
-        return ref, count
-
-    def _create_deliveries(
-        self, conn: Connection, issue_id: int, list_id: int, now: datetime
-    ) -> int:
-        recipients = (
-            select(
-                literal(issue_id),
-                subscriptions.c.subscriber_id,
-                literal(DeliveryStatus.PENDING.value),
-                literal(0),
-                bindparam("now_a", now, type_=deliveries.c.next_attempt_at.type),
-                bindparam("now_b", now, type_=deliveries.c.created_at.type),
-                bindparam("now_c", now, type_=deliveries.c.updated_at.type),
-            )
-            .select_from(
-                subscriptions.join(subscribers, subscribers.c.id == subscriptions.c.subscriber_id)
-            )
-            .where(
-                subscriptions.c.list_id == list_id,
-                subscriptions.c.status == SubscriptionStatus.CONFIRMED.value,
-                ~_suppressed(conn),
-            )
-        )
-        stmt = (
-            _insert(conn, deliveries)
-            .from_select(
-                [
-                    "issue_id",
-                    "subscriber_id",
-                    "status",
-                    "attempts",
-                    "next_attempt_at",
-                    "created_at",
-                    "updated_at",
-                ],
-                recipients,
-            )
-            .on_conflict_do_nothing(index_elements=["issue_id", "subscriber_id"])
-        )
-        conn.execute(stmt)
-        # the issue row is new in this transaction, so every row it has was just created
-        # (rowcount of INSERT ... SELECT is not reliable across drivers)
-        return int(
-            conn.execute(
-                select(func.count())
-                .select_from(deliveries)
-                .where(deliveries.c.issue_id == issue_id)
-            ).scalar_one()
-        )
-
     # --- claiming ---------------------------------------------------------------------------
 
     def claim(
         self, issue: IssueRef, *, owner: str, now: datetime, lease_seconds: float, limit: int
     ) -> list[Claimed]:
         """Lease up to ``limit`` due deliveries to ``owner``; each claim counts as an attempt."""
-        now = utc(now)
         expires = now + timedelta(seconds=lease_seconds)
         d = deliveries.c
         try:
@@ -350,7 +137,7 @@ class SqlLedger:
     def _load_claimed(self, conn: Connection, issue: IssueRef, ids: Sequence[int]) -> list[Claimed]:
         s = subscribers.c
         active = and_(
-            subscriptions.c.status == SubscriptionStatus.CONFIRMED.value, ~_suppressed(conn)
+            subscriptions.c.status == SubscriptionStatus.CONFIRMED.value, ~suppressed_clause(conn)
         )
         rows = conn.execute(
             select(
@@ -380,7 +167,7 @@ class SqlLedger:
                 email=r.email,
                 name=r.name,
                 attempts=r.attempts,
-                created_at=utc(r.created_at),
+                created_at=r.created_at,
                 active=bool(r.active),
             )
             for r in rows
@@ -425,7 +212,7 @@ class SqlLedger:
                         d.status == DeliveryStatus.SENDING.value,
                         d.lease_owner == owner,
                     )
-                    .values(lease_expires_at=utc(now) + timedelta(seconds=lease_seconds))
+                    .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
                 )
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot renew delivery leases: {exc}") from exc
@@ -450,7 +237,7 @@ class SqlLedger:
                     d.status == DeliveryStatus.SENDING.value,
                     d.lease_owner.in_(dead),
                 )
-                .values(lease_expires_at=utc(now) - timedelta(seconds=1))
+                .values(lease_expires_at=now - timedelta(seconds=1))
             )
             return int(result.rowcount or 0)
 
@@ -462,7 +249,6 @@ class SqlLedger:
         """Write outcomes in one transaction; bounces also go on the suppression list."""
         if not outcomes:
             return
-        now = utc(now)
         d = deliveries.c
         sent = [
             {"sid": o.subscriber_id, "code": o.code, "reply": _clip(o.reply)}
@@ -475,7 +261,7 @@ class SqlLedger:
                 "st": o.status.value,
                 "code": o.code,
                 "reply": _clip(o.reply),
-                "next": utc(o.next_attempt_at) if o.next_attempt_at else None,
+                "next": o.next_attempt_at,
             }
             for o in outcomes
             if o.status is not DeliveryStatus.SENT
@@ -556,7 +342,7 @@ class SqlLedger:
                     d.issue_id == issue.id, d.status == DeliveryStatus.SENDING.value
                 )
             ).scalar()
-        times = [utc(t) for t in (pending, leased) if t is not None]
+        times = [t for t in (pending, leased) if t is not None]
         return min(times) if times else None
 
     def failures(self, issue: IssueRef, *, limit: int = 20) -> list[Failure]:
@@ -593,36 +379,17 @@ class SqlLedger:
             conn.execute(
                 update(issues)
                 .where(issues.c.id == issue.id, issues.c.status != status.value)
-                .values(status=status.value, finished_at=None if still_open else utc(now))
+                .values(status=status.value, finished_at=None if still_open else now)
             )
         return still_open is None
-
-    def set_status(self, issue: IssueRef, status: SendStatus) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(update(issues).where(issues.c.id == issue.id).values(status=status.value))
 
     def sent_since(self, since: datetime) -> list[datetime]:
         """When each message of the last while was accepted (seeds the hourly cap)."""
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(deliveries.c.sent_at).where(deliveries.c.sent_at >= utc(since))
+                select(deliveries.c.sent_at).where(deliveries.c.sent_at >= since)
             ).scalars()
-            return [utc(t) for t in rows]
-
-
-def _ref(row: Any) -> IssueRef:
-    return IssueRef(
-        id=row.id,
-        slug=row.slug,
-        list_id=row.list_id,
-        list_slug=row.list_slug,
-        subject=row.subject,
-        html=row.html,
-        text=row.text,
-        status=SendStatus(row.status),
-        title=row.title,
-        issue_date=utc(row.issue_date).date(),
-    )
+            return list(rows)
 
 
 def _clip(value: str | None, limit: int = 1000) -> str | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -30,7 +30,7 @@ def claim_notice(
                 insert(scheduler_notices).values(
                     list_slug=list_slug,
                     issue_slug=issue_slug,
-                    due_at=_utc(due_at),
+                    due_at=due_at,
                     reason=reason,
                     created_at=now,
                 )
@@ -49,7 +49,7 @@ def forget_notice(
             scheduler_notices.delete().where(
                 scheduler_notices.c.list_slug == list_slug,
                 scheduler_notices.c.issue_slug == issue_slug,
-                scheduler_notices.c.due_at == _utc(due_at),
+                scheduler_notices.c.due_at == due_at,
                 scheduler_notices.c.reason == reason,
             )
         )
@@ -64,8 +64,3 @@ def notices_for(engine: Engine, list_slug: str) -> list[tuple[str, str]]:
             .order_by(scheduler_notices.c.id)
         )
         return [(row.issue_slug, row.reason) for row in rows]
-
-
-def _utc(moment: datetime) -> datetime:
-    # SQLite keeps no offset, so one instant must always be written the same way to dedupe
-    return moment.astimezone(UTC)

@@ -1,17 +1,15 @@
 """Tables of the store (SQLAlchemy Core), shared by SQLite and PostgreSQL.
 
 The Alembic migrations in ``migrations/versions`` create exactly these; a test compares them.
-States are stored as the ``value`` of the enums below.
+States are stored as the ``value`` of the enums in :mod:`newsletter.states`; every timestamp
+is a :class:`~newsletter.store.types.UtcDateTime` (aware UTC in and out).
 """
 
 from __future__ import annotations
 
-import enum
-
 from sqlalchemy import (
     JSON,
     Column,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -21,6 +19,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+
+from newsletter.store.types import UtcDateTime
 
 metadata = MetaData(
     naming_convention={
@@ -32,40 +32,13 @@ metadata = MetaData(
 )
 
 
-class SubscriptionStatus(enum.Enum):
-    UNCONFIRMED = "unconfirmed"
-    CONFIRMED = "confirmed"
-    UNSUBSCRIBED = "unsubscribed"
-
-
-class SuppressionReason(enum.Enum):
-    UNSUBSCRIBED = "unsubscribed"
-    BOUNCED = "bounced"
-    COMPLAINED = "complained"
-    ERASED = "erased"
-
-
-class DeliveryStatus(enum.Enum):
-    PENDING = "pending"
-    SENDING = "sending"
-    SENT = "sent"
-    FAILED = "failed"
-    BOUNCED = "bounced"
-
-
-class SendStatus(enum.Enum):
-    SENDING = "sending"
-    PAUSED = "paused"
-    FINISHED = "finished"
-
-
 lists = Table(
     "lists",
     metadata,
     Column("id", Integer, primary_key=True),
     Column("slug", String(100), nullable=False, unique=True),
     Column("name", String(200), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
 )
 
 subscribers = Table(
@@ -80,8 +53,8 @@ subscribers = Table(
     Column("name", String(200), nullable=True),
     Column("attributes", JSON, nullable=False, default=dict),
     Column("source", String(100), nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("confirmed_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("confirmed_at", UtcDateTime(), nullable=True),
 )
 
 subscriptions = Table(
@@ -95,9 +68,9 @@ subscriptions = Table(
     ),
     Column("list_id", Integer, ForeignKey("lists.id", ondelete="CASCADE"), primary_key=True),
     Column("status", String(20), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("confirmed_at", DateTime(timezone=True), nullable=True),
-    Column("unsubscribed_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("confirmed_at", UtcDateTime(), nullable=True),
+    Column("unsubscribed_at", UtcDateTime(), nullable=True),
     Index("ix_subscriptions_list_status", "list_id", "status"),
 )
 
@@ -111,7 +84,7 @@ suppressions = Table(
     Column("email", String(320), nullable=True),
     Column("reason", String(20), nullable=False),
     Column("detail", Text, nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
 )
 
 # One row per issue sent (or being sent) to a list; keeps the rendered parts for the archive.
@@ -123,12 +96,12 @@ issues = Table(
     Column("list_id", Integer, ForeignKey("lists.id"), nullable=False),
     Column("title", String(500), nullable=False),
     Column("subject", String(500), nullable=False),
-    Column("issue_date", DateTime(timezone=True), nullable=False),
+    Column("issue_date", UtcDateTime(), nullable=False),
     Column("status", String(20), nullable=False),
     Column("html", Text, nullable=False),
     Column("text", Text, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("finished_at", UtcDateTime(), nullable=True),
     UniqueConstraint("slug", "list_id", name="uq_issues_slug_list"),
 )
 
@@ -146,12 +119,12 @@ deliveries = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_code", Integer, nullable=True),
     Column("last_reply", Text, nullable=True),
-    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    Column("next_attempt_at", UtcDateTime(), nullable=True),
     Column("lease_owner", String(100), nullable=True),
-    Column("lease_expires_at", DateTime(timezone=True), nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    Column("sent_at", DateTime(timezone=True), nullable=True),
+    Column("lease_expires_at", UtcDateTime(), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("sent_at", UtcDateTime(), nullable=True),
     Index("ix_deliveries_issue_status", "issue_id", "status", "next_attempt_at"),
 )
 
@@ -163,9 +136,9 @@ scheduler_notices = Table(
     Column("id", Integer, primary_key=True),
     Column("list_slug", String(100), nullable=False),
     Column("issue_slug", String(200), nullable=False),
-    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("due_at", UtcDateTime(), nullable=False),
     Column("reason", String(20), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
     UniqueConstraint(
         "list_slug", "issue_slug", "due_at", "reason", name="uq_scheduler_notices_issue"
     ),

@@ -9,28 +9,20 @@ suppressed address, and a list the subscriber left is only re-joined through dou
 from __future__ import annotations
 
 import enum
-import hashlib
-import re
-import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
-from sqlalchemy import Connection, Row, delete, func, or_, select, update
+from sqlalchemy import Connection, Row, Select, delete, exists, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from newsletter.addresses import clean_name, email_hash, normalize_email, suppression_key
 from newsletter.config import Settings
-from newsletter.errors import InvalidAddressError, StoreError, SuppressedError
-from newsletter.store.schema import (
-    SubscriptionStatus,
-    SuppressionReason,
-    lists,
-    subscribers,
-    subscriptions,
-    suppressions,
-)
+from newsletter.consent import Authority, Verdict, decide
+from newsletter.errors import StoreError, SuppressedError
+from newsletter.states import SubscriptionStatus, SuppressionReason
+from newsletter.store.schema import lists, subscribers, subscriptions, suppressions
 from newsletter.tokens import new_subscriber_uid
 
 __all__ = [
@@ -38,16 +30,14 @@ __all__ = [
     "SubscribeRequest",
     "Subscriber",
     "Subscription",
-    "SubscriptionStatus",
-    "SuppressionReason",
     "add_subscriber",
-    "clean_name",
     "confirm_subscriber",
+    "count_deliverable",
     "count_subscribers",
     "count_suppressions",
     "counts_by_status",
+    "deliverable",
     "dialect_insert",
-    "email_hash",
     "ensure_lists",
     "erase",
     "find_by_email",
@@ -56,30 +46,13 @@ __all__ = [
     "iter_subscribers",
     "join_list",
     "list_ids",
-    "normalize_email",
     "request_subscription",
     "resolve_lists",
     "suppress",
+    "suppressed_clause",
     "suppression_reason",
     "unsubscribe",
 ]
-
-MAX_NAME_LENGTH = 200
-
-# A conservative shape of the everyday ASCII address. Anything it accepts, email-validator
-# accepts with the same result (a property test holds it to that); everything else takes the
-# slow, complete path. It exists because validate_email costs ~30 µs and the importer's budget
-# for a whole row is 40 µs.
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_FAST_ADDRESS = re.compile(
-    rf"({_ATEXT}+(?:\.{_ATEXT}+)*)@((?:{_LABEL}\.)+[A-Za-z]{{2,63}})", re.ASCII
-)
-_SPECIAL_USE = re.compile(
-    r"(?:^|\.)(?:" + "|".join(map(re.escape, SPECIAL_USE_DOMAIN_NAMES)) + r")\Z"
-)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_SPACES = re.compile(r"\s+")
 
 
 @dataclass(frozen=True)
@@ -124,79 +97,6 @@ class Subscriber:
     @property
     def active_subscriptions(self) -> tuple[Subscription, ...]:
         return tuple(s for s in self.subscriptions if s.active)
-
-
-# --- addresses --------------------------------------------------------------------------------
-
-
-def normalize_email(address: str) -> str:
-    """The unique key for ``address``: validated (no DNS), IDN domain in Unicode, lowercased.
-
-    Surrounding spaces are forgiven; CR, LF and NUL anywhere are refused because the address
-    ends up in a header. Raises :class:`InvalidAddressError` with a reason a person can act on.
-    """
-    if not isinstance(address, str):
-        raise InvalidAddressError(repr(address), "not text")
-    # the fast shape admits no whitespace or control characters, so it needs no checks first
-    fast = _fast_normalize(address)
-    if fast is not None:
-        return fast
-    if "\r" in address or "\n" in address or "\0" in address:
-        raise InvalidAddressError(address, "contains a line break or NUL")
-    candidate = address.strip(" \t")
-    if not candidate:
-        raise InvalidAddressError(address, "empty address")
-    fast = _fast_normalize(candidate)
-    if fast is not None:
-        return fast
-    try:
-        result = validate_email(candidate, check_deliverability=False)
-    except EmailNotValidError as exc:
-        raise InvalidAddressError(candidate, str(exc)) from None
-    return str(result.normalized).lower()
-
-
-def _fast_normalize(candidate: str) -> str | None:
-    if len(candidate) > 254:
-        return None
-    match = _FAST_ADDRESS.fullmatch(candidate)
-    if match is None:
-        return None
-    local, domain = match.group(1), match.group(2).lower()
-    if len(local) > 64 or len(domain) > 253:
-        return None
-    # IDNA rules forbid "--" in positions 3-4 unless it is an xn-- label: leave those to idna
-    if "--" in domain or _SPECIAL_USE.search(domain):
-        return None
-    return f"{local}@{domain}".lower()
-
-
-def email_hash(normalized: str) -> str:
-    """SHA-256 hex of a normalised address: what the suppression list keys on."""
-    return hashlib.sha256(normalized.encode("utf-8")).hexdigest()
-
-
-def _suppression_key(email: str) -> tuple[str, str]:
-    """(normalised address, hash); an address that no longer validates is still suppressible."""
-    try:
-        normalized = normalize_email(email)
-    except InvalidAddressError:
-        normalized = email.strip().lower()
-    return normalized, email_hash(normalized)
-
-
-def clean_name(name: str | None) -> str | None:
-    """A display name safe anywhere: no control characters or line breaks, spaces collapsed."""
-    if name is None:
-        return None
-    if name.isprintable() and "  " not in name and name == name.strip():
-        # the common case: nothing to clean (isprintable is False for every control
-        # character, line or paragraph separator and odd space)
-        if not unicodedata.is_normalized("NFC", name):
-            name = unicodedata.normalize("NFC", name)
-        return name[:MAX_NAME_LENGTH] or None
-    cleaned = _SPACES.sub(" ", _CONTROL.sub(" ", unicodedata.normalize("NFC", name))).strip()
-    return cleaned[:MAX_NAME_LENGTH] or None
 
 
 # --- lists ------------------------------------------------------------------------------------
@@ -257,7 +157,7 @@ def suppress(
     The first reason recorded is kept: a later bounce does not rewrite "unsubscribed".
     """
     now = now or _now()
-    normalized, digest = _suppression_key(email)
+    normalized, digest = suppression_key(email)
     stmt = (
         dialect_insert(conn, suppressions)
         .values(
@@ -278,7 +178,7 @@ def suppress(
 
 
 def suppression_reason(conn: Connection, email: str) -> SuppressionReason | None:
-    _, digest = _suppression_key(email)
+    _, digest = suppression_key(email)
     value = conn.execute(
         select(suppressions.c.reason).where(suppressions.c.email_hash == digest)
     ).scalar_one_or_none()
@@ -287,6 +187,55 @@ def suppression_reason(conn: Connection, email: str) -> SuppressionReason | None
 
 def is_suppressed(conn: Connection, email: str) -> bool:
     return suppression_reason(conn, email) is not None
+
+
+_SQLITE_SHA256 = "newsletter_sha256"
+
+
+def _sha256_hex(value: str | None) -> str | None:
+    return None if value is None else email_hash(value)
+
+
+def _email_hash_sql(conn: Connection, column: Any) -> Any:
+    """SQL for the suppression key of an ``email_normalized`` column, on either database."""
+    if conn.dialect.name == "postgresql":
+        return func.encode(func.sha256(func.convert_to(column, literal("UTF8"))), literal("hex"))
+    # SQLite has no SHA-256; the same Python function the store uses is registered per connection
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    raw.create_function(_SQLITE_SHA256, 1, _sha256_hex, deterministic=True)
+    return getattr(func, _SQLITE_SHA256)(column)
+
+
+def suppressed_clause(conn: Connection) -> Any:
+    """SQL: the ``subscribers`` row of the query is on the suppression list."""
+    return exists().where(
+        suppressions.c.email_hash == _email_hash_sql(conn, subscribers.c.email_normalized)
+    )
+
+
+def deliverable(conn: Connection, list_id: int, *columns: Any) -> Select[Any]:
+    """SELECT ``columns`` over the list's confirmed, non-suppressed subscriptions.
+
+    Who a send to the list reaches: what its ledger rows are created from, and what
+    ``send --dry-run`` counts.
+    """
+    return (
+        select(*columns)
+        .select_from(
+            subscriptions.join(subscribers, subscribers.c.id == subscriptions.c.subscriber_id)
+        )
+        .where(
+            subscriptions.c.list_id == list_id,
+            subscriptions.c.status == SubscriptionStatus.CONFIRMED.value,
+            ~suppressed_clause(conn),
+        )
+    )
+
+
+def count_deliverable(conn: Connection, list_id: int) -> int:
+    """How many people a send to the list would reach now (for ``--dry-run``)."""
+    return int(conn.execute(deliverable(conn, list_id, func.count())).scalar_one())
 
 
 # --- reading ----------------------------------------------------------------------------------
@@ -407,20 +356,29 @@ def add_subscriber(
     """Add ``email`` to ``list_ids`` on the operator's authority (CLI, API).
 
     A suppressed address raises :class:`SuppressedError`; a list the person left raises
-    :class:`StoreError`: only they can re-join it, through the subscribe form. Existing
-    subscriptions are left as they are, so repeating the call changes nothing.
+    :class:`StoreError`: only they can re-join it, through the subscribe form. A subscription
+    waiting for confirmation is confirmed (the operator vouches for it); others are left as
+    they are, so repeating the call changes nothing. The rules are :func:`consent.decide`'s.
     """
     now = now or _now()
     normalized = normalize_email(email)
     reason = suppression_reason(conn, normalized)
-    if reason is not None:
+    wanted = list(dict.fromkeys(list_ids))
+    if decide(authority=Authority.OPERATOR, current=None, suppressed=reason is not None).refused:
+        # before anything is written, whatever lists were asked for
+        assert reason is not None
         raise SuppressedError(normalized, reason.value)
     subscriber_id = _get_or_create(
         conn, email.strip(), normalized, name=name, attributes=attributes, source=source, now=now
     )
     current = _statuses(conn, subscriber_id)
-    wanted = list(dict.fromkeys(list_ids))
-    left = [lid for lid in wanted if current.get(lid) is SubscriptionStatus.UNSUBSCRIBED]
+    verdicts = {
+        lid: decide(
+            authority=Authority.OPERATOR, current=current.get(lid), suppressed=False, wanted=status
+        )
+        for lid in wanted
+    }
+    left = [lid for lid, verdict in verdicts.items() if verdict is Verdict.LEFT]
     if left:
         names = _list_slugs(conn)
         raise StoreError(
@@ -428,8 +386,8 @@ def add_subscriber(
             "only they can re-join, through the subscribe form"
         )
     confirmed_at = now if status is SubscriptionStatus.CONFIRMED else None
-    for lid in wanted:
-        if lid not in current:
+    for lid, verdict in verdicts.items():
+        if verdict is Verdict.ADD:
             conn.execute(
                 dialect_insert(conn, subscriptions)
                 .values(
@@ -441,10 +399,7 @@ def add_subscriber(
                 )
                 .on_conflict_do_nothing(index_elements=["subscriber_id", "list_id"])
             )
-        elif (
-            current[lid] is SubscriptionStatus.UNCONFIRMED
-            and status is SubscriptionStatus.CONFIRMED
-        ):
+        elif verdict is Verdict.CONFIRM:
             _set_status(conn, subscriber_id, lid, SubscriptionStatus.CONFIRMED, now)
     if status is SubscriptionStatus.CONFIRMED:
         conn.execute(
@@ -484,7 +439,9 @@ def request_subscription(
     """
     now = now or _now()
     normalized = normalize_email(email)
-    if is_suppressed(conn, normalized):
+    if decide(
+        authority=Authority.SUBSCRIBER, current=None, suppressed=is_suppressed(conn, normalized)
+    ).refused:
         return SubscribeRequest(None, (), suppressed=True)
     subscriber_id = _get_or_create(
         conn, email.strip(), normalized, name=name, attributes=None, source=source, now=now
@@ -492,8 +449,8 @@ def request_subscription(
     current = _statuses(conn, subscriber_id)
     pending: list[int] = []
     for lid in dict.fromkeys(list_ids):
-        status = current.get(lid)
-        if status is None:
+        verdict = decide(authority=Authority.SUBSCRIBER, current=current.get(lid), suppressed=False)
+        if verdict is Verdict.ADD:
             conn.execute(
                 dialect_insert(conn, subscriptions)
                 .values(
@@ -504,8 +461,7 @@ def request_subscription(
                 )
                 .on_conflict_do_nothing(index_elements=["subscriber_id", "list_id"])
             )
-            pending.append(lid)
-        elif status is SubscriptionStatus.UNSUBSCRIBED:
+        elif verdict is Verdict.REQUEST:
             conn.execute(
                 update(subscriptions)
                 .where(
@@ -514,8 +470,7 @@ def request_subscription(
                 )
                 .values(status=SubscriptionStatus.UNCONFIRMED.value)
             )
-            pending.append(lid)
-        elif status is SubscriptionStatus.UNCONFIRMED:
+        if verdict in (Verdict.ADD, Verdict.REQUEST, Verdict.PENDING):
             pending.append(lid)
     return SubscribeRequest(_by_id(conn, subscriber_id), tuple(pending))
 
@@ -601,16 +556,23 @@ def join_list(
     """
     now = now or _now()
     found = find_by_uid(conn, uid)
-    if found is None or is_suppressed(conn, found.email_normalized):
+    if found is None:
         return JoinOutcome.REFUSED
     if not any(s.status is SubscriptionStatus.CONFIRMED for s in found.subscriptions):
         return JoinOutcome.REFUSED
     current = found.subscription(list_id)
-    if current is not None and current.status is SubscriptionStatus.CONFIRMED:
+    verdict = decide(
+        authority=Authority.RECIPIENT,
+        current=current.status if current else None,
+        suppressed=is_suppressed(conn, found.email_normalized),
+    )
+    if verdict.refused:
+        return JoinOutcome.REFUSED
+    if verdict is Verdict.KEEP:
         return JoinOutcome.ALREADY
     if dry_run:
         return JoinOutcome.JOINED
-    if current is None:
+    if verdict is Verdict.ADD:
         conn.execute(
             dialect_insert(conn, subscriptions)
             .values(
@@ -622,7 +584,7 @@ def join_list(
             )
             .on_conflict_do_nothing(index_elements=["subscriber_id", "list_id"])
         )
-    else:
+    else:  # CONFIRM, REJOIN
         _set_status(conn, found.id, list_id, SubscriptionStatus.CONFIRMED, now)
     return JoinOutcome.JOINED
 
@@ -634,7 +596,7 @@ def erase(conn: Connection, email: str, *, now: datetime | None = None) -> bool:
     reason (or gets ``erased``) and loses the address and the free-text detail.
     """
     now = now or _now()
-    normalized, digest = _suppression_key(email)
+    normalized, digest = suppression_key(email)
     conn.execute(
         dialect_insert(conn, suppressions)
         .values(
@@ -659,13 +621,6 @@ def erase(conn: Connection, email: str, *, now: datetime | None = None) -> bool:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; everything stored is UTC
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
 
 
 def dialect_insert(conn: Connection, table: Any) -> postgresql.Insert | sqlite.Insert:
@@ -785,23 +740,19 @@ def _load_many(
     by_subscriber: dict[int, list[Subscription]] = {}
     for sub in conn.execute(stmt.order_by(subscriptions.c.list_id)):
         slug, list_name = names.get(sub.list_id, (str(sub.list_id), str(sub.list_id)))
-        created = _aware(sub.created_at)
-        assert created is not None
         by_subscriber.setdefault(sub.subscriber_id, []).append(
             Subscription(
                 list_id=sub.list_id,
                 list_slug=slug,
                 list_name=list_name,
                 status=SubscriptionStatus(sub.status),
-                created_at=created,
-                confirmed_at=_aware(sub.confirmed_at),
-                unsubscribed_at=_aware(sub.unsubscribed_at),
+                created_at=sub.created_at,
+                confirmed_at=sub.confirmed_at,
+                unsubscribed_at=sub.unsubscribed_at,
             )
         )
     result = []
     for row in rows:
-        created = _aware(row.created_at)
-        assert created is not None
         result.append(
             Subscriber(
                 id=row.id,
@@ -811,8 +762,8 @@ def _load_many(
                 name=row.name,
                 attributes=dict(row.attributes or {}),
                 source=row.source,
-                created_at=created,
-                confirmed_at=_aware(row.confirmed_at),
+                created_at=row.created_at,
+                confirmed_at=row.confirmed_at,
                 subscriptions=tuple(by_subscriber.get(row.id, ())),
             )
         )

@@ -17,8 +17,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
+from newsletter import urls
 from newsletter.config import Settings
-from newsletter.images import DERIVED_URL_PATH
 from newsletter.store.database import make_engine
 from newsletter.web import archive, join, subscribe, unsubscribe
 from newsletter.web.context import Mailer, SmtpMailer, WebContext, page_environment
@@ -63,24 +63,20 @@ def create_app(
         *subscribe.routes(ctx),
         *unsubscribe.routes(ctx),
         *join.routes(ctx),
+        *archive.routes(settings, engine),
     ]
-
-    # --- archive
-    routes.extend(archive.routes(settings, engine))
-    # --- end archive
-
     # the resized copies first: their names carry a digest of what they were made from, so
     # a cache may keep them for good
     routes.append(
         Mount(
-            "/" + DERIVED_URL_PATH,
+            urls.DERIVED_IMAGES,
             app=ImmutableFiles(directory=settings.derived_images_dir, check_dir=False),
             name="derived_images",
         )
     )
     routes.append(
         Mount(
-            "/images",
+            urls.IMAGES,
             app=StaticFiles(directory=settings.issues_dir / "images", check_dir=False),
             name="images",
         )

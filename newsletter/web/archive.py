@@ -12,21 +12,22 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import urlencode
 
 import lxml.html
 from markupsafe import escape
-from sqlalchemy import Engine, RowMapping, select
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.templating import Jinja2Templates
 
+from newsletter import urls
 from newsletter.config import Settings
 from newsletter.model import JOIN_URL_PLACEHOLDER, PLACEHOLDERS, join_url_placeholder
-from newsletter.store import schema
+from newsletter.store.issues import SentIssue, sent_copies, sent_issues
+from newsletter.templating import Templates, environment
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 # What XML 1.0 cannot carry at all (control characters other than tab and line breaks,
@@ -35,8 +36,6 @@ _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 FEED_ENTRIES = 20
 # the class the email template gives what only makes sense in an inbox
 _EMAIL_ONLY = "email-only"
-# Every send state means subscribers already hold the email and its "view in browser" link.
-ARCHIVED_STATES = tuple(state.value for state in schema.SendStatus)
 # A page must never be framed by another site or run script; the email needs inline styles
 # and its images (which may live on a CDN).
 PAGE_CSP = (
@@ -60,7 +59,7 @@ class ArchivedIssue:
 
     @property
     def path(self) -> str:
-        return f"/archive/{self.list_slug}/{self.slug}"
+        return urls.archive_issue_path(self.list_slug, self.slug)
 
 
 def strip_email_only(html: str) -> str:
@@ -84,14 +83,14 @@ def public_html(
 ) -> str:
     """The stored email HTML with every per-recipient piece removed.
 
-    The parts marked email-only go first (:func:`strip_email_only`). A link whose target is
-    a placeholder is dropped with its text; a placeholder anywhere else becomes the public
+    The parts marked email-only go first (:func:`strip_email_only`). A recipient's join link
+    becomes the subscribe page with that list ticked (``join_urls``; one for a list no longer
+    configured, the plain subscribe page). A link whose target is another placeholder (the
+    unsubscribe link) is dropped with its text; a placeholder anywhere else becomes the public
     subscribe page, which is what a reader of the archive who is not (yet) a subscriber can
     use.
     """
     html = strip_email_only(html)
-    # a recipient's join link becomes the subscribe page with that list ticked; one for a list
-    # no longer configured becomes the plain subscribe page
     for placeholder, url in (join_urls or {}).items():
         html = html.replace(placeholder, url)
     html = JOIN_URL_PLACEHOLDER.sub(subscribe_url, html)
@@ -105,13 +104,8 @@ def public_html(
     return html
 
 
-def _utc(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; the store writes UTC
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _rfc3339(value: datetime) -> str:
-    return _utc(value).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class Archive:
@@ -121,36 +115,17 @@ class Archive:
         self.settings = settings
         self.engine = engine
 
-    def _query(self) -> Any:
-        i, lst = schema.issues, schema.lists
-        return (
-            select(
-                i.c.slug,
-                lst.c.slug.label("list_slug"),
-                lst.c.name.label("list_name"),
-                i.c.title,
-                i.c.subject,
-                i.c.issue_date,
-                i.c.created_at,
-                i.c.finished_at,
-                i.c.html,
-            )
-            .select_from(i.join(lst, i.c.list_id == lst.c.id))
-            .where(i.c.status.in_(ARCHIVED_STATES))
-            .order_by(i.c.issue_date.desc(), i.c.created_at.desc(), i.c.id.desc())
-        )
-
-    def _row(self, row: RowMapping, *, with_html: bool) -> ArchivedIssue:
+    def _public(self, sent: SentIssue, *, with_html: bool) -> ArchivedIssue:
         return ArchivedIssue(
-            slug=row["slug"],
-            list_slug=row["list_slug"],
-            list_name=row["list_name"],
-            title=row["title"],
-            subject=row["subject"],
-            issue_date=_utc(row["issue_date"]),
-            sent_at=_utc(row["finished_at"] or row["created_at"]),
+            slug=sent.slug,
+            list_slug=sent.list_slug,
+            list_name=sent.list_name,
+            title=sent.title,
+            subject=sent.subject,
+            issue_date=sent.issue_date,
+            sent_at=sent.sent_at,
             html=(
-                public_html(row["html"], subscribe_url=self.subscribe_url, join_urls=self.join_urls)
+                public_html(sent.html, subscribe_url=self.subscribe_url, join_urls=self.join_urls)
                 if with_html
                 else ""
             ),
@@ -158,7 +133,7 @@ class Archive:
 
     @property
     def subscribe_url(self) -> str:
-        return self.settings.publication.base_url.rstrip("/") + "/subscribe"
+        return urls.subscribe_url(self.settings.publication.base_url)
 
     @property
     def join_urls(self) -> dict[str, str]:
@@ -169,34 +144,24 @@ class Archive:
         }
 
     def absolute(self, path: str) -> str:
-        return self.settings.publication.base_url.rstrip("/") + path
+        return urls.absolute(self.settings.publication.base_url, path)
 
     def latest(
         self, *, list_slug: str | None = None, limit: int | None = None, with_html: bool = False
     ) -> list[ArchivedIssue]:
-        query = self._query()
-        if list_slug is not None:
-            query = query.where(schema.lists.c.slug == list_slug)
-        if limit is not None:
-            query = query.limit(limit)
-        with self.engine.connect() as conn:
-            rows = conn.execute(query).mappings().all()
-        return [self._row(r, with_html=with_html) for r in rows]
+        found = sent_issues(self.engine, list_slug=list_slug, limit=limit, with_html=with_html)
+        return [self._public(sent, with_html=with_html) for sent in found]
 
     def find(self, slug: str, list_slug: str | None = None) -> ArchivedIssue | None:
         """The issue ``slug``; without a list, the default list's copy or else the newest."""
-        query = self._query().where(schema.issues.c.slug == slug)
-        if list_slug is not None:
-            query = query.where(schema.lists.c.slug == list_slug)
-        with self.engine.connect() as conn:
-            rows = conn.execute(query).mappings().all()
-        if not rows:
+        copies = sent_copies(self.engine, slug, list_slug)
+        if not copies:
             return None
         default = self.settings.publication.default_list
-        best = next((r for r in rows if r["list_slug"] == default), rows[0])
-        return self._row(best, with_html=True)
+        best = next((c for c in copies if c.list_slug == default), copies[0])
+        return self._public(best, with_html=True)
 
-    def feed(self, base_path: str = "/archive") -> bytes:
+    def feed(self) -> bytes:
         """The Atom feed (RFC 4287) of the newest sent issues, as UTF-8 XML."""
         entries = self.latest(limit=FEED_ENTRIES, with_html=True)
         pub = self.settings.publication
@@ -210,14 +175,14 @@ class Archive:
             return el
 
         feed = ET.Element(f"{{{ATOM_NS}}}feed", {"xml:lang": pub.lang})
-        feed_url = self.absolute(f"{base_path}/feed.xml")
+        feed_url = self.absolute(urls.ARCHIVE_FEED)
         sub(feed, "id", feed_url)
         sub(feed, "title", pub.name)
         sub(feed, "subtitle", f"Every issue of {pub.name}")
         updated = max((e.sent_at for e in entries), default=datetime(2000, 1, 1, tzinfo=UTC))
         sub(feed, "updated", _rfc3339(updated))
         sub(feed, "link", rel="self", type="application/atom+xml", href=feed_url)
-        sub(feed, "link", rel="alternate", type="text/html", href=self.absolute(base_path))
+        sub(feed, "link", rel="alternate", type="text/html", href=self.absolute(urls.ARCHIVE))
         author = sub(feed, "author")
         sub(author, "name", pub.name)
         sub(feed, "generator", "newsletter")
@@ -237,9 +202,7 @@ class Archive:
 
 
 def _templates(settings: Settings) -> Jinja2Templates:
-    from newsletter.web.context import page_environment
-
-    return Jinja2Templates(env=page_environment(settings))
+    return Jinja2Templates(env=environment(settings, Templates.ARCHIVE))
 
 
 def _with_nav(html: str, issue: ArchivedIssue, settings: Settings) -> str:
@@ -247,7 +210,7 @@ def _with_nav(html: str, issue: ArchivedIssue, settings: Settings) -> str:
     bar = (
         '<div style="font-family:Helvetica,Arial,sans-serif;font-size:14px;padding:8px 12px;'
         f'background:{escape(settings.brand.primary_color)};color:#ffffff">'
-        '<a href="/archive" style="color:#ffffff">'
+        f'<a href="{urls.ARCHIVE}" style="color:#ffffff">'
         f"&larr; All issues of {escape(settings.publication.name)}</a>"
         f" &middot; {escape(issue.issue_date.strftime('%d %B %Y'))}</div>"
     )
@@ -300,9 +263,9 @@ def routes(settings: Settings, engine: Engine) -> list[BaseRoute]:
         return HTMLResponse(_with_nav(issue.html, issue, settings), headers=headers)
 
     return [
-        Route("/archive", index, name="archive"),
-        Route("/archive/", index),
-        Route("/archive/feed.xml", feed, name="archive_feed"),
-        Route("/archive/{list}/{slug}", page, name="archive_list_issue"),
-        Route("/archive/{slug}", page, name="archive_issue"),
+        Route(urls.ARCHIVE, index, name="archive"),
+        Route(urls.ARCHIVE + "/", index),
+        Route(urls.ARCHIVE_FEED, feed, name="archive_feed"),
+        Route(urls.ARCHIVE_LIST_ISSUE, page, name="archive_list_issue"),
+        Route(urls.ARCHIVE_ISSUE, page, name="archive_issue"),
     ]

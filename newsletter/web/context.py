@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any, Protocol
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment
 from sqlalchemy import Engine
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -15,8 +15,9 @@ from starlette.responses import HTMLResponse
 from starlette.types import Message
 
 from newsletter.config import Settings
-from newsletter.i18n import names, translations
+from newsletter.errors import BodyTooLarge
 from newsletter.store.subscribers import ensure_lists
+from newsletter.templating import Templates, environment
 from newsletter.transport import send_single
 from newsletter.web.ratelimit import RateLimiter
 
@@ -29,10 +30,6 @@ PAGE_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY"}
 PRIVATE_HEADERS = {**PAGE_HEADERS, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 # Forms here are a few fields; uvicorn sets no limit and Starlette reads bodies into memory.
 MAX_BODY_BYTES = 16 * 1024
-
-
-class BodyTooLarge(Exception):
-    """The request body is over the limit; nothing more of it was read."""
 
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
@@ -77,19 +74,7 @@ class SmtpMailer:
 
 def page_environment(settings: Settings) -> Environment:
     """Jinja for the web pages and confirmation email: autoescaped, strict about typos."""
-    env = Environment(
-        loader=FileSystemLoader(str(settings.templates_dir)),
-        autoescape=select_autoescape(("html", "htm", "xml", "j2")),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        extensions=["jinja2.ext.i18n"],
-    )
-    lang = settings.publication.lang
-    env.install_gettext_translations(translations(lang), newstyle=True)  # type: ignore[attr-defined]
-    env.filters["join_names"] = lambda items: names(items, lang)
-    env.globals.update(publication=settings.publication, brand=settings.brand)
-    return env
+    return environment(settings, Templates.PAGES)
 
 
 @dataclass

@@ -24,7 +24,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -33,13 +33,14 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from newsletter import urls
 from newsletter.checks import check_issue
 from newsletter.config import Settings
 from newsletter.diagnostics import Problem, Severity
+from newsletter.emails import PREVIEW_TOKEN, preview_copy, test_copy
 from newsletter.errors import NewsletterError
 from newsletter.images import DERIVED_URL_PATH, derive_images
 from newsletter.issues import load_issue
-from newsletter.message import build_email_message, sender_domain
 from newsletter.model import (
     JOIN_URL_PLACEHOLDER,
     UNSUBSCRIBE_URL_PLACEHOLDER,
@@ -47,8 +48,9 @@ from newsletter.model import (
     RenderedIssue,
 )
 from newsletter.rendering import Renderer
-from newsletter.tokens import unsubscribe_mailto, unsubscribe_url
+from newsletter.templating import Templates, environment
 from newsletter.transport import send_single
+from newsletter.urls import unsubscribe_url
 from newsletter.web.reload import ReloadHub, events_endpoint, reload_script, watch
 
 log = logging.getLogger(__name__)
@@ -77,9 +79,6 @@ def allowed_hosts_for(bind: str) -> tuple[str, ...]:
 
 DESKTOP_WIDTH = 640
 MOBILE_WIDTH = 375
-TEST_SUBJECT_PREFIX = "[TEST] "
-# Stands in for a recipient's token in the preview's headers and links.
-PREVIEW_TOKEN = "preview"  # noqa: S105 (not a secret: an unsigned stand-in)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _DATE_PREFIX = re.compile(r"^(\d{4})-(\d{2})-(\d{2})")
 
@@ -137,28 +136,14 @@ def display_html(html: str, settings: Settings) -> str:
     being written; the preview serves the same files itself. The unsubscribe placeholder gets
     a stand-in link so the footer looks as it will.
     """
-    base = settings.publication.base_url.rstrip("/")
-    html = html.replace(f"{base}/images/", "/images/")
+    public_images = urls.absolute(settings.publication.base_url, urls.IMAGES + "/")
+    html = html.replace(public_images, urls.IMAGES + "/")
     # a join link looks as it will, and leads nowhere: the stand-in token is no token
-    html = JOIN_URL_PLACEHOLDER.sub(f"{base}/join/{PREVIEW_TOKEN}", html)
+    html = JOIN_URL_PLACEHOLDER.sub(
+        urls.join_url(settings.publication.base_url, PREVIEW_TOKEN), html
+    )
     return html.replace(
         UNSUBSCRIBE_URL_PLACEHOLDER, unsubscribe_url(settings.publication.base_url, PREVIEW_TOKEN)
-    )
-
-
-def sample_message(
-    rendered: RenderedIssue, settings: Settings, *, to: str, subject_prefix: str = ""
-) -> EmailMessage:
-    """The complete message one subscriber would get, with a stand-in unsubscribe token."""
-    mailing_list = settings.mailing_list(rendered.issue.list)
-    return build_email_message(
-        rendered,
-        settings,
-        mailing_list,
-        to=to,
-        unsubscribe_url=unsubscribe_url(settings.publication.base_url, PREVIEW_TOKEN),
-        unsubscribe_mailto=unsubscribe_mailto(sender_domain(settings), PREVIEW_TOKEN),
-        subject_prefix=subject_prefix,
     )
 
 
@@ -215,19 +200,11 @@ class PreviewState:
     @property
     def pages(self) -> Environment:
         if self._pages is None:
-            env = Environment(
-                loader=FileSystemLoader(str(self.settings.templates_dir)),
-                autoescape=select_autoescape(("html",)),
-                undefined=StrictUndefined,
-                trim_blocks=True,
-                lstrip_blocks=True,
+            self._pages = environment(
+                self.settings,
+                Templates.PREVIEW,
+                globals={"desktop_width": DESKTOP_WIDTH, "mobile_width": MOBILE_WIDTH},
             )
-            env.globals.update(
-                publication=self.settings.publication,
-                desktop_width=DESKTOP_WIDTH,
-                mobile_width=MOBILE_WIDTH,
-            )
-            self._pages = env
         return self._pages
 
     @property
@@ -295,7 +272,7 @@ class PreviewState:
         try:
             issue = load_issue(path, settings)
             rendered = self.renderer.render(issue, derive_images(issue, settings))
-            message = sample_message(rendered, settings, to=preview_recipient(settings))
+            message = preview_copy(rendered, settings, to=preview_recipient(settings))
         except NewsletterError as exc:
             return IssuePreview(name, path, problems, failure=str(exc))
         except Exception as exc:
@@ -454,9 +431,8 @@ async def send_test(request: Request) -> Response:
         kind, text = "error", "This issue has errors; fix them before sending a test."
     else:
         try:
-            message = sample_message(
-                preview.rendered, settings, to=recipient, subject_prefix=TEST_SUBJECT_PREFIX
-            )
+            mailing_list = settings.mailing_list(preview.rendered.issue.list)
+            message = test_copy(preview.rendered, settings, mailing_list, to=recipient)
             await send_single(settings, message)
         except NewsletterError as exc:
             kind, text = "error", f"The test was not sent: {exc}"
@@ -466,7 +442,8 @@ async def send_test(request: Request) -> Response:
                 f"Sent a test of \u201c{preview.rendered.subject}\u201d to {recipient}.",
             )
     key = app.flash(kind, text)
-    return RedirectResponse(f"/issues/{name}?flash={key}", status_code=303)
+    page = request.app.url_path_for("issue", name=name)
+    return RedirectResponse(f"{page}?flash={key}", status_code=303)
 
 
 async def image(request: Request) -> Response:
@@ -526,13 +503,13 @@ def create_preview_app(
 
     app = Starlette(
         routes=[
-            Route("/", index, name="index"),
-            Route("/__reload", events_endpoint(hub), name="reload"),
-            Route("/issues/{name}", issue_page, name="issue"),
-            Route("/issues/{name}/email", issue_email, name="issue_email"),
-            Route("/issues/{name}/message.eml", issue_eml, name="issue_eml"),
-            Route("/issues/{name}/send-test", send_test, methods=["POST"], name="send_test"),
-            Route("/images/{path:path}", image, name="image"),
+            Route(urls.PREVIEW_INDEX, index, name="index"),
+            Route(urls.PREVIEW_RELOAD, events_endpoint(hub), name="reload"),
+            Route(urls.PREVIEW_ISSUE, issue_page, name="issue"),
+            Route(urls.PREVIEW_EMAIL, issue_email, name="issue_email"),
+            Route(urls.PREVIEW_EML, issue_eml, name="issue_eml"),
+            Route(urls.PREVIEW_SEND_TEST, send_test, methods=["POST"], name="send_test"),
+            Route(urls.PREVIEW_IMAGE, image, name="image"),
         ],
         lifespan=lifespan,
         middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))],

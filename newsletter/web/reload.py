@@ -19,6 +19,8 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from watchfiles import Change, DefaultFilter, awatch
 
+from newsletter import urls
+
 log = logging.getLogger(__name__)
 
 # A keep-alive comment this often stops proxies and the browser from timing out an idle stream.
@@ -133,7 +135,7 @@ def events_endpoint(
     return endpoint
 
 
-def reload_script(hub: ReloadHub, endpoint: str = "/__reload") -> str:
+def reload_script(hub: ReloadHub, endpoint: str = urls.PREVIEW_RELOAD) -> str:
     """The inline script for a page rendered now (it carries the hub's current tag)."""
     return RELOAD_SCRIPT % {"endpoint": endpoint, "tag": hub.tag}
 

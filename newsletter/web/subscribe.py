@@ -22,20 +22,26 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from newsletter.errors import InvalidAddressError, NewsletterError, TokenError
+from newsletter import urls
+from newsletter.addresses import clean_name, mailbox_key, normalize_email
+from newsletter.emails import CONFIRM_MAX_AGE_DAYS, build_confirmation
+from newsletter.errors import (
+    BodyTooLarge,
+    FormError,
+    InvalidAddressError,
+    NewsletterError,
+    TokenError,
+)
 from newsletter.store.subscribers import (
     Subscriber,
-    clean_name,
     confirm_subscriber,
     find_by_uid,
     is_suppressed,
-    normalize_email,
     request_subscription,
 )
-from newsletter.tokens import TokenData, TokenPurpose, confirm_url, make_token, read_token
-from newsletter.web.confirmation import CONFIRM_MAX_AGE_DAYS, build_confirmation
+from newsletter.tokens import TokenData, TokenPurpose, make_token, read_token
+from newsletter.urls import confirm_url
 from newsletter.web.context import (
-    BodyTooLarge,
     WebContext,
     parse_form,
     read_body,
@@ -53,14 +59,6 @@ class SubscribeForm:
     name: str | None
     lists: tuple[str, ...]
     honeypot: bool
-
-
-class FormError(Exception):
-    """The submission cannot be processed; the message is safe to show."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def routes(ctx: WebContext) -> list[BaseRoute]:
@@ -94,7 +92,7 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
 
     def verify(token: str) -> TokenData:
         return read_token(
-            ctx.settings.secret_key,
+            ctx.settings.token_keys,
             token,
             TokenPurpose.CONFIRM,
             max_age_seconds=CONFIRM_MAX_AGE_DAYS * 86400,
@@ -143,11 +141,11 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         )
 
     return [
-        Route("/", form_page, methods=["GET"], name="home"),
-        Route("/subscribe", form_page, methods=["GET"], name="subscribe_form"),
-        Route("/subscribe", subscribe, methods=["POST"], name="subscribe"),
-        Route("/confirm/{token}", confirm_page, methods=["GET"], name="confirm_page"),
-        Route("/confirm/{token}", confirm, methods=["POST"], name="confirm"),
+        Route(urls.HOME, form_page, methods=["GET"], name="home"),
+        Route(urls.SUBSCRIBE, form_page, methods=["GET"], name="subscribe_form"),
+        Route(urls.SUBSCRIBE, subscribe, methods=["POST"], name="subscribe"),
+        Route(urls.CONFIRM, confirm_page, methods=["GET"], name="confirm_page"),
+        Route(urls.CONFIRM, confirm, methods=["POST"], name="confirm"),
     ]
 
 
@@ -207,16 +205,6 @@ def client_key(host: str) -> str:
             return str(ip.ipv4_mapped)
         return str(ipaddress.IPv6Network((ip, 64), strict=False))
     return str(ip)
-
-
-def mailbox_key(normalized: str) -> str:
-    """The mailbox an address delivers to, for the per-address limit.
-
-    ``name+anything@domain`` reaches ``name@domain`` at most providers, so the tags must not
-    buy a flooder a fresh allowance of confirmation emails to one person's inbox.
-    """
-    local, _, domain = normalized.rpartition("@")
-    return f"{local.split('+', 1)[0] or local}@{domain}"
 
 
 async def _read_form(request: Request, wants_json: bool) -> SubscribeForm:

@@ -17,8 +17,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from newsletter.errors import TokenError
-from newsletter.store.schema import SuppressionReason
+from newsletter import urls
+from newsletter.errors import BodyTooLarge, InvalidLink, TokenError
+from newsletter.states import SuppressionReason
 from newsletter.store.subscribers import (
     Subscriber,
     Subscription,
@@ -29,7 +30,7 @@ from newsletter.store.subscribers import (
     unsubscribe,
 )
 from newsletter.tokens import TokenData, TokenPurpose, read_token
-from newsletter.web.context import BodyTooLarge, WebContext, parse_form, read_body
+from newsletter.web.context import WebContext, parse_form, read_body
 
 ONE_CLICK_FIELD = "List-Unsubscribe"
 ONE_CLICK_VALUE = "One-Click"
@@ -53,10 +54,6 @@ class Outcome:
         return self.subscriber.active_subscriptions
 
 
-class InvalidLink(Exception):
-    pass
-
-
 def mask_email(email: str) -> str:
     """``a•••e@example.org``: enough for the owner to recognise, little for anyone else."""
     local, _, domain = email.rpartition("@")
@@ -67,7 +64,7 @@ def mask_email(email: str) -> str:
 def routes(ctx: WebContext) -> list[BaseRoute]:
     def verify(token: str) -> TokenData:
         try:
-            return read_token(ctx.settings.secret_key, token, TokenPurpose.UNSUBSCRIBE)
+            return read_token(ctx.settings.token_keys, token, TokenPurpose.UNSUBSCRIBE)
         except TokenError:
             raise InvalidLink() from None
 
@@ -139,8 +136,8 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         return ctx.page("unsubscribed.html", private=True, outcome=outcome, mask=mask_email)
 
     return [
-        Route("/unsubscribe/{token}", page, methods=["GET"], name="unsubscribe"),
-        Route("/unsubscribe/{token}", post, methods=["POST"], name="unsubscribe_post"),
+        Route(urls.UNSUBSCRIBE, page, methods=["GET"], name="unsubscribe"),
+        Route(urls.UNSUBSCRIBE, post, methods=["POST"], name="unsubscribe_post"),
     ]
 
 

@@ -1,8 +1,11 @@
-"""Emails to the editor after a scheduled run: what was sent, and what was skipped and why.
+"""Every email the project sends besides the issue itself to subscribers, built in one place.
 
-Building is pure (stdlib :class:`EmailMessage`, plain text plus minimal HTML, everything from
-issue files escaped); :func:`deliver_report` is the one edge that sends, through
-:func:`newsletter.transport.send_single`.
+The sample ``.eml`` of ``newsletter build``, the preview's copy, test copies (``send --test``
+and the preview's button, one ``[TEST]`` rule), the double opt-in confirmation and the
+editor's reports. All start from one header block (:func:`message.header_block`: From,
+Reply-To, Date, Message-ID, Auto-Submitted) and all go out through one function,
+:func:`newsletter.transport.send_single`, where a signature can be added to every one of
+them. Pure: these build messages and send nothing.
 """
 
 from __future__ import annotations
@@ -10,13 +13,135 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, time
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
 
-from newsletter.config import Settings
-from newsletter.message import sender_domain
-from newsletter.transport import send_single
+from jinja2 import Environment
+
+from newsletter.addresses import address, ascii_address, check_header_value, sender_domain
+from newsletter.config import MailingList, Settings
+from newsletter.message import MessageContent, build_email_message, header_block
+from newsletter.model import RenderedIssue
+from newsletter.tokens import TokenPurpose, make_token
+from newsletter.urls import unsubscribe_mailto, unsubscribe_url
+
+# --- copies of an issue that are not deliveries ---------------------------------------------
+
+#: What marks a test copy's subject, wherever it is sent from.
+TEST_PREFIX = "[TEST] "
+SAMPLE_RECIPIENT = "Sample Reader <reader@example.com>"
+# A fixed, obviously fake subscriber: the sample .eml is the same on every build, and a test
+# copy's link works as a link but unsubscribes nobody (list 0 does not exist).
+NOBODY_UID = "0" * 32
+NO_LIST = 0
+# Stands in for a recipient's token in the preview's headers and links.
+PREVIEW_TOKEN = "preview"  # noqa: S105 (not a secret: an unsigned stand-in)
+
+
+def sample_copy(rendered: RenderedIssue, settings: Settings) -> EmailMessage:
+    """``newsletter build``'s ``.eml``: a subscriber's message, the same on every build."""
+    issue = rendered.issue
+    token = make_token(
+        settings.secret_key,
+        TokenPurpose.UNSUBSCRIBE,
+        NOBODY_UID,
+        NO_LIST,
+        issued_at=int(datetime.combine(issue.date, time()).timestamp()),
+    )
+    mailing_list = settings.mailing_list(issue.list)
+    return _issue_copy(
+        rendered, settings, mailing_list, SAMPLE_RECIPIENT, token, date=issue.send_at
+    )
+
+
+def preview_copy(rendered: RenderedIssue, settings: Settings, *, to: str) -> EmailMessage:
+    """The message the preview shows: a subscriber's copy with a stand-in unsubscribe token."""
+    return _issue_copy(
+        rendered, settings, settings.mailing_list(rendered.issue.list), to, PREVIEW_TOKEN
+    )
+
+
+def test_copy(
+    content: MessageContent, settings: Settings, mailing_list: MailingList, *, to: str
+) -> EmailMessage:
+    """A copy for one address (``send --test``, the preview's button), marked as a test.
+
+    Its unsubscribe link is signed for nobody: it opens the page, and unsubscribes no one.
+    """
+    token = make_token(settings.secret_key, TokenPurpose.UNSUBSCRIBE, NOBODY_UID, NO_LIST)
+    return _issue_copy(content, settings, mailing_list, to, token, subject_prefix=TEST_PREFIX)
+
+
+def _issue_copy(
+    content: MessageContent,
+    settings: Settings,
+    mailing_list: MailingList,
+    to: str,
+    token: str,
+    *,
+    date: datetime | None = None,
+    subject_prefix: str = "",
+) -> EmailMessage:
+    return build_email_message(
+        content,
+        settings,
+        mailing_list,
+        to=to,
+        unsubscribe_url=unsubscribe_url(settings.publication.base_url, token),
+        unsubscribe_mailto=unsubscribe_mailto(sender_domain(settings.publication.sender), token),
+        date=date,
+        subject_prefix=subject_prefix,
+    )
+
+
+# --- the double opt-in confirmation ---------------------------------------------------------
+
+CONFIRM_MAX_AGE_DAYS = 7
+
+
+def build_confirmation(
+    settings: Settings,
+    templates: Environment,
+    *,
+    to: str,
+    name: str | None,
+    link: str,
+    lists: Sequence[MailingList],
+    date: datetime | None = None,
+) -> EmailMessage:
+    """The multipart/alternative confirmation message with the signed ``link``.
+
+    Text and HTML come from ``templates/confirm``.
+    """
+    check_header_value(link, "confirmation link")
+    context = {
+        "name": name,
+        "link": link,
+        "lists": list(lists),
+        "max_age_days": CONFIRM_MAX_AGE_DAYS,
+    }
+    text = templates.get_template("confirm/confirm.txt").render(**context)
+    body = templates.get_template("confirm/confirm.html").render(**context)
+    subject = templates.get_template("confirm/subject.txt").render(**context).strip()
+    # a reply to a request, not bulk mail: Auto-Submitted tells autoresponders to stay quiet
+    msg = header_block(
+        settings,
+        to=address(name or "", ascii_address(to)),
+        subject=one_line(subject),
+        date=date,
+        auto_submitted=True,
+    )
+    msg.set_content(text)
+    msg.add_alternative(body, subtype="html")
+    return msg
+
+
+def one_line(text: str) -> str:
+    """``text`` fit for a Subject: every run of whitespace, line breaks included, one space."""
+    return " ".join(text.split())
+
+
+# --- reports to the editor ------------------------------------------------------------------
 
 # Enough failures to act on; the full list is in the ledger (`newsletter status`).
 MAX_FAILURES_LISTED = 20
@@ -139,23 +264,12 @@ def skipped_message(settings: Settings, skipped: Sequence[Skipped]) -> EmailMess
     return _message(settings, subject, "\n".join(text_lines), "\n".join(body_html))
 
 
-async def deliver_report(settings: Settings, message: EmailMessage) -> None:
-    """Send a report to the editor over a fresh connection."""
-    await send_single(settings, message)
-
-
 def _message(settings: Settings, subject: str, text: str, body_html: str) -> EmailMessage | None:
     editor = settings.publication.editor_email
     if not editor:
         return None
-    msg = EmailMessage()
-    msg["From"] = settings.publication.sender
-    msg["To"] = editor
     # titles come from issue files; a line break there must not reach the header
-    msg["Subject"] = " ".join(subject.split())
-    msg["Date"] = format_datetime(datetime.now().astimezone())
-    msg["Message-ID"] = make_msgid(domain=sender_domain(settings))
-    msg["Auto-Submitted"] = "auto-generated"
+    msg = header_block(settings, to=editor, subject=one_line(subject), auto_submitted=True)
     msg.set_content(text)
     msg.add_alternative(
         f"<!doctype html><html><body style='font-family:sans-serif'>{body_html}</body></html>",

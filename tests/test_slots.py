@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from newsletter.errors import SchedulerError
+from newsletter.errors import ConfigError
 from newsletter.model import IssueStatus
-from newsletter.scheduling import (
+from newsletter.slots import (
     WEEKDAYS,
     Action,
     Schedule,
@@ -48,9 +48,10 @@ def test_parse_uses_the_default_zone_and_long_names() -> None:
     ],
 )
 def test_parse_errors_name_the_key_and_the_fix(text: str, needle: str) -> None:
-    with pytest.raises(SchedulerError) as info:
+    with pytest.raises(ConfigError) as info:
         parse_schedule(text, default_timezone="UTC", key="lists.weekly.schedule")
-    assert "lists.weekly.schedule" in str(info.value)
+    assert info.value.key == "lists.weekly.schedule"
+    assert str(info.value).startswith("lists.weekly.schedule: ")
     assert needle in str(info.value)
 
 
@@ -219,11 +220,11 @@ def test_the_clock_must_be_aware() -> None:
 
 
 @given(st.text(max_size=40))
-def test_parser_never_fails_with_anything_but_a_schedule_error(text: str) -> None:
-    problem: SchedulerError | None = None
+def test_parser_never_fails_with_anything_but_a_config_error(text: str) -> None:
+    problem: ConfigError | None = None
     try:
         schedule = parse_schedule(text, default_timezone="Europe/Kyiv")
-    except SchedulerError as exc:
+    except ConfigError as exc:
         problem = exc
     if problem is not None:
         assert str(problem).startswith("schedule: ")

@@ -1,9 +1,10 @@
-"""The scheduled send job: under the database lock, send what is due and tell the editor.
+"""Automatic sends: under the database lock, send what is due and tell the editor.
 
 :func:`run_due` is one run (what ``scheduler.py --once`` does and what every APScheduler job
 calls); :func:`build_scheduler` wires the long-running APScheduler with its job store in the
-same database. Decisions come from :mod:`newsletter.scheduling`; sending is
-:func:`newsletter.delivery.run_send`, whose ledger makes a repeated or resumed send harmless.
+same database; :func:`upcoming` is what ``newsletter schedule`` shows. Decisions come from
+:mod:`newsletter.slots`; sending is :func:`newsletter.sending.run_send`, whose ledger makes a
+repeated or resumed send harmless. Events are logged through :mod:`newsletter.logfmt`.
 """
 
 from __future__ import annotations
@@ -19,91 +20,32 @@ from pathlib import Path
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
-from newsletter import delivery, issues
+from newsletter import delivery, issues, sending
 from newsletter.checks import check_issue
 from newsletter.config import Settings
+from newsletter.emails import SendSummary, Skipped, send_report_message, skipped_message
 from newsletter.errors import IssueError, NewsletterError
 from newsletter.locks import try_lock
-from newsletter.model import IssueStatus
-from newsletter.reports import (
-    SendSummary,
-    Skipped,
-    deliver_report,
-    send_report_message,
-    skipped_message,
-)
-from newsletter.scheduling import (
+from newsletter.logfmt import log_event
+from newsletter.slots import (
     LOOKBACK,
     Action,
     Decision,
     Schedule,
+    classify,
     decide,
     due_at,
     issue_list,
     list_schedules,
 )
 from newsletter.store import notices
-from newsletter.store.schema import issues as issues_table
-from newsletter.store.schema import lists as lists_table
-
-log = logging.getLogger("newsletter.scheduler")
+from newsletter.store.issues import send_started
+from newsletter.transport import send_single
 
 _FILE_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})-")
-_BARE = re.compile(r"^[A-Za-z0-9_.:/@+-]+$")
 SWEEP_SECONDS = 60
-# one event is one line, whatever an error message or an issue title contains
-_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"})
-
-
-def format_kv(fields: Mapping[str, object]) -> str:
-    """``key=value`` pairs, values quoted when they hold spaces or quotes (logfmt style)."""
-    parts = []
-    for key, value in fields.items():
-        if value is None:
-            continue
-        if isinstance(value, datetime):
-            value = value.isoformat(timespec="seconds")
-        text = str(value)
-        if not _BARE.match(text):
-            text = '"' + text.translate(_ESCAPES) + '"'
-        parts.append(f"{key}={text}")
-    return " ".join(parts)
-
-
-def log_event(
-    event: str,
-    context: Mapping[str, object] | None = None,
-    *,
-    level: int = logging.INFO,
-    exc_info: bool = False,
-    **fields: object,
-) -> None:
-    """One structured line: ``event=sent list=weekly issue=river-week sent=120``."""
-    kv = {"event": event, **(context or {}), **fields}
-    log.log(level, "%s", format_kv(kv), extra={"kv": kv}, exc_info=exc_info)
-
-
-class KeyValueFormatter(logging.Formatter):
-    """journald-friendly lines: ``time=... level=info event=... list=... issue=...``.
-
-    Lines from other libraries (APScheduler, SQLAlchemy) keep their text as a quoted ``msg``.
-    """
-
-    def format(self, record: logging.LogRecord) -> str:
-        head = {
-            "time": datetime.fromtimestamp(record.created, UTC),
-            "level": record.levelname.lower(),
-        }
-        kv = getattr(record, "kv", None)
-        if isinstance(kv, dict):
-            line = format_kv({**head, **kv})
-        else:
-            line = format_kv({**head, "logger": record.name, "msg": record.getMessage()})
-        if record.exc_info:
-            line += " " + format_kv({"exc": self.formatException(record.exc_info)})
-        return line
 
 
 @dataclass
@@ -190,7 +132,7 @@ def plan(
         due = due_at(issue.date, issue.send_at, schedules.get(list_slug), default_tz=default_tz)
         if due is None or due > now:
             continue
-        if delivery.issue_sent(engine, issue.slug, list_slug):
+        if sending.issue_sent(engine, issue.slug, list_slug):
             continue
         maybe = decide(
             slug=issue.slug,
@@ -220,17 +162,6 @@ def plan(
     return result
 
 
-def send_started(engine: Engine, slug: str, list_slug: str) -> bool:
-    """True when delivery has recorded this issue for this list (a send began)."""
-    query = (
-        select(issues_table.c.id)
-        .join(lists_table, lists_table.c.id == issues_table.c.list_id)
-        .where(issues_table.c.slug == slug, lists_table.c.slug == list_slug)
-    )
-    with engine.connect() as conn:
-        return conn.execute(query).first() is not None
-
-
 def _unreadable(
     settings: Settings,
     engine: Engine,
@@ -248,7 +179,7 @@ def _unreadable(
     due = due_at(file_date, None, schedules.get(list_slug), default_tz=default_tz)
     if due is None or due > now or now - due > LOOKBACK:
         return None
-    if delivery.issue_sent(engine, issues.slug_for(path), list_slug):
+    if sending.issue_sent(engine, issues.slug_for(path), list_slug):
         return None  # went out before the file was broken; nothing to tell
     return Decision(
         issues.slug_for(path),
@@ -274,9 +205,9 @@ def _send(
     log_event("send_start", fields, due=decision.due, resume=decision.action is Action.RESUME)
     clock = time.monotonic()
     error: str | None = None
-    report: delivery.SendReport | None = None
+    report: sending.SendReport | None = None
     try:
-        report = delivery.run_send(
+        report = sending.run_send(
             settings, engine, path, list_slug=decision.list_slug, transport=transport, now=now
         )
     except NewsletterError as exc:
@@ -318,7 +249,7 @@ def _send(
 
 def _summary(
     decision: Decision,
-    report: delivery.SendReport | None,
+    report: sending.SendReport | None,
     *,
     started: datetime,
     finished: datetime,
@@ -357,7 +288,7 @@ def _summary(
 def _skip(
     settings: Settings, engine: Engine, decision: Decision, *, now: datetime, out: RunOutcome
 ) -> None:
-    reason = decision.action.value.removeprefix("skip_")
+    reason = decision.action.value
     fields: dict[str, object] = {
         "list": decision.list_slug,
         "issue": decision.slug,
@@ -411,7 +342,7 @@ def _deliver(
         log_event("report_skipped", fields, detail="no publication.editor_email configured")
         return True
     try:
-        asyncio.run(deliver_report(settings, message))
+        asyncio.run(send_single(settings, message))
     except NewsletterError as exc:
         log_event("report_failed", fields, level=logging.ERROR, error=str(exc))
         out.errors.append(f"report to the editor failed: {exc}")
@@ -566,8 +497,24 @@ class PlannedIssue:
     title: str
     list_slug: str
     due: datetime
-    state: str  # "ready", "draft", "invalid: ...", "sending" (a send began)
+    # what a run at its due time would do (what a run now does, when it is due already)
+    action: Action
     send_at: bool
+    # why it is invalid, when it is
+    problem: str = ""
+
+    @property
+    def state(self) -> str:
+        """The few words ``newsletter schedule`` prints for the issue."""
+        if self.action is Action.RESUME:
+            return "sending (resumes at the next run)"
+        if self.action is Action.SKIP_DRAFT:
+            return "draft"
+        if self.action is Action.SKIP_STALE:
+            return "stale: missed by more than the grace; send with --send-stale"
+        if self.action is Action.SKIP_INVALID:
+            return f"invalid: {self.problem}"
+        return "ready"
 
 
 @dataclass(frozen=True)
@@ -581,7 +528,10 @@ def upcoming(
     settings: Settings, engine: Engine, *, now: datetime, count: int = 4
 ) -> tuple[list[PlannedIssue], list[UpcomingSlot], list[PlannedIssue]]:
     """What the scheduler would do: overdue issues, the next ``count`` slots per list with the
-    issues each would send, and ``send_at`` issues in that window. Reads; never sends."""
+    issues each would send, and ``send_at`` issues in that window. Reads; never sends.
+
+    Each issue's action comes from the same :func:`slots.classify` a run uses.
+    """
     schedules = list_schedules(settings)
     default_tz = ZoneInfo(settings.publication.timezone)
     grace = timedelta(minutes=settings.scheduler.misfire_grace_minutes)
@@ -605,8 +555,9 @@ def upcoming(
                         path.name,
                         list_slug,
                         due,
-                        f"invalid: {exc.message}",
+                        Action.SKIP_INVALID,
                         False,
+                        problem=exc.message,
                     )
                 )
             continue
@@ -614,19 +565,22 @@ def upcoming(
         due = due_at(issue.date, issue.send_at, schedules.get(list_slug), default_tz=default_tz)
         if due is None or now - due > LOOKBACK:
             continue
-        if delivery.issue_sent(engine, issue.slug, list_slug):
+        if sending.issue_sent(engine, issue.slug, list_slug):
             continue
-        if send_started(engine, issue.slug, list_slug):
-            state = "sending (resumes at the next run)"
-        elif issue.status is IssueStatus.DRAFT:
-            state = "draft"
-        elif due <= now and now - due > grace:
-            state = "stale: missed by more than the grace; send with --send-stale"
-        else:
+        action = classify(
+            status=issue.status,
+            due=due,
+            now=now,
+            grace=grace,
+            send_stale=False,
+            started=send_started(engine, issue.slug, list_slug),
+        )
+        problem = ""
+        if action is Action.SEND:
             errors = [p for p in check_issue(path, settings) if p.is_error]
-            state = (
-                f"invalid: {len(errors)} error(s), run 'newsletter check'" if errors else "ready"
-            )
+            if errors:
+                action = Action.SKIP_INVALID
+                problem = f"{len(errors)} error(s), run 'newsletter check'"
         pending.append(
             PlannedIssue(
                 path.name,
@@ -634,8 +588,9 @@ def upcoming(
                 issue.title,
                 list_slug,
                 due,
-                state,
+                action,
                 issue.send_at is not None,
+                problem=problem,
             )
         )
     overdue = [p for p in pending if p.due <= now]

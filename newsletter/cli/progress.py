@@ -8,20 +8,13 @@ from collections.abc import Mapping
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from newsletter.store.schema import DeliveryStatus
+from newsletter.states import DeliveryStatus
 
 
 class ProgressBar:
-    """A rich progress bar with rate and ETA on stderr."""
+    """A rich progress bar with rate and ETA on stderr; a ``sending.Progress``."""
 
-    def __init__(self, counts: Mapping[DeliveryStatus, int]) -> None:
-
-        self.total = sum(counts.values())
-        self.already = (
-            self.total
-            - counts.get(DeliveryStatus.PENDING, 0)
-            - counts.get(DeliveryStatus.SENDING, 0)
-        )
+    def __init__(self) -> None:
         self.progress = Progress(
             TextColumn("sending"),
             BarColumn(),
@@ -31,17 +24,19 @@ class ProgressBar:
             console=Console(stderr=True),
             transient=False,
         )
-        self.task = self.progress.add_task("send", total=self.total, rate=0.0)
+        self.already = 0
         self.started = time.monotonic()
         self.last = 0.0
 
-    def __enter__(self) -> ProgressBar:
+    def start(self, counts: Mapping[DeliveryStatus, int]) -> None:
+        total = sum(counts.values())
+        self.already = (
+            total - counts.get(DeliveryStatus.PENDING, 0) - counts.get(DeliveryStatus.SENDING, 0)
+        )
+        self.task = self.progress.add_task("send", total=total, rate=0.0)
+        self.started = time.monotonic()
         self.progress.start()
         self.progress.update(self.task, completed=self.already)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
 
     def update(self, done: int, sent: int) -> None:
         now = time.monotonic()
@@ -50,3 +45,6 @@ class ProgressBar:
         self.last = now
         rate = sent / (now - self.started) if now > self.started else 0.0
         self.progress.update(self.task, completed=self.already + done, rate=rate)
+
+    def stop(self) -> None:
+        self.progress.stop()

@@ -1,7 +1,7 @@
 """Weekly slots: parse ``fri 13:00 Europe/Kyiv``, compute slots and decide which issues are due.
 
 Pure: values in, values out, the clock is always a parameter. The job that acts on these
-decisions (loads files, takes the lock, sends, reports) lives in :mod:`newsletter.scheduled`.
+decisions (loads files, takes the lock, sends, reports) lives in :mod:`newsletter.autosend`.
 
 An issue is *due* at its ``send_at`` when it has one, otherwise at the first slot of its list on
 or after the issue's date (midnight in the schedule's time zone). A run at ``now`` sends a due,
@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from apscheduler.triggers.cron import CronTrigger
 
 from newsletter.config import Settings
-from newsletter.errors import SchedulerError
+from newsletter.errors import ConfigError
 from newsletter.model import Issue, IssueStatus
 
 # Index is ``date.weekday()`` (Monday = 0), the numbering APScheduler 3 also uses. Schedules
@@ -114,30 +114,30 @@ def parse_schedule(text: str, *, default_timezone: str, key: str = "schedule") -
     """Parse ``"fri 13:00 Europe/Kyiv"`` (the zone may be left out: ``default_timezone``)."""
     parts = text.split()
     if len(parts) not in (2, 3):
-        raise SchedulerError(
-            f"{key}: {text!r} is not a weekly slot; write it as "
-            "'<weekday> <HH:MM> [<time zone>]', e.g. 'fri 13:00 Europe/Kyiv'"
+        raise ConfigError(
+            key,
+            f"{text!r} is not a weekly slot; write it as "
+            "'<weekday> <HH:MM> [<time zone>]', e.g. 'fri 13:00 Europe/Kyiv'",
         )
     day_text, time_text = parts[0].lower(), parts[1]
     zone = parts[2] if len(parts) == 3 else default_timezone
     if day_text.isdigit():
-        raise SchedulerError(
-            f"{key}: weekday {parts[0]!r} is a number; use a name (mon, tue, ... sun), because "
-            "APScheduler counts Monday as 0 and cron counts it as 1"
+        raise ConfigError(
+            key,
+            f"weekday {parts[0]!r} is a number; use a name (mon, tue, ... sun), because "
+            "APScheduler counts Monday as 0 and cron counts it as 1",
         )
     weekday = _LONG_NAMES.get(day_text, day_text)
     if weekday not in WEEKDAYS:
-        raise SchedulerError(
-            f"{key}: unknown weekday {parts[0]!r}; use one of {', '.join(WEEKDAYS)}"
-        )
+        raise ConfigError(key, f"unknown weekday {parts[0]!r}; use one of {', '.join(WEEKDAYS)}")
     match = _TIME.match(time_text)
     if not match:
-        raise SchedulerError(f"{key}: time {time_text!r} must be HH:MM on a 24-hour clock")
+        raise ConfigError(key, f"time {time_text!r} must be HH:MM on a 24-hour clock")
     try:
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError):
-        raise SchedulerError(
-            f"{key}: unknown time zone {zone!r}; use an IANA name such as Europe/Kyiv"
+        raise ConfigError(
+            key, f"unknown time zone {zone!r}; use an IANA name such as Europe/Kyiv"
         ) from None
     return Schedule(weekday, int(match.group(1)), int(match.group(2)), zone)
 
@@ -181,13 +181,17 @@ def due_at(
 
 
 class Action(enum.Enum):
-    """What a run does with one issue."""
+    """What a run does with one issue; a skip's value is the reason the editor is told."""
 
     SEND = "send"  # due, ready, within the grace: check it, then send it
     RESUME = "resume"  # a send already started: finish it whatever the time
-    SKIP_DRAFT = "skip_draft"
-    SKIP_STALE = "skip_stale"
-    SKIP_INVALID = "skip_invalid"
+    SKIP_DRAFT = "draft"
+    SKIP_STALE = "stale"
+    SKIP_INVALID = "invalid"
+
+    @property
+    def skipped(self) -> bool:
+        return self in (Action.SKIP_DRAFT, Action.SKIP_STALE, Action.SKIP_INVALID)
 
 
 @dataclass(frozen=True)
@@ -203,7 +207,31 @@ class Decision:
 
     @property
     def skipped(self) -> bool:
-        return self.action in (Action.SKIP_DRAFT, Action.SKIP_STALE, Action.SKIP_INVALID)
+        return self.action.skipped
+
+
+def classify(
+    *,
+    status: IssueStatus,
+    due: datetime,
+    now: datetime,
+    grace: timedelta,
+    send_stale: bool,
+    started: bool,
+) -> Action:
+    """What a run at ``now`` does with an unsent issue due at ``due``, the time aside.
+
+    :func:`decide` applies it to issues that are due; ``newsletter schedule`` to upcoming ones
+    too, so both say the same. Validity is not judged here (it needs the checker): a SEND is
+    checked before it goes out and may still turn into SKIP_INVALID.
+    """
+    if started:
+        return Action.RESUME
+    if status is IssueStatus.DRAFT:
+        return Action.SKIP_DRAFT
+    if now - due > grace and not send_stale:
+        return Action.SKIP_STALE
+    return Action.SEND
 
 
 def decide(
@@ -218,46 +246,33 @@ def decide(
     started: bool,
     title: str = "",
 ) -> Decision | None:
-    """The action for one unsent issue at ``now``; None when it is not this run's business.
+    """The decision for one unsent issue at ``now``; None when it is not this run's business.
 
-    Validity is not judged here (it needs the checker); a SEND decision is checked before it
-    goes out and may still turn into SKIP_INVALID.
+    Not due yet, or due longer ago than :data:`LOOKBACK` and never started: None. Otherwise
+    :func:`classify`'s action, with the reasons the editor reads for a skip.
     """
     _require_aware(now)
     if due is None or due > now:
         return None
-    if started:
-        return Decision(slug, list_slug, due, Action.RESUME, title=title)
-    if now - due > LOOKBACK:
+    if not started and now - due > LOOKBACK:
         return None
-    if status is IssueStatus.DRAFT:
-        return Decision(
-            slug,
-            list_slug,
-            due,
-            Action.SKIP_DRAFT,
-            (
-                f"it is still a draft (status: draft); it was due {fmt_time(due)}. Set "
-                "'status: ready' and it goes out at the next run within the grace period.",
-            ),
-            title,
+    action = classify(
+        status=status, due=due, now=now, grace=grace, send_stale=send_stale, started=started
+    )
+    reasons: tuple[str, ...] = ()
+    if action is Action.SKIP_DRAFT:
+        reasons = (
+            f"it is still a draft (status: draft); it was due {fmt_time(due)}. Set "
+            "'status: ready' and it goes out at the next run within the grace period.",
         )
-    late = now - due
-    if late > grace and not send_stale:
-        return Decision(
-            slug,
-            list_slug,
-            due,
-            Action.SKIP_STALE,
-            (
-                f"it was due {fmt_time(due)} and the scheduler only ran {fmt_delta(late)} "
-                f"later, beyond the misfire grace of {fmt_delta(grace)}. Nothing was sent; to "
-                "send it anyway run 'python scheduler.py --once --send-stale' (or "
-                "'newsletter send').",
-            ),
-            title,
+    elif action is Action.SKIP_STALE:
+        reasons = (
+            f"it was due {fmt_time(due)} and the scheduler only ran {fmt_delta(now - due)} "
+            f"later, beyond the misfire grace of {fmt_delta(grace)}. Nothing was sent; to "
+            "send it anyway run 'python scheduler.py --once --send-stale' (or "
+            "'newsletter send').",
         )
-    return Decision(slug, list_slug, due, Action.SEND, title=title)
+    return Decision(slug, list_slug, due, action, reasons, title)
 
 
 def fmt_time(moment: datetime) -> str:

@@ -1,4 +1,4 @@
-"""Editor report emails: the figures of a send, the skips and their reasons, safely escaped."""
+"""Every email besides issue deliveries: one header block, one test rule, reports escaped."""
 
 from __future__ import annotations
 
@@ -7,13 +7,8 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 
 from newsletter.config import Settings
-from newsletter.reports import (
-    SendSummary,
-    Skipped,
-    deliver_report,
-    send_report_message,
-    skipped_message,
-)
+from newsletter.emails import SendSummary, Skipped, send_report_message, skipped_message
+from newsletter.transport import send_single
 from tests.smtpd import SMTPServer
 
 START = datetime(2026, 11, 20, 11, 0, tzinfo=UTC)
@@ -93,7 +88,78 @@ def test_report_goes_out_over_smtp(settings: Settings, smtpd: SMTPServer) -> Non
     live = dataclasses.replace(settings, smtp_url=smtpd.url)
     msg = send_report_message(live, _summary())
     assert msg is not None
-    asyncio.run(deliver_report(live, msg))
+    asyncio.run(send_single(live, msg))
     [received] = smtpd.handler.messages
     assert received.rcpt_tos == ["editor@test.example"]
     assert "1,197 delivered" in received.message["Subject"]
+
+
+HEAD = ["From", "To", "Reply-To", "Subject", "Date", "Message-ID"]
+
+
+def test_every_email_starts_with_the_same_header_block(settings: Settings) -> None:
+    from newsletter.emails import (
+        TEST_PREFIX,
+        build_confirmation,
+        preview_copy,
+        sample_copy,
+        test_copy,
+    )
+    from newsletter.issues import load_issue
+    from newsletter.rendering import Renderer
+    from newsletter.web.context import page_environment
+
+    issue = load_issue(next(settings.issues_dir.glob("2026-11-20-*.md")), settings)
+    rendered = Renderer(settings).render(issue)
+    weekly = settings.mailing_list("weekly")
+    copies = {
+        "sample": sample_copy(rendered, settings),
+        "preview": preview_copy(rendered, settings, to="editor@test.example"),
+        "test": test_copy(rendered, settings, weekly, to="editor@test.example"),
+    }
+    notices = {
+        "confirmation": build_confirmation(
+            settings,
+            page_environment(settings),
+            to="ann@example.org",
+            name=None,
+            link="https://news.test.example/confirm/x",
+            lists=[weekly],
+        ),
+        "report": send_report_message(settings, _summary()),
+        "skipped": skipped_message(
+            settings, [Skipped("x", "X", "weekly", START, "draft", ("a draft",))]
+        ),
+    }
+    for kind, msg in {**copies, **notices}.items():
+        assert msg is not None, kind
+        assert list(msg.keys())[: len(HEAD)] == HEAD, kind
+        assert msg["From"] == settings.publication.sender, kind
+        assert msg["Reply-To"] == settings.publication.reply_to, kind
+        assert str(msg["Message-ID"]).endswith("@test.example>"), kind
+        # mail no person wrote says so; an issue copy is the newsletter itself
+        assert (msg["Auto-Submitted"] == "auto-generated") is (kind in notices), kind
+    assert copies["test"]["Subject"] == TEST_PREFIX + rendered.subject
+    assert copies["sample"]["Subject"] == copies["preview"]["Subject"] == rendered.subject
+
+
+def test_a_test_copy_unsubscribes_nobody(settings: Settings) -> None:
+    import re
+
+    from newsletter.emails import NO_LIST, NOBODY_UID, test_copy
+    from newsletter.model import RenderedIssue
+    from newsletter.tokens import TokenPurpose, read_token
+
+    issue = _issue(settings)
+    content = RenderedIssue(issue, "Hello", "", "<p>x</p>", "x", "")
+    msg = test_copy(content, settings, settings.mailing_list(None), to="ed@example.org")
+    match = re.search(r"/unsubscribe/([\w-]+)>", str(msg["List-Unsubscribe"]))
+    assert match is not None
+    data = read_token(settings.secret_key, match.group(1), TokenPurpose.UNSUBSCRIBE)
+    assert (data.subscriber_uid, data.list_id) == (NOBODY_UID, NO_LIST)
+
+
+def _issue(settings: Settings):  # type: ignore[no-untyped-def]
+    from newsletter.issues import load_issue
+
+    return load_issue(next(settings.issues_dir.glob("2026-11-20-*.md")), settings)

@@ -9,18 +9,16 @@ and repeating it is harmless.
 from __future__ import annotations
 
 import enum
-import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 
 from sqlalchemy import Connection
 
 from newsletter.errors import TokenError
+from newsletter.inbound.reports import unsubscribe_token
 from newsletter.store.subscribers import find_by_uid, list_ids, unsubscribe
 from newsletter.tokens import TokenPurpose, read_token
-
-# "unsubscribe <token>", possibly behind "Re:" or a client's own prefix; tokens are base64url
-_SUBJECT_TOKEN = re.compile(r"\bunsubscribe\s+([A-Za-z0-9_-]{16,128})\b", re.IGNORECASE)
 
 
 class MailRequest(enum.Enum):
@@ -38,17 +36,21 @@ class MailOutcome:
 
 def token_from_message(message: EmailMessage) -> str | None:
     """The token in the Subject (``unsubscribe <token>``), or None."""
-    match = _SUBJECT_TOKEN.search(str(message.get("Subject", "")))
-    return match.group(1) if match else None
+    return unsubscribe_token(str(message.get("Subject", "")))
 
 
-def handle_unsubscribe_mail(conn: Connection, secret: bytes, message: EmailMessage) -> MailOutcome:
-    """Act on one inbound message; the caller owns the transaction."""
+def handle_unsubscribe_mail(
+    conn: Connection, keys: bytes | Sequence[bytes], message: EmailMessage
+) -> MailOutcome:
+    """Act on one inbound message; the caller owns the transaction.
+
+    ``keys`` are the signing keys that verify a token (``Settings.token_keys``).
+    """
     token = token_from_message(message)
     if token is None:
         return MailOutcome(MailRequest.NOT_A_REQUEST)
     try:
-        data = read_token(secret, token, TokenPurpose.UNSUBSCRIBE)
+        data = read_token(keys, token, TokenPurpose.UNSUBSCRIBE)
     except TokenError:
         return MailOutcome(MailRequest.INVALID)
     slugs = {lid: slug for slug, lid in list_ids(conn).items()}

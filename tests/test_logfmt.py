@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from newsletter.scheduled import KeyValueFormatter, format_kv, log_event
+from newsletter.logfmt import KeyValueFormatter, format_kv, log_event
 
 
 def test_values_with_spaces_quotes_and_breaks_stay_on_one_line() -> None:
