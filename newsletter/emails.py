@@ -20,10 +20,11 @@ from jinja2 import Environment
 
 from newsletter.addresses import address, ascii_address, check_header_value, sender_domain
 from newsletter.config import MailingList, Settings
+from newsletter.joins import join_names, placeholders
 from newsletter.message import MessageContent, build_email_message, header_block
 from newsletter.model import RenderedIssue
 from newsletter.tokens import TokenPurpose, make_token
-from newsletter.urls import unsubscribe_mailto, unsubscribe_url
+from newsletter.urls import join_url, unsubscribe_mailto, unsubscribe_url
 
 # --- copies of an issue that are not deliveries ---------------------------------------------
 
@@ -91,7 +92,17 @@ def _issue_copy(
         unsubscribe_mailto=unsubscribe_mailto(sender_domain(settings.publication.sender), token),
         date=date,
         subject_prefix=subject_prefix,
+        values=stand_in_joins(content, settings),
+        placeholders=placeholders(content),
     )
+
+
+def stand_in_joins(content: MessageContent, settings: Settings) -> dict[str, str]:
+    """Join links for a copy that is no subscriber's: signed for nobody and no list, they open
+    the join page, which says the link is not valid, and join no one."""
+    token = make_token(settings.secret_key, TokenPurpose.JOIN, NOBODY_UID, NO_LIST)
+    url = join_url(settings.publication.base_url, token)
+    return dict.fromkeys(join_names(content), url)
 
 
 # --- the double opt-in confirmation ---------------------------------------------------------

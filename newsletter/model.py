@@ -18,19 +18,20 @@ from typing import ClassVar
 # changes them, and so an editor is unlikely to type them (check warns if one does).
 UNSUBSCRIBE_URL_PLACEHOLDER = "%%UNSUBSCRIBE_URL%%"
 PLACEHOLDERS = (UNSUBSCRIBE_URL_PLACEHOLDER,)
-# "More from us": each list offered gets its own per-recipient join link
-JOIN_URL_PREFIX = "JOIN_URL_"
+# "More from us": each list offered gets its own per-recipient join link. The markers follow
+# message.marker (``%%NAME%%`` of the placeholder name in capitals).
+JOIN_URL_PREFIX = "join_url_"
 JOIN_URL_PLACEHOLDER = re.compile(r"%%JOIN_URL_[A-Z0-9_]+%%")
 
 
 def join_placeholder_name(list_slug: str) -> str:
-    """The placeholder name of the join link for ``list_slug``: ``JOIN_URL_BUSINESS``."""
-    return JOIN_URL_PREFIX + re.sub(r"[^A-Z0-9]", "_", list_slug.upper())
+    """The placeholder name of the join link for ``list_slug``: ``join_url_business``."""
+    return JOIN_URL_PREFIX + re.sub(r"[^a-z0-9]", "_", list_slug.lower())
 
 
 def join_url_placeholder(list_slug: str) -> str:
     """The marker in the bodies where a recipient's link to join ``list_slug`` goes."""
-    return f"%%{join_placeholder_name(list_slug)}%%"
+    return f"%%{join_placeholder_name(list_slug).upper()}%%"
 
 
 class IssueStatus(enum.Enum):

@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 from newsletter.config import Settings
 from newsletter.delivery import Clock, DeliveryEngine, DeliveryRun, Policy, Transport
 from newsletter.errors import QuotaReachedError
+from newsletter.joins import JoinLinks, join_names, placeholders
 from newsletter.message import MessageContent, MessageTemplate
 from newsletter.signing import DkimSigner
 from newsletter.states import DeliveryStatus, SendStatus
@@ -154,13 +155,17 @@ def run_send(
     ref, content, created = prepare_issue(
         settings, engine, issue_path, list_slug=list_slug, now=now
     )
-    template = MessageTemplate(content, settings, settings.mailing_list(ref.list_slug))
+    template = MessageTemplate(
+        content, settings, settings.mailing_list(ref.list_slug), placeholders=placeholders(content)
+    )
+    joins = join_links(engine, content, settings)
     return asyncio.run(
         _deliver(
             settings,
             SqlLedger(engine),
             ref,
             template,
+            joins=joins,
             transport=transport,
             now=now,
             progress=progress,
@@ -177,6 +182,7 @@ async def _deliver(
     ref: IssueRef,
     template: MessageTemplate,
     *,
+    joins: JoinLinks,
     transport: Transport | None,
     now: datetime | None,
     progress: Progress | None,
@@ -197,11 +203,11 @@ async def _deliver(
     )
     try:
         if progress is None:
-            run = await engine.deliver(ref, template)
+            run = await engine.deliver(ref, template, joins=joins)
         else:
             progress.start(await asyncio.to_thread(ledger.counts, ref))
             try:
-                run = await engine.deliver(ref, template, on_progress=progress.update)
+                run = await engine.deliver(ref, template, on_progress=progress.update, joins=joins)
             finally:
                 progress.stop()
     finally:
@@ -210,6 +216,18 @@ async def _deliver(
     return await asyncio.to_thread(
         report_for, ledger, ref, now=clock(), run=run, started=started, created=created
     )
+
+
+def join_links(engine: Engine, content: MessageContent, settings: Settings) -> JoinLinks:
+    """The "more from us" links of an issue's bodies, with the ids of their lists."""
+    from newsletter.store.subscribers import ensure_lists
+
+    names = join_names(content)
+    if not names:
+        return JoinLinks()
+    with engine.begin() as conn:
+        ids = ensure_lists(conn, settings)
+    return JoinLinks.for_content(content, settings, ids)
 
 
 def report_for(

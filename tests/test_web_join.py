@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from starlette.testclient import TestClient
 
 from newsletter.config import Settings, load_settings
-from newsletter.store.schema import SubscriptionStatus, SuppressionReason
+from newsletter.states import SubscriptionStatus, SuppressionReason
 from newsletter.store.subscribers import (
     Subscriber,
     add_subscriber,
