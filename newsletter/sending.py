@@ -131,6 +131,8 @@ def prepare_issue(
         html=rendered.html,
         text=rendered.text,
         now=now or datetime.now(UTC),
+        authors=issue.authors,
+        preheader=rendered.preheader,
     )
     return ref, rendered, created
 

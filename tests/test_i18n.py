@@ -269,3 +269,52 @@ def test_web_pages_and_confirmation_in_ukrainian(uk_client: TestClient, smtpd: S
     for name, page in pages.items():
         assert 'lang="uk"' in page.text, name
         assert_no_english(visible_text(page.text), name)
+
+
+def test_editor_reports_in_ukrainian(uk_settings: Settings) -> None:
+    import dataclasses
+    from datetime import UTC, datetime, timedelta
+
+    from newsletter.emails import SendSummary, Skipped, send_report_message, skipped_message
+
+    settings = dataclasses.replace(
+        uk_settings,
+        publication=dataclasses.replace(uk_settings.publication, editor_email="ed@test.example"),
+    )
+    start = datetime(2026, 11, 20, 11, tzinfo=UTC)
+    summary = SendSummary(
+        slug="uk",
+        title="Міст відкрили",
+        list_slug="weekly",
+        recipients=1234,
+        sent=1200,
+        failed=30,
+        pending=4,
+        started_at=start,
+        finished_at=start + timedelta(minutes=3, seconds=5),
+        failures=(("a@example.org", "550 5.1.1"),) * 25,
+        finished=False,
+        error="relay unreachable",
+    )
+    skipped = [
+        Skipped("uk", "Чернетка", "weekly", start, "draft"),
+        Skipped("uk2", "Стара", "weekly", start, "stale"),
+    ]
+    for message in (send_report_message(settings, summary), skipped_message(settings, skipped)):
+        assert message is not None
+        for part in ("plain", "html"):
+            body = message.get_body((part,))
+            assert body is not None
+            content = body.get_content()
+            # what is left in Latin letters is data: slugs, addresses, the relay's own words
+            for data in ("uk2", "uk", "weekly", "relay unreachable", "a@example.org"):
+                content = content.replace(data, " ")
+            assert_no_english(visible_text(content) if part == "html" else content, part)
+        assert_no_english(str(message["Subject"]).replace("weekly", ""), "subject")
+    report = send_report_message(settings, summary)
+    assert report is not None
+    text = report.get_body(("plain",)).get_content()
+    assert "Одержувачів:" in text
+    assert "1\u00a0234" in text  # numbers as the locale writes them (a no-break space)
+    assert "3 хв 5 с" in text
+    assert "… і ще 5" in text

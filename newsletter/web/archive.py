@@ -25,6 +25,7 @@ from starlette.templating import Jinja2Templates
 
 from newsletter import urls
 from newsletter.config import Settings
+from newsletter.i18n import long_date, translations
 from newsletter.model import JOIN_URL_PLACEHOLDER, PLACEHOLDERS, join_url_placeholder
 from newsletter.store.issues import SentIssue, sent_copies, sent_issues
 from newsletter.templating import Templates, environment
@@ -56,6 +57,9 @@ class ArchivedIssue:
     issue_date: datetime
     sent_at: datetime
     html: str
+    authors: tuple[str, ...] = ()
+    # the inbox preview line, the index's summary (empty for issues recorded before it was kept)
+    preheader: str = ""
 
     @property
     def path(self) -> str:
@@ -124,6 +128,8 @@ class Archive:
             subject=sent.subject,
             issue_date=sent.issue_date,
             sent_at=sent.sent_at,
+            authors=sent.authors,
+            preheader=sent.preheader,
             html=(
                 public_html(sent.html, subscribe_url=self.subscribe_url, join_urls=self.join_urls)
                 if with_html
@@ -165,6 +171,7 @@ class Archive:
         """The Atom feed (RFC 4287) of the newest sent issues, as UTF-8 XML."""
         entries = self.latest(limit=FEED_ENTRIES, with_html=True)
         pub = self.settings.publication
+        _ = translations(pub.lang).gettext
         ET.register_namespace("", ATOM_NS)
 
         def sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
@@ -178,7 +185,7 @@ class Archive:
         feed_url = self.absolute(urls.ARCHIVE_FEED)
         sub(feed, "id", feed_url)
         sub(feed, "title", pub.name)
-        sub(feed, "subtitle", f"Every issue of {pub.name}")
+        sub(feed, "subtitle", _("Every issue of %(name)s") % {"name": pub.name})
         updated = max((e.sent_at for e in entries), default=datetime(2000, 1, 1, tzinfo=UTC))
         sub(feed, "updated", _rfc3339(updated))
         sub(feed, "link", rel="self", type="application/atom+xml", href=feed_url)
@@ -194,7 +201,7 @@ class Archive:
             sub(entry, "updated", _rfc3339(issue.sent_at))
             sub(entry, "published", _rfc3339(issue.sent_at))
             sub(entry, "link", rel="alternate", type="text/html", href=url)
-            sub(entry, "summary", issue.subject)
+            sub(entry, "summary", issue.preheader or issue.subject)
             sub(entry, "category", term=issue.list_slug, label=issue.list_name)
             sub(entry, "content", issue.html, type="html")
         body: bytes = ET.tostring(feed, encoding="utf-8", xml_declaration=True)
@@ -207,12 +214,14 @@ def _templates(settings: Settings) -> Jinja2Templates:
 
 def _with_nav(html: str, issue: ArchivedIssue, settings: Settings) -> str:
     """Put a slim bar linking back to the archive at the top of the email's own page."""
+    lang = settings.publication.lang
+    _ = translations(lang).gettext
+    back = _("All issues of %(name)s") % {"name": settings.publication.name}
     bar = (
         '<div style="font-family:Helvetica,Arial,sans-serif;font-size:14px;padding:8px 12px;'
         f'background:{escape(settings.brand.primary_color)};color:#ffffff">'
-        f'<a href="{urls.ARCHIVE}" style="color:#ffffff">'
-        f"&larr; All issues of {escape(settings.publication.name)}</a>"
-        f" &middot; {escape(issue.issue_date.strftime('%d %B %Y'))}</div>"
+        f'<a href="{urls.ARCHIVE}" style="color:#ffffff">&larr; {escape(back)}</a>'
+        f" &middot; {escape(long_date(issue.issue_date.date(), lang))}</div>"
     )
     match = re.search(r"<body\b[^>]*>", html, re.IGNORECASE)
     if match is None:

@@ -28,7 +28,7 @@ JOIN_MAX_AGE_DAYS = 30
 def routes(ctx: WebContext) -> list[BaseRoute]:
     def verify(token: str) -> TokenData:
         return read_token(
-            ctx.settings.secret_key,
+            ctx.settings.token_keys,
             token,
             TokenPurpose.JOIN,
             max_age_seconds=JOIN_MAX_AGE_DAYS * 86400,
