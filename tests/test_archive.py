@@ -246,9 +246,7 @@ def test_index_entries_show_date_summary_and_authors(
     assert summaries[1] == "The Test Weekly: Recorded before authors were kept"
 
 
-def test_a_sent_issue_records_its_authors_and_preheader(
-    settings: Settings, engine: Engine
-) -> None:
+def test_a_sent_issue_records_its_authors_and_preheader(settings: Settings, engine: Engine) -> None:
     from newsletter.sending import prepare_issue
     from newsletter.store.issues import sent_issues
 

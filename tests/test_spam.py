@@ -17,10 +17,10 @@ import pytest
 
 from newsletter.cli.compose import write_issue
 from newsletter.config import Settings
+from newsletter.emails import build_confirmation
 from newsletter.images import derive_images
 from newsletter.issues import load_issue
 from newsletter.rendering import Renderer
-from newsletter.web.confirmation import build_confirmation
 from newsletter.web.context import page_environment
 from tests.conftest import REPO
 from tests.spamassassin import Verdict, judge, spamassassin
