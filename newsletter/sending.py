@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 from newsletter.config import MailingList, Settings
 from newsletter.delivery import Clock, DeliveryEngine, DeliveryRun, Policy, Transport
 from newsletter.errors import QuotaReachedError
+from newsletter.joins import JoinLinks, join_names, placeholders
 from newsletter.message import MessageContent, MessageTemplate, feedback_id
 from newsletter.signing import DkimSigner
 from newsletter.states import DeliveryStatus, SendStatus
@@ -104,6 +105,7 @@ def prepare_issue(
     it was recorded with, so a resumed send gives everyone the same issue even if the file
     changed since.
     """
+    from newsletter.images import derive_images
     from newsletter.issues import load_issue
     from newsletter.rendering import Renderer
     from newsletter.store.subscribers import ensure_lists
@@ -114,7 +116,8 @@ def prepare_issue(
     ref = find_issue(engine, issue.slug, slug)
     if ref is not None:
         return ref, load_bodies(engine, ref), None
-    rendered = Renderer(settings).render(issue)
+    # the resized copies must be online before the first recipient opens the email
+    rendered = Renderer(settings).render(issue, derive_images(issue, settings))
     with engine.begin() as conn:
         list_id = ensure_lists(conn, settings)[slug]
     ref, created = start_issue(
@@ -128,6 +131,8 @@ def prepare_issue(
         html=rendered.html,
         text=rendered.text,
         now=now or datetime.now(UTC),
+        authors=issue.authors,
+        preheader=rendered.preheader,
     )
     return ref, rendered, created
 
@@ -135,11 +140,13 @@ def prepare_issue(
 def issue_template(
     settings: Settings, ref: IssueRef, content: MessageContent, mailing_list: MailingList
 ) -> MessageTemplate:
-    """The bulk template of one send: its ``Feedback-ID`` and the relay's metadata header."""
+    """The bulk template of one send: the placeholders its bodies carry, its ``Feedback-ID``
+    and the relay's metadata header."""
     return MessageTemplate(
         content,
         settings,
         mailing_list,
+        placeholders=placeholders(content),
         feedback=feedback_id(settings, ref.slug, ref.list_slug),
         provider=settings.bounces.provider,
     )
@@ -166,12 +173,14 @@ def run_send(
         settings, engine, issue_path, list_slug=list_slug, now=now
     )
     template = issue_template(settings, ref, content, settings.mailing_list(ref.list_slug))
+    joins = join_links(engine, content, settings)
     return asyncio.run(
         _deliver(
             settings,
             SqlLedger(engine),
             ref,
             template,
+            joins=joins,
             transport=transport,
             now=now,
             progress=progress,
@@ -188,6 +197,7 @@ async def _deliver(
     ref: IssueRef,
     template: MessageTemplate,
     *,
+    joins: JoinLinks,
     transport: Transport | None,
     now: datetime | None,
     progress: Progress | None,
@@ -208,11 +218,11 @@ async def _deliver(
     )
     try:
         if progress is None:
-            run = await engine.deliver(ref, template)
+            run = await engine.deliver(ref, template, joins=joins)
         else:
             progress.start(await asyncio.to_thread(ledger.counts, ref))
             try:
-                run = await engine.deliver(ref, template, on_progress=progress.update)
+                run = await engine.deliver(ref, template, on_progress=progress.update, joins=joins)
             finally:
                 progress.stop()
     finally:
@@ -221,6 +231,18 @@ async def _deliver(
     return await asyncio.to_thread(
         report_for, ledger, ref, now=clock(), run=run, started=started, created=created
     )
+
+
+def join_links(engine: Engine, content: MessageContent, settings: Settings) -> JoinLinks:
+    """The "more from us" links of an issue's bodies, with the ids of their lists."""
+    from newsletter.store.subscribers import ensure_lists
+
+    names = join_names(content)
+    if not names:
+        return JoinLinks()
+    with engine.begin() as conn:
+        ids = ensure_lists(conn, settings)
+    return JoinLinks.for_content(content, settings, ids)
 
 
 def report_for(

@@ -15,6 +15,7 @@ from typing import Any
 
 import jinja2
 
+from newsletter import i18n
 from newsletter.config import Settings
 
 
@@ -93,6 +94,18 @@ def environment(
         undefined=jinja2.StrictUndefined if options.strict else jinja2.Undefined,
         trim_blocks=options.trim,
         lstrip_blocks=options.trim,
+        extensions=["jinja2.ext.i18n"],
+    )
+    # every fixed string goes through gettext, in the publication's language; values passed
+    # to _() are escaped like any other (newstyle)
+    lang = settings.publication.lang
+    env.install_gettext_translations(  # type: ignore[attr-defined]
+        i18n.translations(lang), newstyle=True
+    )
+    env.filters.update(
+        longdate=lambda value: i18n.long_date(value, lang),
+        join_names=lambda items: i18n.names(items, lang),
+        number=lambda value: i18n.number(value, lang),
     )
     if kind is Templates.PAGES:
         env.globals.update(publication=settings.publication, brand=settings.brand)

@@ -7,6 +7,7 @@ tests drive it through ``TestClient``. Everything it needs comes in as arguments
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from sqlalchemy import Engine
 from starlette.applications import Starlette
@@ -20,7 +21,7 @@ from newsletter import urls
 from newsletter.config import Settings
 from newsletter.inbound.sns import SnsVerifier
 from newsletter.store.database import make_engine
-from newsletter.web import archive, subscribe, unsubscribe, webhooks
+from newsletter.web import archive, join, subscribe, unsubscribe, webhooks
 from newsletter.web.context import Mailer, SmtpMailer, WebContext, page_environment
 from newsletter.web.ratelimit import Clock, RateLimiter
 
@@ -30,6 +31,15 @@ __all__ = ["Mailer", "SmtpMailer", "create_app"]
 # one address behind a NAT may serve a whole office, so the IP limit is looser.
 PER_ADDRESS_LIMIT = (3, 3600.0)
 PER_IP_LIMIT = (20, 600.0)
+
+
+class ImmutableFiles(StaticFiles):
+    """Static files that never change under their name: cached for a year, never revalidated."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        return response
 
 
 def create_app(
@@ -59,9 +69,19 @@ def create_app(
     routes: list[BaseRoute] = [
         *subscribe.routes(ctx),
         *unsubscribe.routes(ctx),
+        *join.routes(ctx),
         *archive.routes(settings, engine),
         *webhooks.routes(ctx, sns_verifier=sns_verifier, clock=webhook_clock or time.time),
     ]
+    # the resized copies first: their names carry a digest of what they were made from, so
+    # a cache may keep them for good
+    routes.append(
+        Mount(
+            urls.DERIVED_IMAGES,
+            app=ImmutableFiles(directory=settings.derived_images_dir, check_dir=False),
+            name="derived_images",
+        )
+    )
     routes.append(
         Mount(
             urls.IMAGES,
