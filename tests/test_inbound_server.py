@@ -113,3 +113,18 @@ def test_the_store_down_means_try_again_later(bounce_settings: Settings, engine:
     finally:
         inbound.stop()
         missing.dispose()
+
+
+def test_one_message_to_two_verp_addresses_is_two_reports(
+    server: InboundServer, engine: Engine
+) -> None:
+    other = "b" * 32
+    with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:
+        client.sendmail(
+            "MAILER-DAEMON@mx.example.net",
+            [f"bounces+{TOKEN}@bounce.test.example", f"bounces+{other}@bounce.test.example"],
+            b"Subject: Undelivered Mail\r\n\r\nno such user\r\n",
+        )
+    with engine.connect() as conn:
+        kept = review_reports(conn)
+    assert len(kept) == 2

@@ -109,8 +109,12 @@ class InboundHandler:
         data = bytes(content)
         try:
             for recipient in envelope.rcpt_tos:
+                # as a delivery agent records it: the stored report shows whom it came for, and
+                # one message to two VERP addresses is two reports, not one and a repeat
+                # (aiosmtpd parsed the address: no CR/LF can be in it)
+                stamped = b"Delivered-To: " + recipient.encode("utf-8", "replace") + b"\r\n" + data
                 applied = await asyncio.to_thread(
-                    self.intake.take, data, EventSource.SMTP, envelope_recipient=recipient
+                    self.intake.take, stamped, EventSource.SMTP, envelope_recipient=recipient
                 )
                 self._log(applied, recipient)
         except StoreError as exc:
