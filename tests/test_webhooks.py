@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import hashlib
 import hmac
 import json
@@ -82,13 +83,21 @@ def _certificate(
     return builder.sign(ca_key, hashes.SHA256())
 
 
+@functools.cache
+def _keys(which: int) -> tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey]:
+    # RSA key generation is the slow part; each set is made once per session
+    return (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        rsa.generate_private_key(public_exponent=65537, key_size=2048),
+    )
+
+
 class Sns:
     """A stand-in for SNS: a CA of its own, a signing certificate, and what it fetched."""
 
-    def __init__(self) -> None:
-        ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    def __init__(self, keys: int = 0) -> None:
+        ca_key, self.key = _keys(keys)
         self.ca = _certificate("Test Root CA", ca_key)
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         leaf = _certificate("sns.amazonaws.com", self.key, issuer=(self.ca, ca_key))
         self.pem = leaf.public_bytes(serialization.Encoding.PEM)
         self.fetched: list[str] = []
@@ -227,7 +236,7 @@ def test_ses_refuses_what_sns_did_not_sign(
     hooks: TestClient, sns: Sns, sent: dict[str, Received], engine: Engine
 ) -> None:
     good = sns.sign(ses_bounce(sent["ann@example.org"]))
-    other_ca = Sns()
+    other_ca = Sns(keys=1)
     cases: dict[str, Any] = {
         "unsigned": {k: v for k, v in good.items() if k != "Signature"},
         "tampered": {**good, "Message": good["Message"].replace("Permanent", "Transient")},
