@@ -130,6 +130,36 @@ class Scheduler:
 
 
 @dataclass(frozen=True)
+class Analytics:
+    """What the publication counts about its readers; everything is off by default."""
+
+    # links in the HTML part go through {base_url}/r/<token>, counted per issue and link
+    clicks: bool = False
+    # the plain-text part's links too (they become long opaque URLs in the text)
+    clicks_in_text: bool = False
+    # clicks and opens tied to the recipient (unique counts, the subscriber page): consent!
+    per_subscriber: bool = False
+    # a 1x1 image at the end of the HTML part; always an estimate (image proxies, Apple MPP)
+    opens: bool = False
+    # raw click and open rows are deleted after this many days; the per-link totals stay
+    retention_days: int = 90
+    # a request this soon after the recipient's delivery is a mail-security scanner's
+    # (known only with per_subscriber; otherwise bursts and user agents tell)
+    scanner_window_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class Admin:
+    """The editors' dashboard at /admin on ``newsletter serve``."""
+
+    # a session ends this long after login, and after idle_minutes without a request
+    session_hours: float = 12.0
+    idle_minutes: float = 60.0
+    # failed logins allowed per account and per client address in 15 minutes
+    login_attempts: int = 5
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the package needs to know, loaded once per process."""
 
@@ -140,6 +170,8 @@ class Settings:
     delivery: Delivery = field(default_factory=Delivery)
     dkim: Dkim = field(default_factory=Dkim)
     scheduler: Scheduler = field(default_factory=Scheduler)
+    analytics: Analytics = field(default_factory=Analytics)
+    admin: Admin = field(default_factory=Admin)
     # may hold a database password: kept out of repr like the secrets below
     database_url: str = field(default="sqlite:///newsletter.db", repr=False)
     smtp_url: str = "smtp://127.0.0.1:8025"
@@ -182,6 +214,8 @@ _SECTIONS: dict[str, type[Any]] = {
     "delivery": Delivery,
     "dkim": Dkim,
     "scheduler": Scheduler,
+    "analytics": Analytics,
+    "admin": Admin,
 }
 _TOP_LEVEL = ("database_url", "smtp_url", "issues_dir", "templates_dir", "maildir")
 _PATH_DEFAULTS = {"issues_dir": "issues", "templates_dir": "templates", "maildir": "var/maildir"}
@@ -260,6 +294,7 @@ def load_settings(
             "publication.timezone", f"unknown time zone {publication.timezone!r}", source=src
         ) from None
     _check_dkim(sections["dkim"], publication, src)
+    _check_analytics(sections["analytics"], sections["admin"], src)
 
     return Settings(
         **sections,
@@ -330,6 +365,24 @@ def _check_dkim(dkim: Dkim, publication: Publication, src: str) -> None:
             "for other domains",
             source=src,
         )
+
+
+def _check_analytics(analytics: Analytics, admin: Admin, src: str) -> None:
+    if analytics.retention_days < 1:
+        raise ConfigError(
+            "analytics.retention_days", "must be at least 1 (days of raw rows kept)", source=src
+        )
+    if analytics.clicks_in_text and not analytics.clicks:
+        raise ConfigError(
+            "analytics.clicks_in_text", "needs analytics.clicks = true as well", source=src
+        )
+    if analytics.scanner_window_seconds < 0:
+        raise ConfigError("analytics.scanner_window_seconds", "must not be negative", source=src)
+    for key in ("session_hours", "idle_minutes"):
+        if getattr(admin, key) <= 0:
+            raise ConfigError(f"admin.{key}", "must be positive", source=src)
+    if admin.login_attempts < 1:
+        raise ConfigError("admin.login_attempts", "must be at least 1", source=src)
 
 
 def _idna(domain: str) -> str:

@@ -39,6 +39,9 @@ from newsletter.transport import SendResult
 from newsletter.urls import unsubscribe_mailto, unsubscribe_url
 
 Clock = Callable[[], datetime]
+# the value of a per-recipient placeholder (besides the unsubscribe link) from the issue row id
+# and the subscriber's uid: the reader token of tracked links
+PersonalValue = Callable[[int, str], str]
 # (messages done, of which sent) after each outcome of a run
 ProgressCallback = Callable[[int, int], None]
 
@@ -163,8 +166,10 @@ class DeliveryEngine:
         owner: str | None = None,
         signer: DkimSigner | None = None,
         rng: random.Random | None = None,
+        values: Mapping[str, PersonalValue] | None = None,
     ) -> None:
         self.settings = settings
+        self.values = dict(values or {})
         self.ledger = ledger
         self.transport = transport
         self.policy = policy or Policy.from_settings(settings)
@@ -329,9 +334,19 @@ class DeliveryEngine:
         to = ascii_address(row.email)
         if not to.isascii():
             raise InvalidAddressError(row.email, "a non-ASCII local part needs SMTPUTF8")
+        # signed at the engine's time: an unsubscribe is attributed to the send by it
         token = make_token(
-            self.settings.secret_key, TokenPurpose.UNSUBSCRIBE, row.uid, issue.list_id
+            self.settings.secret_key,
+            TokenPurpose.UNSUBSCRIBE,
+            row.uid,
+            issue.list_id,
+            issued_at=int(self.clock().timestamp()),
         )
+        values = {
+            name: value(issue.id, row.uid)
+            for name, value in self.values.items()
+            if name in template.names
+        }
         person = Personalization(
             to=to,
             name=row.name,
@@ -339,6 +354,7 @@ class DeliveryEngine:
             unsubscribe_mailto=unsubscribe_mailto(self.domain, token),
             # the same id on every attempt, so a copy repeated after a crash can be told apart
             message_id=stable_message_id(self.settings.secret_key, issue.id, row.uid, self.domain),
+            values=values,
         )
         if self.signer is None:
             data = template.render(person, dot_stuffed=True)

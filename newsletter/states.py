@@ -41,3 +41,10 @@ class SendStatus(enum.Enum):
     SENDING = "sending"
     PAUSED = "paused"
     FINISHED = "finished"
+
+
+class HitKind(enum.Enum):
+    """What a reader's request to a tracked link was (analytics)."""
+
+    CLICK = "click"
+    OPEN = "open"

@@ -11,12 +11,14 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.message import EmailMessage
 
 from sqlalchemy import Connection
 
 from newsletter.errors import TokenError
 from newsletter.inbound.reports import unsubscribe_token
+from newsletter.store.analytics import attribute_unsubscribe
 from newsletter.store.subscribers import find_by_uid, list_ids, unsubscribe
 from newsletter.tokens import TokenPurpose, read_token
 
@@ -60,4 +62,12 @@ def handle_unsubscribe_mail(
     slug = slugs[data.list_id]
     if subscriber is None or not unsubscribe(conn, subscriber.id, data.list_id):
         return MailOutcome(MailRequest.ALREADY, slug)
+    attribute_unsubscribe(
+        conn,
+        subscriber_id=subscriber.id,
+        subscriber_uid=subscriber.uid,
+        list_id=data.list_id,
+        issued_at=data.issued_at,
+        now=datetime.now(UTC),
+    )
     return MailOutcome(MailRequest.UNSUBSCRIBED, slug)

@@ -1,4 +1,5 @@
-"""The Starlette application: subscribe, confirm, unsubscribe, images, and the archive.
+"""The Starlette application: subscribe, confirm, unsubscribe, images, the archive, tracked
+links (``/r``, ``/o``).
 
 :func:`create_app` is the only entry point; ``newsletter serve`` runs it under uvicorn and
 tests drive it through ``TestClient``. Everything it needs comes in as arguments.
@@ -6,7 +7,11 @@ tests drive it through ``TestClient``. Everything it needs comes in as arguments
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
 
 from sqlalchemy import Engine
 from starlette.applications import Starlette
@@ -19,7 +24,7 @@ from starlette.staticfiles import StaticFiles
 from newsletter import urls
 from newsletter.config import Settings
 from newsletter.store.database import make_engine
-from newsletter.web import archive, subscribe, unsubscribe
+from newsletter.web import archive, redirect, subscribe, unsubscribe
 from newsletter.web.context import Mailer, SmtpMailer, WebContext, page_environment
 from newsletter.web.ratelimit import Clock, RateLimiter
 
@@ -49,10 +54,21 @@ def create_app(
         per_address=RateLimiter(*PER_ADDRESS_LIMIT, clock=now),
         per_ip=RateLimiter(*PER_IP_LIMIT, clock=now),
     )
+    hits = redirect.HitBuffer(
+        engine,
+        scanner_window=timedelta(seconds=settings.analytics.scanner_window_seconds),
+        retention_days=settings.analytics.retention_days,
+    )
     routes: list[BaseRoute] = [
         *subscribe.routes(ctx),
         *unsubscribe.routes(ctx),
         *archive.routes(settings, engine),
+        *redirect.routes(
+            settings,
+            engine,
+            hits,
+            not_found=lambda: ctx.page("not_found.html", status_code=404, private=True),
+        ),
     ]
     routes.append(
         Mount(
@@ -68,6 +84,19 @@ def create_app(
             return ctx.page("not_found.html", status_code=404)
         return Response(exc.detail, status_code=exc.status_code, headers=exc.headers)
 
-    app = Starlette(routes=routes, exception_handlers={HTTPException: not_found})
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        flusher = asyncio.create_task(hits.run())
+        try:
+            yield
+        finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            # what is still in memory is written before the process goes
+            await asyncio.to_thread(hits.flush, everything=True)
+
+    app = Starlette(routes=routes, exception_handlers={HTTPException: not_found}, lifespan=lifespan)
     app.state.context = ctx
+    app.state.hits = hits
     return app
