@@ -63,7 +63,16 @@ def _register() -> None:
     # Each topic module adds its commands to ``main`` on import.
     import importlib
 
-    for name in ("compose", "subscribers", "delivery", "web", "preview", "schedule"):
+    for name in (
+        "compose",
+        "subscribers",
+        "delivery",
+        "web",
+        "preview",
+        "schedule",
+        "report",
+        "admin",
+    ):
         try:
             importlib.import_module(f"newsletter.cli.{name}")
         except ModuleNotFoundError as exc:

@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.errors import StoreError
 from newsletter.links import Link
-from newsletter.states import DeliveryStatus, HitKind
+from newsletter.states import DeliveryStatus, HitKind, SuppressionReason
 from newsletter.store.schema import (
     deliveries,
     hits,
@@ -31,6 +31,8 @@ from newsletter.store.schema import (
     issues,
     link_counts,
     subscribers,
+    subscriptions,
+    suppressions,
 )
 from newsletter.store.subscribers import dialect_insert
 
@@ -461,3 +463,96 @@ def issues_with_hits(conn: Connection, issue_ids: Iterable[int]) -> set[int]:
             select(issue_tracking.c.issue_id).where(issue_tracking.c.issue_id.in_(ids))
         ).scalars()
     )
+
+
+# --- bounces and complaints of an issue -------------------------------------------------------
+#
+# Issue 11 brings the events store (every bounce and complaint with its issue and delivery).
+# Until it is here the ledger says what it knows: a bounced row is a hard bounce, a row whose
+# last reply was a 4xx is a soft one (deferred, or given up after retries), and complaints
+# come only from the suppression list. Everything reads these through the functions below,
+# so switching them to the events store changes nothing above.
+
+
+@dataclass(frozen=True)
+class IssueEvents:
+    hard_bounces: int = 0
+    soft_bounces: int = 0
+    complaints: int = 0
+
+
+def issue_events(conn: Connection, issue_id: int) -> IssueEvents:
+    """Hard and soft bounces and complaints of one send."""
+    d = deliveries.c
+    hard = conn.execute(
+        select(func.count()).where(d.issue_id == issue_id, d.status == DeliveryStatus.BOUNCED.value)
+    ).scalar_one()
+    soft = conn.execute(
+        select(func.count()).where(
+            d.issue_id == issue_id,
+            d.status != DeliveryStatus.BOUNCED.value,
+            d.last_code >= 400,
+            d.last_code < 500,
+        )
+    ).scalar_one()
+    return IssueEvents(hard_bounces=int(hard), soft_bounces=int(soft), complaints=0)
+
+
+def delivery_times(conn: Connection, issue_id: int) -> list[datetime]:
+    """When each accepted copy of the send went out, oldest first."""
+    return list(
+        conn.execute(
+            select(deliveries.c.sent_at)
+            .where(deliveries.c.issue_id == issue_id, deliveries.c.sent_at.is_not(None))
+            .order_by(deliveries.c.sent_at)
+        ).scalars()
+    )
+
+
+def list_events(conn: Connection, list_id: int, since: datetime) -> dict[str, list[datetime]]:
+    """When people joined, confirmed, left, bounced and complained on one list since ``since``.
+
+    Bounces are the list's sends' bounced copies; complaints the suppressions of its
+    subscribers for a complaint (issue 11's events store will carry both per list).
+    """
+    s = subscriptions.c
+
+    def times(column: Any, *where: Any) -> list[datetime]:
+        return [
+            t
+            for t in conn.execute(
+                select(column).where(s.list_id == list_id, column >= since, *where)
+            ).scalars()
+            if t is not None
+        ]
+
+    bounced = list(
+        conn.execute(
+            select(deliveries.c.updated_at)
+            .join(issues, issues.c.id == deliveries.c.issue_id)
+            .where(
+                issues.c.list_id == list_id,
+                deliveries.c.status == DeliveryStatus.BOUNCED.value,
+                deliveries.c.updated_at >= since,
+            )
+        ).scalars()
+    )
+    complained = list(
+        conn.execute(
+            select(suppressions.c.created_at)
+            .join(subscribers, subscribers.c.email_normalized == suppressions.c.email)
+            .join(subscriptions, subscriptions.c.subscriber_id == subscribers.c.id)
+            .where(
+                s.list_id == list_id,
+                suppressions.c.reason == SuppressionReason.COMPLAINED.value,
+                suppressions.c.created_at >= since,
+            )
+        ).scalars()
+    )
+    return {
+        "joined": times(s.created_at),
+        "confirmed": times(s.confirmed_at),
+        "left": times(s.unsubscribed_at),
+        "bounced": bounced,
+        "complained": complained,
+    }
