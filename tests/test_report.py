@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -60,7 +61,7 @@ def test_time_buckets_are_whole_steps_and_count_everything() -> None:
     times = [t0 + timedelta(seconds=s) for s in (0, 1, 2, 59, 60, 61, 300, 599)]
     buckets = time_buckets(times, 24)
     assert sum(n for _, n in buckets) == len(times)
-    steps = {(b[0] - a[0]).total_seconds() for a, b in zip(buckets, buckets[1:], strict=False)}
+    steps = {(b[0] - a[0]).total_seconds() for a, b in itertools.pairwise(buckets)}
     assert steps == {30.0}
     assert time_buckets([], 10) == []
     assert time_buckets([t0, t0], 10) == [(t0, 2)]
