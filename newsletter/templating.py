@@ -29,6 +29,8 @@ class Templates(enum.Enum):
     PREVIEW = "preview"
     # templates/archive: the public archive (rendered through Starlette's Jinja2Templates)
     ARCHIVE = "archive"
+    # templates/admin: the editors' dashboard (English; every string through _() for later)
+    ADMIN = "admin"
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,18 @@ _KINDS = {
     Templates.ARCHIVE: _Kind(
         folder=None, autoescape=jinja2.select_autoescape(), strict=False, trim=False
     ),
+    Templates.ADMIN: _Kind(
+        folder="admin",
+        autoescape=jinja2.select_autoescape(("html",), default_for_string=True, default=True),
+        strict=True,
+        trim=True,
+    ),
 }
+
+
+def _untranslated(message: str, /, **values: Any) -> str:
+    """``_()`` until the dashboard has catalogs: the English text, ``%(name)s`` filled in."""
+    return message % values if values else message
 
 
 def template_folder(settings: Settings, kind: Templates) -> Path:
@@ -98,6 +111,8 @@ def environment(
         env.globals.update(publication=settings.publication, brand=settings.brand)
     elif kind is Templates.PREVIEW:
         env.globals.update(publication=settings.publication)
+    elif kind is Templates.ADMIN:
+        env.globals.update(publication=settings.publication, _=_untranslated)
     env.globals.update(globals or {})
     env.filters.update(filters or {})
     return env

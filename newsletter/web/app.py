@@ -16,6 +16,7 @@ from datetime import timedelta
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount
@@ -24,7 +25,7 @@ from starlette.staticfiles import StaticFiles
 from newsletter import urls
 from newsletter.config import Settings
 from newsletter.store.database import make_engine
-from newsletter.web import archive, redirect, subscribe, unsubscribe
+from newsletter.web import admin, archive, redirect, subscribe, unsubscribe
 from newsletter.web.context import Mailer, SmtpMailer, WebContext, page_environment
 from newsletter.web.ratelimit import Clock, RateLimiter
 
@@ -70,6 +71,8 @@ def create_app(
             not_found=lambda: ctx.page("not_found.html", status_code=404, private=True),
         ),
     ]
+    admin_routes, admin_ctx = admin.routes(settings, engine, clock=now)
+    routes += admin_routes
     routes.append(
         Mount(
             urls.IMAGES,
@@ -80,8 +83,15 @@ def create_app(
 
     async def not_found(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
+        in_admin = request.url.path.startswith(urls.ADMIN)
         if exc.status_code == 404:
+            if in_admin:
+                return admin_ctx.page("not_found.html", request, status_code=404)
             return ctx.page("not_found.html", status_code=404)
+        if in_admin and exc.status_code in (403, 413):
+            return admin_ctx.page(
+                "error.html", request, status_code=exc.status_code, message=exc.detail
+            )
         return Response(exc.detail, status_code=exc.status_code, headers=exc.headers)
 
     @contextlib.asynccontextmanager
@@ -96,7 +106,13 @@ def create_app(
             # what is still in memory is written before the process goes
             await asyncio.to_thread(hits.flush, everything=True)
 
-    app = Starlette(routes=routes, exception_handlers={HTTPException: not_found}, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: not_found},
+        lifespan=lifespan,
+        # the dashboard's headers and session check, for every /admin path
+        middleware=[Middleware(admin.AdminGate, context=admin_ctx)],
+    )
     app.state.context = ctx
     app.state.hits = hits
     return app
