@@ -14,9 +14,12 @@ from pathlib import Path
 from newsletter.config import Settings
 from newsletter.diagnostics import Problem, Severity
 from newsletter.errors import IssueError, NewsletterError
+from newsletter.i18n import language_problems
+from newsletter.images import plan_images, read_original
 from newsletter.issues import parse_issue, read_issue_text
-from newsletter.model import UNSUBSCRIBE_URL_PLACEHOLDER, Issue
-from newsletter.rendering import Renderer, displayed_images
+from newsletter.layout import displayed_images
+from newsletter.model import JOIN_URL_PLACEHOLDER, UNSUBSCRIBE_URL_PLACEHOLDER, Issue
+from newsletter.rendering import Renderer
 
 __all__ = ["Problem", "Severity", "check_issue", "email_size", "image_width"]
 
@@ -39,6 +42,11 @@ def check_issue(
         return [Problem(path, exc.line or 1, Severity.ERROR, exc.message)]
     result = parse_issue(text, path=path, settings=settings)
     problems = list(result.problems)
+    # the fixed text's language is the publication's, but an editor checks issues: say it here
+    problems += [
+        Problem(path, 1, Severity.WARNING, message)
+        for message in language_problems(settings.publication.lang)
+    ]
     if result.issue is not None:
         problems.extend(_check_images(result.issue, settings))
     if result.issue is not None and not any(p.is_error for p in problems):
@@ -47,34 +55,19 @@ def check_issue(
 
 
 def email_size(html: str) -> int:
-    """Bytes of the HTML part as a recipient gets it (placeholder filled with a typical link)."""
+    """Bytes of the HTML part as a recipient gets it (placeholders filled with typical links)."""
+    html = JOIN_URL_PLACEHOLDER.sub(_SAMPLE_UNSUBSCRIBE_URL, html)
     return len(html.replace(UNSUBSCRIBE_URL_PLACEHOLDER, _SAMPLE_UNSUBSCRIBE_URL).encode())
 
 
 def image_width(path: Path) -> int | None:
-    """The pixel width of a PNG, GIF or JPEG file from its header; None if not recognised."""
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(64 * 1024)  # a JPEG's frame header comes after its metadata
-    except OSError:
-        return None
-    if head.startswith(b"\x89PNG\r\n\x1a\n") and len(head) >= 24:
-        return int.from_bytes(head[16:20], "big")
-    if head[:6] in (b"GIF87a", b"GIF89a") and len(head) >= 10:
-        return int.from_bytes(head[6:8], "little")
-    if head.startswith(b"\xff\xd8"):
-        pos = 2
-        while pos + 9 <= len(head) and head[pos] == 0xFF:
-            marker, length = head[pos + 1], int.from_bytes(head[pos + 2 : pos + 4], "big")
-            # SOF0..SOF15 carry the frame size; C4 (DHT), C8 (JPG) and CC (DAC) do not
-            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-                return int.from_bytes(head[pos + 7 : pos + 9], "big")
-            pos += 2 + length
-    return None
+    """The upright pixel width of an image file (any format Pillow reads); None if unreadable."""
+    original = read_original(path)
+    return original.width if original is not None else None
 
 
 def _check_images(issue: Issue, settings: Settings) -> Iterator[Problem]:
-    for image, shown_at in displayed_images(issue):
+    for image, slot in displayed_images(issue):
         if image.src.startswith(("http://", "https://")):
             continue
         line = image.line or 1
@@ -91,29 +84,42 @@ def _check_images(issue: Issue, settings: Settings) -> Iterator[Problem]:
                 f"image {image.src!r} not found (looked for {file})",
             )
             continue
-        if size > IMAGE_WARNING_BYTES:
+        original = read_original(file)
+        if original is None:
+            yield Problem(
+                issue.path,
+                line,
+                Severity.WARNING,
+                f"image {image.src!r} is not a picture Pillow can read (PNG, JPEG, GIF, WebP), "
+                "so no sharp copy is made and mail programs may not show it",
+            )
+        # the email links a resized copy; only an original sent as it is weighs on readers
+        if (original is None or original.animated) and size > IMAGE_WARNING_BYTES:
             size //= 1024
             yield Problem(
                 issue.path,
                 line,
                 Severity.WARNING,
-                f"image {image.src!r} is {size} KB; phones on slow connections will wait "
-                f"for it (aim for under {IMAGE_WARNING_BYTES // 1024} KB)",
+                f"image {image.src!r} is {size} KB and is sent as it is; phones on slow "
+                f"connections will wait for it (aim for under {IMAGE_WARNING_BYTES // 1024} KB)",
             )
-        width = image_width(file)
-        if width is not None and width < shown_at:
+        if original is not None and original.width < slot.pixels:
             yield Problem(
                 issue.path,
                 line,
                 Severity.WARNING,
-                f"image {image.src!r} is {width} px wide but shown {shown_at} px wide, so it "
-                f"will look blurry; export it at {shown_at * 2} px for sharp screens",
+                f"image {image.src!r} is {original.width} px wide but shown {slot.width} px "
+                f"wide, so it looks soft on high-density screens; export it at "
+                f"{slot.pixels} px or wider (the email gets a copy resized to fit)",
             )
 
 
 def _check_render(issue: Issue, settings: Settings, renderer: Renderer | None) -> list[Problem]:
+    renderer = renderer or Renderer(settings)
     try:
-        html = (renderer or Renderer(settings)).render_html(issue)
+        # the same image links the email will have, without writing the copies
+        context = renderer.context(issue, plan_images(issue, settings))
+        html = renderer.render_html(issue, context)
     except NewsletterError as exc:
         return [Problem(issue.path, 1, Severity.ERROR, f"cannot render: {exc}")]
     size = email_size(html)

@@ -48,7 +48,11 @@ class Publication:
 
 @dataclass(frozen=True)
 class Brand:
-    """The look shared by the email and the web pages."""
+    """The look shared by the email and the web pages.
+
+    The ``dark_*`` colours are used where the reader's mail program is in dark mode; each one
+    left out is derived from the light colours (:mod:`newsletter.palette`).
+    """
 
     logo_url: str | None = None
     logo_alt: str | None = None
@@ -59,6 +63,23 @@ class Brand:
     text_color: str = "#1d1d1b"
     font_family: str = "Georgia, 'Times New Roman', serif"
     heading_font_family: str = "Helvetica, Arial, sans-serif"
+    # a logo drawn for dark backgrounds (light lettering); the light one shows without it
+    dark_logo_url: str | None = None
+    dark_background_color: str | None = None
+    dark_surface_color: str | None = None
+    dark_text_color: str | None = None
+    dark_primary_color: str | None = None
+    dark_accent_color: str | None = None
+
+
+@dataclass(frozen=True)
+class Labels:
+    """The small headings above blocks; each one unset is the translation of the default."""
+
+    this_week: str | None = None  # above the headlines ("This week")
+    related: str | None = None  # a related block without a heading ("Related stories")
+    spotlight: str | None = None  # a spotlight without label= ("Spotlight")
+    more_from_us: str | None = None  # a newsletters block without a heading ("More from us")
 
 
 @dataclass(frozen=True)
@@ -165,6 +186,7 @@ class Settings:
 
     publication: Publication
     brand: Brand = field(default_factory=Brand)
+    labels: Labels = field(default_factory=Labels)
     lists: Mapping[str, MailingList] = field(default_factory=dict)
     smtp: Smtp = field(default_factory=Smtp)
     delivery: Delivery = field(default_factory=Delivery)
@@ -177,6 +199,8 @@ class Settings:
     smtp_url: str = "smtp://127.0.0.1:8025"
     issues_dir: Path = Path("issues")
     templates_dir: Path = Path("templates")
+    # where `build` and `send` put the resized copies of issue images (served at /images/_derived)
+    derived_images_dir: Path = Path("var/images")
     maildir: Path = Path("var/maildir")
     # secrets: environment only, never printed (repr=False)
     secret_key: bytes = field(default=b"", repr=False)
@@ -210,6 +234,7 @@ class Settings:
 _SECTIONS: dict[str, type[Any]] = {
     "publication": Publication,
     "brand": Brand,
+    "labels": Labels,
     "smtp": Smtp,
     "delivery": Delivery,
     "dkim": Dkim,
@@ -217,8 +242,22 @@ _SECTIONS: dict[str, type[Any]] = {
     "analytics": Analytics,
     "admin": Admin,
 }
-_TOP_LEVEL = ("database_url", "smtp_url", "issues_dir", "templates_dir", "maildir")
-_PATH_DEFAULTS = {"issues_dir": "issues", "templates_dir": "templates", "maildir": "var/maildir"}
+_TOP_LEVEL = (
+    "database_url",
+    "smtp_url",
+    "issues_dir",
+    "templates_dir",
+    "derived_images_dir",
+    "maildir",
+)
+_PATH_DEFAULTS = {
+    "issues_dir": "issues",
+    "templates_dir": "templates",
+    "derived_images_dir": "var/images",
+    "maildir": "var/maildir",
+}
+# Colours go into CSS and HTML attributes: only #rgb or #rrggbb, so none can carry markup.
+_COLOR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
 _PATH_KEYS = set(_PATH_DEFAULTS)
 
 
@@ -419,6 +458,13 @@ def _build(
                 raise ConfigError(f"{section}.{name}", "missing required key", source=src)
             continue
         values[name] = _cast(hints[name], raw_value, f"{section}.{name}", where, root)
+        color = values[name] if name.endswith("_color") else None
+        if color is not None and not _COLOR.fullmatch(color):
+            raise ConfigError(
+                f"{section}.{name}",
+                f"expected a colour as #rrggbb or #rgb, got {color!r}",
+                source=where,
+            )
     return cls(**values)
 
 

@@ -21,6 +21,9 @@ class Authority(enum.Enum):
     # the person (or someone claiming to be them) through the subscribe form: nothing joins
     # until they confirm from their inbox
     SUBSCRIBER = "subscriber"
+    # the person, by a link signed into the copy mailed to them as a confirmed recipient ("more
+    # from us"): pressing it proves control of the mailbox, so the list joins at once
+    RECIPIENT = "recipient"
 
 
 class Verdict(enum.Enum):
@@ -31,6 +34,7 @@ class Verdict(enum.Enum):
     REQUEST = "request"  # left earlier: waits for the person's own confirmation again
     PENDING = "pending"  # waiting for confirmation already: a fresh link is due
     KEEP = "keep"  # already as asked: nothing changes
+    REJOIN = "rejoin"  # left earlier: the person's own click from their inbox puts them back
     SUPPRESSED = "suppressed"  # refused: the address is on the suppression list
     LEFT = "left"  # refused: the person left this list; only they can rejoin
 
@@ -53,6 +57,14 @@ def decide(
     """
     if suppressed:
         return Verdict.SUPPRESSED
+    if authority is Authority.RECIPIENT:
+        if current is None:
+            return Verdict.ADD
+        if current is SubscriptionStatus.UNSUBSCRIBED:
+            return Verdict.REJOIN
+        if current is SubscriptionStatus.UNCONFIRMED:
+            return Verdict.CONFIRM
+        return Verdict.KEEP
     if authority is Authority.SUBSCRIBER:
         if current is None:
             return Verdict.ADD

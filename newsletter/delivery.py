@@ -29,6 +29,7 @@ from newsletter.errors import (
     TemporaryDeliveryError,
     TransportUnavailableError,
 )
+from newsletter.joins import JoinLinks
 from newsletter.message import MessageTemplate, Personalization, envelope_sender, stable_message_id
 from newsletter.signing import DkimSigner
 from newsletter.states import DeliveryStatus
@@ -185,8 +186,11 @@ class DeliveryEngine:
         template: MessageTemplate,
         *,
         on_progress: ProgressCallback | None = None,
+        joins: JoinLinks | None = None,
     ) -> DeliveryRun:
         """Send every row that is due now; stops early (``paused``) if the relay is gone.
+
+        ``joins`` are the issue's "more from us" links, signed per recipient.
 
         A wrong setting (:class:`ConfigError`: the relay's certificate does not verify, the
         DKIM key cannot sign) stops the run too, gives every unsent row back and is raised.
@@ -230,7 +234,7 @@ class DeliveryEngine:
                         run.done += 1
                         continue
                     try:
-                        job = self._job(issue, template, row, claimed_at)
+                        job = self._job(issue, template, row, claimed_at, joins)
                     except ConfigError as exc:
                         run.config_error = run.config_error or exc
                         run.released.append(row.subscriber_id)
@@ -327,7 +331,12 @@ class DeliveryEngine:
         return self.clock() > start + timedelta(seconds=lease - margin)
 
     def _job(
-        self, issue: IssueRef, template: MessageTemplate, row: Claimed, claimed_at: datetime
+        self,
+        issue: IssueRef,
+        template: MessageTemplate,
+        row: Claimed,
+        claimed_at: datetime,
+        joins: JoinLinks | None = None,
     ) -> _Job:
         # SMTP and headers need an internationalised domain in IDNA form; a non-ASCII local
         # part needs SMTPUTF8, which this sender does not use: that row fails, nothing else
@@ -354,7 +363,7 @@ class DeliveryEngine:
             unsubscribe_mailto=unsubscribe_mailto(self.domain, token),
             # the same id on every attempt, so a copy repeated after a crash can be told apart
             message_id=stable_message_id(self.settings.secret_key, issue.id, row.uid, self.domain),
-            values=values,
+            values={**(joins.values(self.settings, row.uid) if joins else {}), **values},
         )
         if self.signer is None:
             data = template.render(person, dot_stuffed=True)

@@ -11,19 +11,22 @@ them. Pure: these build messages and send nothing.
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from email.message import EmailMessage
 
 from jinja2 import Environment
 
+from newsletter import i18n
 from newsletter.addresses import address, ascii_address, check_header_value, sender_domain
 from newsletter.config import MailingList, Settings
+from newsletter.i18n import translations
+from newsletter.joins import join_names, placeholders
 from newsletter.message import MessageContent, build_email_message, header_block
 from newsletter.model import RenderedIssue
 from newsletter.tokens import TokenPurpose, make_token
-from newsletter.urls import unsubscribe_mailto, unsubscribe_url
+from newsletter.urls import join_url, unsubscribe_mailto, unsubscribe_url
 
 # --- copies of an issue that are not deliveries ---------------------------------------------
 
@@ -91,7 +94,17 @@ def _issue_copy(
         unsubscribe_mailto=unsubscribe_mailto(sender_domain(settings.publication.sender), token),
         date=date,
         subject_prefix=subject_prefix,
+        values=stand_in_joins(content, settings),
+        placeholders=placeholders(content),
     )
+
+
+def stand_in_joins(content: MessageContent, settings: Settings) -> dict[str, str]:
+    """Join links for a copy that is no subscriber's: signed for nobody and no list, they open
+    the join page, which says the link is not valid, and join no one."""
+    token = make_token(settings.secret_key, TokenPurpose.JOIN, NOBODY_UID, NO_LIST)
+    url = join_url(settings.publication.base_url, token)
+    return dict.fromkeys(join_names(content), url)
 
 
 # --- the double opt-in confirmation ---------------------------------------------------------
@@ -182,57 +195,76 @@ class Skipped:
     details: tuple[str, ...] = field(default=())
 
 
+def N_(message: str) -> str:
+    """Mark ``message`` for the catalog; it is translated where it is used."""
+    return message
+
+
+# why the scheduler skipped an issue, as the report says it
+SKIP_REASONS = {"draft": N_("draft"), "stale": N_("stale"), "invalid": N_("invalid")}
+
+
 def send_report_message(settings: Settings, summary: SendSummary) -> EmailMessage | None:
     """The "sent" report for one issue; None when no ``publication.editor_email`` is set."""
+    lang = settings.publication.lang
+    _ = translations(lang).gettext
+
+    def n(value: int) -> str:
+        return i18n.number(value, lang)
+
     if summary.error:
-        headline = f"Send stopped: {summary.title}"
+        headline = _("Send stopped: %(title)s") % {"title": summary.title}
     elif summary.finished:
-        headline = f"Sent: {summary.title}"
+        headline = _("Sent: %(title)s") % {"title": summary.title}
     else:
-        headline = f"Send in progress: {summary.title}"
+        headline = _("Send in progress: %(title)s") % {"title": summary.title}
     rows = [
-        ("Issue", summary.slug),
-        ("List", summary.list_slug),
-        ("Recipients", f"{summary.recipients:,}"),
-        ("Delivered", f"{summary.sent:,}"),
-        ("Failed", f"{summary.failed:,}"),
-        ("Still queued", f"{summary.pending:,}"),
-        ("Started", summary.started_at.isoformat(timespec="seconds")),
-        ("Duration", _duration(summary.duration_seconds)),
+        (_("Issue"), summary.slug),
+        (_("List"), summary.list_slug),
+        (_("Recipients"), n(summary.recipients)),
+        (_("Delivered"), n(summary.sent)),
+        (_("Failed"), n(summary.failed)),
+        (_("Still queued"), n(summary.pending)),
+        (_("Started"), summary.started_at.isoformat(timespec="seconds")),
+        (_("Duration"), _duration(summary.duration_seconds, _)),
     ]
+    width = max(14, *(len(label) + 2 for label, _value in rows))
     lines = [headline, ""]
-    lines += [f"{label + ':':<14}{value}" for label, value in rows]
+    lines += [f"{label + ':':<{width}}{value}" for label, value in rows]
     if summary.error:
         lines += [
             "",
-            f"The send stopped with an error: {summary.error}",
-            "The ledger keeps its place; the next scheduler run resumes it.",
+            _("The send stopped with an error: %(error)s") % {"error": summary.error},
+            _("The ledger keeps its place; the next scheduler run resumes it."),
         ]
     elif not summary.finished:
-        lines += ["", "Some recipients are waiting for a retry; the next run resumes them."]
+        lines += ["", _("Some recipients are waiting for a retry; the next run resumes them.")]
     listed = summary.failures[:MAX_FAILURES_LISTED]
     if listed:
-        lines += ["", "Failures:"]
+        lines += ["", _("Failures:")]
         lines += [f"  {recipient}: {reason}" for recipient, reason in listed]
         if len(summary.failures) > len(listed):
-            lines.append(f"  ... and {len(summary.failures) - len(listed)} more")
+            more = len(summary.failures) - len(listed)
+            lines.append("  " + _("... and %(num)s more") % {"num": n(more)})
 
     body_html = [f"<h1>{_e(headline)}</h1>", "<table>"]
     body_html += [f"<tr><th align='left'>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows]
     body_html.append("</table>")
     if summary.error:
-        body_html.append(
-            f"<p><strong>The send stopped with an error:</strong> "
-            f"{_e(summary.error)}<br>The next scheduler run resumes it.</p>"
-        )
+        stopped = _e(_("The send stopped with an error:"))
+        resumes = _e(_("The next scheduler run resumes it."))
+        body_html.append(f"<p><strong>{stopped}</strong> {_e(summary.error)}<br>{resumes}</p>")
     if listed:
-        body_html.append("<h2>Failures</h2><ul>")
+        failures = _e(_("Failures"))
+        body_html.append(f"<h2>{failures}</h2><ul>")
         body_html += [f"<li>{_e(r)}: {_e(why)}</li>" for r, why in listed]
         body_html.append("</ul>")
-    subject = (
-        f"[{settings.publication.name}] {headline} "
-        f"({summary.sent:,} delivered, {summary.failed:,} failed)"
-    )
+    subject = _("[%(name)s] %(headline)s (%(sent)s delivered, %(failed)s failed)") % {
+        "name": settings.publication.name,
+        "headline": headline,
+        "sent": n(summary.sent),
+        "failed": n(summary.failed),
+    }
     return _message(settings, subject, "\n".join(lines) + "\n", "\n".join(body_html))
 
 
@@ -240,24 +272,40 @@ def skipped_message(settings: Settings, skipped: Sequence[Skipped]) -> EmailMess
     """One email listing the issues a run skipped; None when nothing was skipped or no editor."""
     if not skipped:
         return None
+    lang = settings.publication.lang
+    translation = translations(lang)
+    _ = translation.gettext
     count = len(skipped)
-    noun = "issue" if count == 1 else "issues"
-    subject = f"[{settings.publication.name}] Not sent: {count} {noun} skipped"
+    name = settings.publication.name
+
+    def reason(item: Skipped) -> str:
+        return _(SKIP_REASONS[item.reason]) if item.reason in SKIP_REASONS else item.reason
+
+    subject = translation.ngettext(
+        "[%(name)s] Not sent: %(num)d issue skipped",
+        "[%(name)s] Not sent: %(num)d issues skipped",
+        count,
+    ) % {"name": name, "num": count}
     if count == 1:
-        subject = f"[{settings.publication.name}] Not sent ({skipped[0].reason}): " + (
-            skipped[0].title or skipped[0].slug
-        )
-    text_lines = [f"The scheduler skipped {count} {noun}:", ""]
-    body_html = [f"<p>The scheduler skipped {count} {_e(noun)}:</p>"]
+        subject = _("[%(name)s] Not sent (%(reason)s): %(title)s") % {
+            "name": name,
+            "reason": reason(skipped[0]),
+            "title": skipped[0].title or skipped[0].slug,
+        }
+    intro = translation.ngettext(
+        "The scheduler skipped %(num)d issue:", "The scheduler skipped %(num)d issues:", count
+    ) % {"num": count}
+    text_lines = [intro, ""]
+    body_html = [f"<p>{_e(intro)}</p>"]
     for item in skipped:
         due = item.due.isoformat(timespec="minutes")
-        text_lines.append(f"* {item.slug} (list {item.list_slug}, due {due}): {item.reason}")
+        where = _("list %(list)s, due %(due)s") % {"list": item.list_slug, "due": due}
+        text_lines.append(f"* {item.slug} ({where}): {reason(item)}")
         text_lines += [f"    - {detail}" for detail in item.details]
         text_lines.append("")
         body_html.append(
-            f"<h2>{_e(item.title or item.slug)}</h2><p>{_e(item.slug)} &middot; list "
-            f"{_e(item.list_slug)} &middot; due {_e(due)} &middot; <strong>{_e(item.reason)}"
-            "</strong></p>"
+            f"<h2>{_e(item.title or item.slug)}</h2><p>{_e(item.slug)} &middot; "
+            f"{_e(where)} &middot; <strong>{_e(reason(item))}</strong></p>"
         )
         if item.details:
             body_html.append("<ul>" + "".join(f"<li>{_e(d)}</li>" for d in item.details) + "</ul>")
@@ -278,14 +326,14 @@ def _message(settings: Settings, subject: str, text: str, body_html: str) -> Ema
     return msg
 
 
-def _duration(seconds: float) -> str:
+def _duration(seconds: float, _: Callable[[str], str]) -> str:
     if seconds < 60:
-        return f"{seconds:.1f} s"
+        return _("%(seconds).1f s") % {"seconds": seconds}
     minutes, secs = divmod(int(seconds), 60)
     if minutes < 60:
-        return f"{minutes} min {secs} s"
+        return _("%(minutes)d min %(seconds)d s") % {"minutes": minutes, "seconds": secs}
     hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
+    return _("%(hours)d h %(minutes)d min") % {"hours": hours, "minutes": minutes}
 
 
 def _e(value: object) -> str:

@@ -25,18 +25,23 @@ from markdown_it.token import Token
 from newsletter.config import Settings
 from newsletter.diagnostics import Problem, Severity
 from newsletter.errors import IssueError
-from newsletter.markup import InlineReader, join, markdown_parser, one_line, plain
+from newsletter.markup import InlineReader, join, markdown_parser, one_line, plain, typography
 from newsletter.model import (
+    JOIN_URL_PLACEHOLDER,
     PLACEHOLDERS,
     Block,
     BulletList,
+    Button,
     CallToAction,
+    CtaPosition,
     Figure,
     Image,
     Inline,
     Issue,
     IssueStatus,
+    OtherLists,
     Paragraph,
+    Part,
     Quote,
     RelatedStories,
     RelatedStory,
@@ -58,9 +63,21 @@ FRONT_MATTER_KEYS = (
 )
 REQUIRED_KEYS = ("title", "date", "authors")
 HERO_KEYS = ("src", "alt", "caption", "credit")
-BLOCK_NAMES = ("related", "figure", "spotlight", "cta")
+BLOCK_NAMES = ("related", "figure", "spotlight", "cta", "newsletters")
+# blocks that stand between sections rather than inside one
+FEATURE_NAMES = ("spotlight", "cta", "newsletters")
+BLOCK_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "figure": ("credit",),
+    "spotlight": ("label",),
+    "cta": ("position",),
+    "newsletters": ("lists",),
+}
 HEADLINES_MIN, HEADLINES_MAX = 3, 6
 PREHEADER_MAX = 140
+# What a related-story card holds at 15-16 px in its half of the 600 px layout before it
+# grows taller than the card beside it (about four lines of teaser, two of title).
+TEASER_MAX = 120
+CARD_TITLE_MAX = 80
 
 # Control characters (and the noncharacters U+FFFE/U+FFFF) cannot appear in HTML or XML
 # and make the inliner fail; they only ever arrive by accident.
@@ -68,7 +85,12 @@ _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
 _FILE_NAME = re.compile(r"^(?P<date>\d{4}-\d{2}-\d{2})-(?P<slug>.+)$")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_ATTR = re.compile(r'(?P<key>[a-z_]+)="(?P<value>[^"]*)"')
+# key="value", or key=value for a single word (position=top)
+_ATTR = re.compile(r'(?<!\S)(?P<key>[a-z_]+)=(?:"(?P<value>[^"]*)"|(?P<bare>[^\s"]+))')
+# "## Heading {#anchor}" names the section's anchor, so an edited heading keeps its links
+_EXPLICIT_ANCHOR = re.compile(r"\s*\{#(?P<anchor>[^\s{}#]+)\}$")
+# what an anchor drops from a heading: everything but letters, digits, spaces, - and _
+_ANCHOR_DROP = re.compile(r"[^\w\s-]")
 # A quote's last paragraph starting with a dash is its attribution ("— Name, role").
 _ATTRIBUTION = re.compile(r"^\s*(?:—|―|–|--)\s*")
 # The separator between a related story's link and its teaser.
@@ -151,8 +173,9 @@ class _IssueParser:
         self.markup = InlineReader(settings, self.report)
         self.key_lines: dict[tuple[str | int, ...], int] = {}
         self.body_offset = 0  # zero-based file line where the body starts
-        self.spotlight: Spotlight | None = None
-        self.cta: CallToAction | None = None
+        self.banner: CallToAction | None = None
+        self.features: dict[str, int] = {}  # feature block -> line of the first one
+        self.anchors: dict[str, int] = {}  # section anchor -> line of its heading
         self.first_text: str | None = None
 
     # -- problems -----------------------------------------------------------------------------
@@ -183,27 +206,44 @@ class _IssueParser:
             self.warn(line, "invisible control characters were removed (pasted from a PDF?)")
         front, body = self.split()
         meta = self.front_matter(front)
-        for placeholder in PLACEHOLDERS:
-            if placeholder in self.text:
-                line = self.text[: self.text.index(placeholder)].count("\n") + 1
-                self.warn(line, f"{placeholder} is filled in per recipient; do not type it")
-        intro, sections = self.body(body)
-        if not sections and not intro:
+        typed = [(self.text.index(p), p) for p in PLACEHOLDERS if p in self.text]
+        typed += [(m.start(), m.group()) for m in JOIN_URL_PLACEHOLDER.finditer(self.text)]
+        for position, placeholder in sorted(typed):
+            line = self.text[:position].count("\n") + 1
+            self.warn(line, f"{placeholder} is filled in per recipient; do not type it")
+        parts = self.body(body)
+        if not any(isinstance(part, Section) for part in parts):
             self.error(self.body_offset + 1, "the issue has no body; add at least one ## section")
+        self.check_anchor_links()
         if any(p.is_error for p in self.problems) or meta is None:
             return ParseResult(None, self.sorted_problems())
-        preheader = meta.pop("preheader", None) or self.default_preheader(meta, intro)
+        preheader = meta.pop("preheader", None) or self.default_preheader(meta)
         issue = Issue(
             path=self.path,
             slug=slug_for(self.path),
-            intro=intro,
-            sections=sections,
-            spotlight=self.spotlight,
-            cta=self.cta,
+            body=parts,
+            banner=self.banner,
             preheader=preheader,
             **meta,
         )
         return ParseResult(issue, self.sorted_problems())
+
+    def check_anchor_links(self) -> None:
+        known = list(self.anchors)
+        for anchor, line in self.markup.anchor_links:
+            if anchor in self.anchors:
+                continue
+            hint = _did_you_mean(anchor, known) or (
+                f" (anchors here: {', '.join(known)})"
+                if known
+                else " (this issue has no ## sections)"
+            )
+            self.error(
+                line,
+                f"the link to #{anchor} goes nowhere: no section has that anchor{hint}; a "
+                "section's anchor is its heading in lowercase with hyphens, or the {#name} "
+                "written after it",
+            )
 
     def check_file_name(self) -> None:
         slug = slug_for(self.path)
@@ -281,6 +321,11 @@ class _IssueParser:
             return None
         return one_line(str(value))
 
+    def prose_value(self, value: Any, *key: str | int) -> str | None:
+        """Text a reader sees (a title, a name, a credit): typographic quotes and dashes."""
+        text = self.text_value(value, *key)
+        return typography(text) if text else text
+
     def fields(self, data: Mapping[str, Any]) -> dict[str, Any] | None:
         for key in data:
             if key not in FRONT_MATTER_KEYS:
@@ -292,17 +337,17 @@ class _IssueParser:
             if key not in data:
                 self.error(2, f"front matter is missing the required key {key!r}")
 
-        title = self.text_value(data["title"], "title") if "title" in data else None
+        title = self.prose_value(data["title"], "title") if "title" in data else None
         if title == "":
             self.error(self.key_line("title"), "title is empty")
         issue_date = self.date_value(data["date"]) if "date" in data else None
         authors = self.authors(data["authors"]) if "authors" in data else None
         subject = None
         if data.get("subject") is not None:
-            subject = self.text_value(data["subject"], "subject")
+            subject = self.prose_value(data["subject"], "subject")
         preheader = None
         if data.get("preheader") is not None:
-            preheader = self.text_value(data["preheader"], "preheader")
+            preheader = self.prose_value(data["preheader"], "preheader")
             if preheader and len(preheader) > PREHEADER_MAX:
                 self.warn(
                     self.key_line("preheader"),
@@ -351,7 +396,7 @@ class _IssueParser:
         items = value if isinstance(value, list) else [value]
         authors = []
         for index, item in enumerate(items):
-            name = self.text_value(item, "authors", index)
+            name = self.prose_value(item, "authors", index)
             if name:
                 authors.append(name)
         if not authors:
@@ -373,7 +418,7 @@ class _IssueParser:
         src = self.text_value(value.get("src"), "hero", "src") if "src" in value else None
         if not src:
             self.error(line, "hero needs a src (an image path such as images/hero.png)")
-        alt = self.text_value(value.get("alt"), "hero", "alt") if "alt" in value else None
+        alt = self.prose_value(value.get("alt"), "hero", "alt") if "alt" in value else None
         if not alt:
             self.error(line, "hero image has no alt text; describe the picture for screen readers")
         caption = None
@@ -383,7 +428,7 @@ class _IssueParser:
                 caption = self.markup.text(text, self.key_line("hero", "caption"))
         credit = None
         if value.get("credit") is not None:
-            credit = self.text_value(value["credit"], "hero", "credit")
+            credit = self.prose_value(value["credit"], "hero", "credit")
         if not src or not alt:
             return None
         self.markup.image_src(src, self.key_line("hero", "src"))
@@ -447,7 +492,7 @@ class _IssueParser:
             return None
         return text
 
-    def default_preheader(self, meta: Mapping[str, Any], intro: Sequence[Block]) -> str:
+    def default_preheader(self, meta: Mapping[str, Any]) -> str:
         """The inbox preview: the headlines if any, else the opening paragraph, trimmed."""
         headlines: Sequence[Inline] = meta.get("headlines", ())
         if headlines:
@@ -460,27 +505,40 @@ class _IssueParser:
 
     # -- body ---------------------------------------------------------------------------------
 
-    def body(self, source: str) -> tuple[tuple[Block, ...], tuple[Section, ...]]:
+    def body(self, source: str) -> tuple[Part, ...]:
+        """The body as parts in written order: sections, and the features between them.
+
+        A feature (spotlight, call to action, "more from us") written inside a section splits
+        it: the section's text after the feature follows it as a part without a heading.
+        """
         try:
             tokens = markdown_parser().parse(source)
         except RecursionError:
             self.error(self.body_offset + 1, "the Markdown is nested too deeply to read")
-            return (), ()
+            return ()
         self.body_lines = source.split("\n")
-        intro: list[Block] = []
-        sections: list[Section] = []
-        heading: tuple[str, int] | None = None
+        parts: list[Part] = []
+        # the open section: its heading (text, line, anchor), whether that heading is shown
+        # already (a feature split the section), and its blocks since then
+        heading: tuple[str, int, str] | None = None
+        shown = False
         blocks: list[Block] = []
 
-        def close_section() -> None:
-            if heading is None:
-                return
-            if not blocks:
+        def flush(*, closing: bool) -> None:
+            nonlocal shown, blocks
+            if blocks:
+                if heading is not None and not shown:
+                    parts.append(
+                        Section(heading[0], tuple(blocks), anchor=heading[2], line=heading[1])
+                    )
+                else:
+                    parts.append(Section(None, tuple(blocks), line=self.block_line(blocks[0])))
+                shown = heading is not None
+                blocks = []
+            elif closing and heading is not None and not shown:
                 self.error(
                     heading[1], f"section {heading[0]!r} is empty; write something or drop it"
                 )
-            else:
-                sections.append(Section(heading=heading[0], blocks=tuple(blocks), line=heading[1]))
 
         index = 0
         while index < len(tokens):
@@ -490,17 +548,42 @@ class _IssueParser:
             if token.type == "heading_open" and token.tag in ("h1", "h2"):
                 if token.tag == "h1":
                     self.warn(line, "use '##' for sections; the title comes from the front matter")
-                close_section()
-                text = one_line(plain(tokens[index + 1].children or []))
-                if not text:
-                    self.error(line, "a section heading is empty")
-                heading, blocks = (text, line), []
+                flush(closing=True)
+                heading, shown = self.section_heading(tokens[index + 1], line), False
+            elif token.type == "container_block_open" and _block_name(token) in FEATURE_NAMES:
+                feature = self.feature(tokens[index : end + 1], line)
+                if feature is not None:
+                    flush(closing=False)
+                    parts.append(feature)
             else:
-                target = blocks if heading is not None else intro
-                target.extend(self.block(tokens[index : end + 1], top_level=True))
+                blocks.extend(self.block(tokens[index : end + 1], top_level=True))
             index = end + 1
-        close_section()
-        return tuple(intro), tuple(sections)
+        flush(closing=True)
+        return tuple(parts)
+
+    def section_heading(self, inline: Token, line: int) -> tuple[str, int, str]:
+        text, anchor = self.anchored(one_line(plain(inline.children or [])), line)
+        if not text:
+            self.error(line, "a section heading is empty")
+        return text, line, anchor
+
+    def anchored(self, heading: str, line: int) -> tuple[str, str]:
+        """A heading without its ``{#anchor}``, and the anchor, unique within the issue."""
+        explicit = _EXPLICIT_ANCHOR.search(heading)
+        text = heading[: explicit.start()].rstrip() if explicit else heading
+        anchor = explicit.group("anchor") if explicit else anchor_for(text)
+        if explicit and anchor in self.anchors:
+            self.error(line, f"two sections have the anchor #{anchor}; give this one another")
+        base, number = anchor, 0
+        while anchor in self.anchors:
+            number += 1
+            anchor = f"{base}-{number}"
+        self.anchors[anchor] = line
+        return text, anchor
+
+    @staticmethod
+    def block_line(block: Block) -> int | None:
+        return block.line
 
     def line_of(self, token: Token) -> int:
         return self.body_offset + (token.map[0] if token.map else 0) + 1
@@ -608,30 +691,73 @@ class _IssueParser:
 
     # -- ::: blocks ---------------------------------------------------------------------------
 
-    def container(self, tokens: Sequence[Token], line: int, *, top_level: bool) -> list[Block]:
-        opening = tokens[0]
+    def block_header(self, opening: Token, line: int) -> tuple[str, str, dict[str, str]]:
+        """A ``:::`` line's block name, free text (a heading) and ``key="value"`` attributes."""
         name, rest = [*opening.info.strip().split(maxsplit=1), ""][:2]
-        attrs = {m.group("key"): m.group("value") for m in _ATTR.finditer(rest)}
+        attrs: dict[str, str] = {}
+        known = BLOCK_ATTRIBUTES.get(name, ())
+        for match in _ATTR.finditer(rest):
+            key = match.group("key")
+            if key not in known:
+                allowed = f"'::: {name}' takes {', '.join(known)}" if known else "none here"
+                self.error(
+                    line,
+                    f"unknown attribute {key!r}" + (_did_you_mean(key, known) or f" ({allowed})"),
+                )
+                continue
+            attrs[key] = typography(one_line(match.group("value") or match.group("bare") or ""))
         # the free text is a heading: Markdown like any other, so entities and *emphasis* read
         free = self.markup.text(one_line(_ATTR.sub("", rest)), line).plain
-        inner = tokens[1:-1]
-        if name in BLOCK_NAMES:  # an unknown name is reported once, below, not twice
+        if name in BLOCK_NAMES:  # an unknown name is reported once, not twice
             self.check_closed(opening, line)
+        return name, free, attrs
+
+    def container(self, tokens: Sequence[Token], line: int, *, top_level: bool) -> list[Block]:
+        name, free, attrs = self.block_header(tokens[0], line)
+        inner = tokens[1:-1]
         if name == "related":
             return self.related(inner, line, heading=free)
         if name == "figure":
             return self.figure(inner, line, attrs)
-        if name in ("spotlight", "cta"):
-            if not top_level:
-                self.error(line, f"'::: {name}' cannot sit inside another block")
-                return []
-            if name == "spotlight":
-                self.spotlight_block(inner, line, free, attrs)
-            else:
-                self.cta_block(inner, line)
+        if name in FEATURE_NAMES:
+            # top-level features never come here: the body loop takes them
+            self.error(line, f"'::: {name}' cannot sit inside another block")
             return []
         self.unknown_block(name, line)
         return []
+
+    def feature(self, tokens: Sequence[Token], line: int) -> Part | None:
+        """A spotlight, call to action or "more from us" block at the top level of the body."""
+        name, free, attrs = self.block_header(tokens[0], line)
+        inner = tokens[1:-1]
+        if name == "cta":
+            cta = self.cta_block(inner, line, free, attrs)
+            if cta is None or cta.position is not CtaPosition.TOP:
+                return self.once(
+                    cta,
+                    "cta",
+                    line,
+                    "only one call to action per issue (and one banner with position=top)",
+                )
+            if self.banner is not None:
+                self.error(line, "only one call to action can sit at the top (position=top)")
+            else:
+                self.banner = cta
+            return None
+        if name == "spotlight":
+            spotlight = self.spotlight_block(inner, line, free, attrs)
+            return self.once(spotlight, name, line, "only one spotlight per issue")
+        lists = self.other_lists_block(inner, line, free, attrs)
+        return self.once(lists, name, line, f"only one '::: {name}' block per issue")
+
+    def once(self, part: Part | None, name: str, line: int, message: str) -> Part | None:
+        if part is None:
+            return None
+        if name in self.features:
+            self.error(line, message)
+            return None
+        self.features[name] = line
+        return part
 
     def check_closed(self, opening: Token, line: int) -> None:
         assert opening.map is not None
@@ -662,13 +788,30 @@ class _IssueParser:
                 stories.append(story)
         if not stories:
             return []
-        return [RelatedStories(tuple(stories), heading=heading or "Related stories", line=line)]
+        return [RelatedStories(tuple(stories), heading=heading or None, line=line)]
 
     def related_story(self, token: Token, usage: str) -> RelatedStory | None:
         line = self.line_of(token)
-        children = token.children or []
+        children = list(token.children or [])
+        thumbnail = None
+        images = [c for c in children if c.type == "image"]
+        if images:
+            # '- ![alt](images/x.png) [Title](url) — teaser': the picture goes on the card
+            thumbnail = self.markup.image(images[0], line)
+            if len(images) > 1:
+                self.error(line, "a related story has one thumbnail at most")
+            children = [c for c in children if c.type != "image"]
+            while children and (
+                children[0].type in ("softbreak", "hardbreak")
+                or (children[0].type == "text" and not children[0].content.strip())
+            ):
+                children.pop(0)
         if not children or children[0].type != "link_open":
-            self.error(line, "a related story starts with its link; " + usage)
+            self.error(
+                line,
+                "a related story starts with its link (after its thumbnail, if it has one); "
+                + usage,
+            )
             return None
         close = next(
             (i for i, c in enumerate(children) if c.type == "link_close"), len(children) - 1
@@ -681,7 +824,19 @@ class _IssueParser:
             return None
         if not teaser:
             self.warn(line, f"related story {title!r} has no teaser; " + usage)
-        return RelatedStory(url=url, title=title, teaser=teaser, line=line)
+        elif len(teaser) > TEASER_MAX:
+            self.warn(
+                line,
+                f"the teaser of {title!r} is {len(teaser)} characters; a card holds about "
+                f"{TEASER_MAX} before it grows taller than the card beside it",
+            )
+        if len(title) > CARD_TITLE_MAX:
+            self.warn(
+                line,
+                f"the related story title {title!r} is {len(title)} characters; a card holds "
+                f"about {CARD_TITLE_MAX}",
+            )
+        return RelatedStory(url=url, title=title, teaser=teaser, line=line, thumbnail=thumbnail)
 
     def figure(self, tokens: Sequence[Token], line: int, attrs: Mapping[str, str]) -> list[Block]:
         inlines = [t for t in tokens if t.type == "inline"]
@@ -695,7 +850,7 @@ class _IssueParser:
             return []
         captions = [self.markup.inline(t.children or [], self.line_of(t)) for t in inlines[1:]]
         caption = join(captions) if captions else image.caption
-        credit = one_line(attrs.get("credit", "")) or None
+        credit = attrs.get("credit") or None
         return [
             Figure(
                 Image(image.src, image.alt, caption=caption, credit=credit, line=image.line),
@@ -705,45 +860,148 @@ class _IssueParser:
 
     def spotlight_block(
         self, tokens: Sequence[Token], line: int, heading: str, attrs: Mapping[str, str]
-    ) -> None:
-        if self.spotlight is not None:
-            self.error(line, "only one spotlight per issue")
-            return
+    ) -> Spotlight | None:
         if not heading:
             self.error(line, "the spotlight needs a heading: '::: spotlight Meet the ferry keeper'")
-            return
+            return None
         blocks = self.blocks(tokens)
         if not blocks:
             self.error(line, "the spotlight is empty")
-            return
-        label = one_line(attrs.get("label", "")) or "Spotlight"
-        self.spotlight = Spotlight(heading=heading, blocks=tuple(blocks), label=label, line=line)
+            return None
+        label = attrs.get("label") or None
+        heading, anchor = self.anchored(heading, line)
+        return Spotlight(
+            heading=heading, blocks=tuple(blocks), label=label, anchor=anchor, line=line
+        )
 
-    def cta_block(self, tokens: Sequence[Token], line: int) -> None:
-        usage = "a call to action ends with its button as a link on its own line: '[Label](URL)'"
-        if self.cta is not None:
-            self.error(line, "only one call to action per issue")
-            return
-        inlines = [t for t in tokens if t.type == "inline"]
-        if not inlines:
-            self.error(line, "the call to action is empty; " + usage)
-            return
-        button = inlines[-1].children or []
-        if not (
-            len(button) >= 3
-            and button[0].type == "link_open"
-            and button[-1].type == "link_close"
-            and not any(c.type == "link_open" for c in button[1:])
-        ):
-            self.error(self.line_of(inlines[-1]), usage)
-            return
-        url = self.markup.url(str(button[0].attrGet("href") or ""), self.line_of(inlines[-1]))
-        label = one_line(plain(button[1:-1]))
-        text = join([self.markup.inline(t.children or [], self.line_of(t)) for t in inlines[:-1]])
-        if not label:
-            self.error(self.line_of(inlines[-1]), "the button has no label; " + usage)
-            return
-        self.cta = CallToAction(text=text, button_label=label, url=url, line=line)
+    def cta_block(
+        self, tokens: Sequence[Token], line: int, heading: str, attrs: Mapping[str, str]
+    ) -> CallToAction | None:
+        usage = (
+            "a call to action ends with its button as a link on its own line: '[Label](URL)', "
+            "or two links on two lines for a main and a second button"
+        )
+        position = CtaPosition.BODY
+        if "position" in attrs:
+            try:
+                position = CtaPosition(attrs["position"].lower())
+            except ValueError:
+                choices = [p.value for p in CtaPosition]
+                self.error(
+                    line,
+                    f"position={attrs['position']!r} is not one of {', '.join(choices)}"
+                    + _did_you_mean(attrs["position"], choices),
+                )
+                return None
+        # the buttons are the last top-level paragraph
+        groups: list[tuple[int, int]] = []
+        index = 0
+        while index < len(tokens):
+            end = _matching_close(tokens, index)
+            groups.append((index, end))
+            index = end + 1
+        last = groups[-1] if groups else None
+        if last is None or tokens[last[0]].type != "paragraph_open":
+            self.error(line, "the call to action has no button; " + usage)
+            return None
+        button_line = self.line_of(tokens[last[0]])
+        buttons = self.buttons(tokens[last[0] + 1].children or [], button_line, usage)
+        if buttons is None:
+            return None
+        blocks: list[Paragraph | BulletList] = []
+        for start, end in groups[:-1]:
+            for block in self.block(tokens[start : end + 1], top_level=False):
+                if isinstance(block, Paragraph | BulletList):
+                    blocks.append(block)
+                else:
+                    self.error(
+                        block.line or line,
+                        "a call to action holds paragraphs, lists and its buttons; move "
+                        f"this {block.kind} out of it",
+                    )
+        return CallToAction(
+            blocks=tuple(blocks),
+            buttons=tuple(buttons),
+            heading=heading or None,
+            position=position,
+            line=line,
+        )
+
+    def buttons(self, children: Sequence[Token], line: int, usage: str) -> list[Button] | None:
+        """One or two links, alone in their paragraph (one per line, or side by side)."""
+        buttons: list[Button] = []
+        depth = 0
+        start = 0
+        url = ""
+        for index, child in enumerate(children):
+            if child.type == "link_open":
+                if depth:
+                    break
+                depth, start = 1, index
+                url = self.markup.url(str(child.attrGet("href") or ""), line)
+            elif child.type == "link_close" and depth:
+                depth = 0
+                label = one_line(plain(children[start + 1 : index]))
+                if not label:
+                    self.error(line, "a button has no label; " + usage)
+                    return None
+                buttons.append(Button(label=label, url=url))
+            elif not depth and not (
+                child.type in ("softbreak", "hardbreak")
+                or (child.type == "text" and not child.content.strip(" \t·|"))
+            ):
+                self.error(line, usage)
+                return None
+        if not buttons or depth:
+            self.error(line, usage)
+            return None
+        if len(buttons) > 2:
+            self.error(line, f"a call to action has at most two buttons, not {len(buttons)}")
+            return None
+        return buttons
+
+    def other_lists_block(
+        self, tokens: Sequence[Token], line: int, heading: str, attrs: Mapping[str, str]
+    ) -> OtherLists | None:
+        slugs: tuple[str, ...] = ()
+        if attrs.get("lists"):
+            slugs = tuple(dict.fromkeys(s.strip() for s in attrs["lists"].split(",") if s.strip()))
+            for slug in slugs:
+                if slug not in self.settings.lists:
+                    known = ", ".join(sorted(self.settings.lists))
+                    self.error(
+                        line,
+                        f"no list named {slug!r} (known: {known})"
+                        + _did_you_mean(slug, self.settings.lists),
+                    )
+        elif len(self.settings.lists) < 2:
+            self.warn(
+                line,
+                "'::: newsletters' offers the publication's other lists, and newsletter.toml "
+                "has only one [lists.*]: the block shows nothing",
+            )
+        paragraphs = [
+            self.markup.inline(t.children or [], self.line_of(t))
+            for t in tokens
+            if t.type == "inline"
+        ]
+        if any(t.type not in ("paragraph_open", "paragraph_close", "inline") for t in tokens):
+            self.error(line, "'::: newsletters' holds at most a short paragraph of text")
+        intro = join(paragraphs) if paragraphs else None
+        return OtherLists(lists=slugs, heading=heading or None, intro=intro, line=line)
+
+
+def _block_name(token: Token) -> str:
+    return (token.info.strip().split(maxsplit=1) or [""])[0]
+
+
+def anchor_for(heading: str) -> str:
+    """A section's anchor, as GitHub makes them: lowercase, words joined by hyphens.
+
+    Letters of any script are kept (``## Вода`` → ``вода``); punctuation is dropped.
+    """
+    words = _ANCHOR_DROP.sub("", heading.lower()).split()
+    return "-".join(words).strip("-") or "section"
 
 
 def _matching_close(tokens: Sequence[Token], index: int) -> int:

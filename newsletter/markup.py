@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import html
 import posixpath
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from markdown_it import MarkdownIt
+from markdown_it.rules_core.smartquotes import smartquotes
+from markdown_it.rules_core.state_core import StateCore
 from markdown_it.token import Token
 from mdit_py_plugins.container import container_plugin
 
@@ -26,18 +29,74 @@ Report = Callable[[Severity, int, str], None]
 
 _MD: MarkdownIt | None = None
 
+# The only typography applied besides quotes (docs/issue-format.md lists them). markdown-it's
+# own "replacements" rule is off: it turns "(R)" into ®, "(C)" into ©, "+-" into ± and
+# "?!!!" into "!!!", which in a caption naming people "(R)ight" and "(L)eft" is a factual error.
+# "--" is an en dash between two spaces ("A -- B") or between two characters ("10--12"), so a
+# command-line "--flag" stays as typed.
+_EM_DASH = re.compile(r"(?<![-])---(?![-])")
+_EN_DASH_SPACED = re.compile(r"(^|\s)--(?=\s|$)")
+_EN_DASH_JOINED = re.compile(r"(?<=[^-\s])--(?=[^-\s])")
+_ELLIPSIS = re.compile(r"(?<![.])[.]{3}(?![.])")
+
+
+def punctuate(text: str) -> str:
+    """Dashes and the ellipsis of one run of text: ``---`` → —, ``--`` → –, ``...`` → …."""
+    if "--" not in text and "..." not in text:
+        return text
+    text = _EM_DASH.sub("\u2014", text)
+    text = _EN_DASH_SPACED.sub("\\1\u2013", text)
+    text = _EN_DASH_JOINED.sub("\u2013", text)
+    return _ELLIPSIS.sub("\u2026", text)
+
+
+def _punctuation_rule(state: StateCore) -> None:
+    """Core rule: :func:`punctuate` every text token, except the text of an autolink."""
+    for token in state.tokens:
+        if token.type != "inline" or not token.children:
+            continue
+        in_autolink = 0
+        for child in token.children:
+            if child.type == "link_open" and child.info == "auto":
+                in_autolink += 1
+            elif child.type == "link_close" and child.info == "auto":
+                in_autolink -= 1
+            elif child.type == "text" and not in_autolink:
+                child.content = punctuate(child.content)
+
 
 def markdown_parser() -> MarkdownIt:
-    """The shared Markdown parser: CommonMark, raw HTML off (escaped), typographic quotes."""
+    """The shared Markdown parser: CommonMark, raw HTML off (escaped), quotes and dashes."""
     global _MD
     if _MD is None:
         md = MarkdownIt("commonmark", {"html": False, "typographer": True})
-        md.enable(["replacements", "smartquotes", "strikethrough"])
+        md.enable(["smartquotes", "strikethrough"])
+        md.disable("replacements", ignoreInvalid=True)
+        # after the quotes, before text_join: a backslash-escaped "\-\-" is still its own
+        # token here, so an editor can keep two hyphens
+        md.core.ruler.after("smartquotes", "punctuation", _punctuation_rule)
         # One generic container so an unknown or misspelled block name is reported, not
         # silently read as text; the name is the first word of its info string.
         container_plugin(md, "block", validate=lambda params, *_: bool(params.strip()))
         _MD = md
     return _MD
+
+
+def typography(value: str) -> str:
+    """Plain text (a title, an author, a credit) with the same quotes and dashes as the body.
+
+    Runs the parser's own smart-quote rule and :func:`punctuate` over the text as one token,
+    so nothing in it is read as Markdown: ``*`` and ``[`` stay as typed.
+    """
+    if not value or not ('"' in value or "'" in value or "--" in value or "..." in value):
+        return value
+    md = markdown_parser()
+    text = Token("text", "", 0, content=value)
+    inline = Token("inline", "", 0, content=value, children=[text])
+    state = StateCore(value, md, {}, [inline])
+    smartquotes(state)
+    _punctuation_rule(state)
+    return text.content
 
 
 def one_line(value: str) -> str:
@@ -51,6 +110,9 @@ class InlineReader:
     def __init__(self, settings: Settings, report: Report) -> None:
         self.settings = settings
         self.report = report
+        # (anchor, line) of every "[text](#anchor)" link, for the parser to check once it
+        # knows every section's anchor
+        self.anchor_links: list[tuple[str, int]] = []
 
     def text(self, source: str, line: int) -> Inline:
         """Inline Markdown from the front matter (headlines, captions)."""
@@ -61,7 +123,7 @@ class InlineReader:
     def image(self, token: Token, line: int) -> Image | None:
         """An image token as an Image (its title is the caption); None if it has no alt text."""
         src = str(token.attrGet("src") or "")
-        alt = one_line(plain(token.children or []) or token.content)
+        alt = typography(one_line(plain(token.children or []) or token.content))
         if not alt:
             self.report(
                 Severity.ERROR,
@@ -92,7 +154,21 @@ class InlineReader:
         return src
 
     def url(self, url: str, line: int) -> str:
-        """Links must work from an inbox: absolute http(s) or mailto; '/path' means our site."""
+        """Links must work from an inbox: absolute http(s) or mailto; '/path' means our site.
+
+        ``#anchor`` jumps to a section of this issue (checked by the parser, which knows them).
+        """
+        if url.startswith("#"):
+            anchor = unquote(url[1:])
+            if not anchor:
+                self.report(
+                    Severity.ERROR,
+                    line,
+                    "a link to '#' goes nowhere; name the section: [text](#section-anchor)",
+                )
+            else:
+                self.anchor_links.append((anchor, line))
+            return url
         parts = urlsplit(url)
         if url.startswith("/") and not url.startswith("//"):
             return self.settings.publication.base_url.rstrip("/") + url
@@ -159,7 +235,8 @@ class InlineReader:
                 url, start = links.pop()
                 out_html.append("</a>")
                 label = "".join(out_text[start:]).strip()
-                if label not in (url, url.removeprefix("mailto:")):
+                # a jump within the email has nothing to show in the text part
+                if not url.startswith("#") and label not in (url, url.removeprefix("mailto:")):
                     out_text.append(f" <{url}>")
             elif kind == "image":
                 alt = plain(child.children or []) or child.content

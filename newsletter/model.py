@@ -7,7 +7,9 @@ and plain-text renderers work from the same model without either scraping the ot
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import ClassVar
@@ -16,6 +18,20 @@ from typing import ClassVar
 # changes them, and so an editor is unlikely to type them (check warns if one does).
 UNSUBSCRIBE_URL_PLACEHOLDER = "%%UNSUBSCRIBE_URL%%"
 PLACEHOLDERS = (UNSUBSCRIBE_URL_PLACEHOLDER,)
+# "More from us": each list offered gets its own per-recipient join link. The markers follow
+# message.marker (``%%NAME%%`` of the placeholder name in capitals).
+JOIN_URL_PREFIX = "join_url_"
+JOIN_URL_PLACEHOLDER = re.compile(r"%%JOIN_URL_[A-Z0-9_]+%%")
+
+
+def join_placeholder_name(list_slug: str) -> str:
+    """The placeholder name of the join link for ``list_slug``: ``join_url_business``."""
+    return JOIN_URL_PREFIX + re.sub(r"[^a-z0-9]", "_", list_slug.lower())
+
+
+def join_url_placeholder(list_slug: str) -> str:
+    """The marker in the bodies where a recipient's link to join ``list_slug`` goes."""
+    return f"%%{join_placeholder_name(list_slug).upper()}%%"
 
 
 class IssueStatus(enum.Enum):
@@ -81,13 +97,15 @@ class RelatedStory:
     title: str
     teaser: str
     line: int | None = None
+    thumbnail: Image | None = None
 
 
 @dataclass(frozen=True)
 class RelatedStories:
     kind: ClassVar[str] = "cards"  # lets templates tell blocks apart
     stories: tuple[RelatedStory, ...]
-    heading: str = "Related stories"
+    # None: the template's default ("Related stories", in the publication's language)
+    heading: str | None = None
     line: int | None = None
 
 
@@ -96,32 +114,85 @@ Block = Paragraph | BulletList | Quote | Figure | RelatedStories
 
 @dataclass(frozen=True)
 class Section:
-    heading: str
+    """A ``##`` section; without a heading, the intro or a section's text after a feature.
+
+    ``anchor`` is the ``id`` of the heading, what ``[text](#anchor)`` links jump to.
+    """
+
+    kind: ClassVar[str] = "section"  # lets templates tell parts apart
+    heading: str | None
     blocks: tuple[Block, ...]
+    anchor: str | None = None
     line: int | None = None
 
 
 @dataclass(frozen=True)
 class Spotlight:
-    """The closing feature segment, with its own heading and optional image."""
+    """A feature segment with its own heading, a label above it and optional image."""
 
+    kind: ClassVar[str] = "spotlight"
     heading: str
     blocks: tuple[Block, ...]
-    label: str = "Spotlight"
+    # None: the template's default ("Spotlight", in the publication's language)
+    label: str | None = None
+    anchor: str | None = None
     line: int | None = None
+
+
+@dataclass(frozen=True)
+class Button:
+    label: str
+    url: str
+
+
+class CtaPosition(enum.Enum):
+    BODY = "body"  # where it is written
+    TOP = "top"  # a banner above the title
 
 
 @dataclass(frozen=True)
 class CallToAction:
-    text: Inline
-    button_label: str
-    url: str
+    """An appeal: optional heading, paragraphs, a main button and an optional second one."""
+
+    kind: ClassVar[str] = "cta"
+    blocks: tuple[Paragraph | BulletList, ...]
+    buttons: tuple[Button, ...]
+    heading: str | None = None
+    position: CtaPosition = CtaPosition.BODY
     line: int | None = None
+
+    @property
+    def button_label(self) -> str:
+        return self.buttons[0].label
+
+    @property
+    def url(self) -> str:
+        return self.buttons[0].url
+
+
+@dataclass(frozen=True)
+class OtherLists:
+    """ "More from us": the publication's other lists, each with a link to join it."""
+
+    kind: ClassVar[str] = "lists"
+    # list slugs in the order shown; empty means every list but the one the issue goes to
+    lists: tuple[str, ...] = ()
+    # None: the template's default ("More from us", in the publication's language)
+    heading: str | None = None
+    intro: Inline | None = None
+    line: int | None = None
+
+
+Part = Section | Spotlight | CallToAction | OtherLists
 
 
 @dataclass(frozen=True)
 class Issue:
-    """One parsed issue file."""
+    """One parsed issue file.
+
+    ``body`` holds the parts in the order the editor wrote them; ``banner`` is a call to
+    action with ``position=top``, shown above the title.
+    """
 
     path: Path
     slug: str
@@ -134,11 +205,41 @@ class Issue:
     list: str | None
     hero: Image | None = None
     headlines: tuple[Inline, ...] = ()
-    sections: tuple[Section, ...] = ()
-    spotlight: Spotlight | None = None
-    cta: CallToAction | None = None
+    body: tuple[Part, ...] = ()
+    banner: CallToAction | None = None
     send_at: datetime | None = None
-    intro: tuple[Block, ...] = field(default=())
+
+    @property
+    def intro(self) -> tuple[Block, ...]:
+        """The blocks before the first heading or feature."""
+        first = self.body[0] if self.body else None
+        if isinstance(first, Section) and first.heading is None:
+            return first.blocks
+        return ()
+
+    @property
+    def sections(self) -> tuple[Section, ...]:
+        """The ``##`` sections (not the intro, nor a section's text continued after a feature)."""
+        return tuple(p for p in self.body if isinstance(p, Section) and p.heading is not None)
+
+    @property
+    def spotlight(self) -> Spotlight | None:
+        return next((p for p in self.body if isinstance(p, Spotlight)), None)
+
+    @property
+    def cta(self) -> CallToAction | None:
+        """The call to action in the body (the banner is :attr:`banner`)."""
+        return next((p for p in self.body if isinstance(p, CallToAction)), None)
+
+    @property
+    def other_lists(self) -> OtherLists | None:
+        return next((p for p in self.body if isinstance(p, OtherLists)), None)
+
+    def all_blocks(self) -> Iterator[Block]:
+        """Every block of every section, spotlight and call to action, in order."""
+        for part in self.body:
+            if isinstance(part, Section | Spotlight | CallToAction):
+                yield from part.blocks
 
 
 @dataclass(frozen=True)

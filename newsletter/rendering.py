@@ -10,10 +10,9 @@ premailer may not fetch stylesheets.
 from __future__ import annotations
 
 import logging
+import math
 import re
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from datetime import date
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import jinja2
@@ -21,72 +20,59 @@ import premailer
 from mjml import mjml2html
 
 from newsletter import urls
-from newsletter.config import Settings
+from newsletter.config import MailingList, Settings
 from newsletter.errors import RenderError
+from newsletter.i18n import translations
+from newsletter.images import ImageSet, original_url
+from newsletter.layout import SLOTS, WIDTHS, Widths, displayed_images, spotlight_layout
 from newsletter.model import (
     UNSUBSCRIBE_URL_PLACEHOLDER,
     Block,
-    Figure,
-    Image,
+    BulletList,
+    CallToAction,
     Issue,
+    OtherLists,
+    Paragraph,
+    Quote,
     RelatedStories,
     RenderedIssue,
+    Section,
+    Spotlight,
+    join_placeholder_name,
+    join_url_placeholder,
 )
-from newsletter.plaintext import join_names, tidy, underline, wrap
+from newsletter.palette import palette
+from newsletter.plaintext import tidy, underline, wrap
 from newsletter.templating import Templates, environment, template_folder
+
+__all__ = [
+    "WIDTHS",
+    "Renderer",
+    "Widths",
+    "archive_url",
+    "displayed_images",
+    "image_url",
+    "reading_minutes",
+    "render_issue",
+    "rows",
+]
 
 HTML_TEMPLATE = "issue.mjml.j2"
 TEXT_TEMPLATE = "issue.txt.j2"
 CSS_TEMPLATE = "email.css.j2"
-CARD_BACKGROUND = "#f6f5f1"
-SPOTLIGHT_BACKGROUND = "#f3efe4"
 # Invisible characters after the preheader keep inboxes from padding the preview with body
 # text ("View this issue in your browser...").
 PREHEADER_FILLER = "\u034f\u200c\u00a0" * 30
-
-
-@dataclass(frozen=True)
-class Widths:
-    """Pixel widths of the layout; images are shown at these sizes on a desktop."""
-
-    email: int = 600
-    hero: int = 600
-    figure: int = 544  # a section's column less 28 px padding each side
-    spotlight_image: int = 212  # the picture beside the spotlight text (42 % column)
-    spotlight_figure: int = 308  # a figure inside that text column
-
-
-WIDTHS = Widths()
-
-
-def displayed_images(issue: Issue) -> Iterator[tuple[Image, int]]:
-    """Every image the issue shows, with the width it is shown at on a desktop."""
-    if issue.hero:
-        yield issue.hero, WIDTHS.hero
-    for blocks in (issue.intro, *(s.blocks for s in issue.sections)):
-        for block in blocks:
-            if isinstance(block, Figure):
-                yield block.image, WIDTHS.figure
-    if issue.spotlight:
-        image, rest = _spotlight_layout(issue.spotlight.blocks)
-        if image:
-            yield image, WIDTHS.spotlight_image
-        for block in rest:
-            if isinstance(block, Figure):
-                yield block.image, WIDTHS.spotlight_figure if image else WIDTHS.figure
-
-
-def _spotlight_layout(blocks: Sequence[Block]) -> tuple[Image | None, Sequence[Block]]:
-    """A spotlight opening with a figure (and more after it) puts the picture beside the text."""
-    first = blocks[0] if blocks else None
-    if isinstance(first, Figure) and len(blocks) > 1:
-        return first.image, blocks[1:]
-    return None, blocks
+# Words a minute of an attentive reader of news; "N min read" rounds up.
+READING_SPEED = 220
+# MJML writes height="auto" on every image, which HTML does not allow (a height is a number
+# of pixels); the inline style says height:auto already.
+_HEIGHT_AUTO = re.compile(r'(<img\b[^>]*?)\s+height="auto"', re.IGNORECASE)
 
 
 def image_url(src: str, settings: Settings) -> str:
-    """The absolute URL of an issue image: ``images/x.png`` -> ``{base_url}/images/x.png``."""
-    return urls.issue_file_url(settings.publication.base_url, src)
+    """The absolute URL of an issue image as written: ``images/x.png`` -> ``{base_url}/...``."""
+    return original_url(src, settings)
 
 
 def archive_url(issue: Issue, settings: Settings) -> str:
@@ -94,38 +80,63 @@ def archive_url(issue: Issue, settings: Settings) -> str:
     return urls.archive_url(settings.publication.base_url, issue.slug)
 
 
-def long_date(value: date) -> str:
-    """``Friday 20 November 2026``, independent of the process locale."""
-    days = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-    months = (
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    )
-    return f"{days[value.weekday()]} {value.day} {months[value.month - 1]} {value.year}"
+def reading_minutes(issue: Issue) -> int:
+    """Minutes an issue takes to read: its words (headlines and captions too) at 220 a minute."""
+    words = len(issue.title.split())
+    texts: list[str] = [h.plain for h in issue.headlines]
+    images = [image for image, _slot in displayed_images(issue)]
+    texts += [image.caption.plain for image in images if image.caption]
+    for part in issue.body:
+        if isinstance(part, Spotlight | Section):
+            texts += [part.heading or ""]
+        if isinstance(part, Section | Spotlight | CallToAction):
+            texts += [_block_words(block) for block in part.blocks]
+    words += sum(len(text.split()) for text in texts)
+    return max(1, math.ceil(words / READING_SPEED))
+
+
+def _block_words(block: Block) -> str:
+    if isinstance(block, Paragraph):
+        return block.content.plain
+    if isinstance(block, BulletList):
+        return " ".join(item.plain for item in block.items)
+    if isinstance(block, Quote):
+        return " ".join(p.plain for p in block.paragraphs) + " " + (block.attribution or "")
+    if isinstance(block, RelatedStories):
+        return " ".join(f"{s.title} {s.teaser}" for s in block.stories)
+    return ""
+
+
+def offered_lists(
+    block: OtherLists, settings: Settings, issue_list: str | None
+) -> list[MailingList]:
+    """The lists a "more from us" block offers: those it names, else all but the issue's own."""
+    own = issue_list or settings.publication.default_list
+    slugs = block.lists or tuple(slug for slug in settings.lists if slug != own)
+    return [settings.lists[slug] for slug in slugs if slug in settings.lists and slug != own]
+
+
+def join_placeholders(issue: Issue, settings: Settings) -> dict[str, str]:
+    """Placeholder name -> list slug of every join link the issue's bodies carry."""
+    block = issue.other_lists
+    if block is None:
+        return {}
+    offered = offered_lists(block, settings, issue.list)
+    return {join_placeholder_name(ml.slug): ml.slug for ml in offered}
 
 
 def rows(blocks: Sequence[Block]) -> list[dict[str, Any]]:
     """Group blocks for the MJML layout: runs of flowing blocks, and card grids two abreast.
 
-    Cards need columns of their own, and MJML columns only live in a section, so a related
-    block closes the running section and opens a row of card sections.
+    Cards need a table of their own, and MJML only takes one inside a column of a section, so
+    a related block closes the running section and opens one for the cards.
     """
     result: list[dict[str, Any]] = []
     for block in blocks:
         if isinstance(block, RelatedStories):
             stories = list(block.stories)
             pairs = [stories[i : i + 2] for i in range(0, len(stories), 2)]
-            result.append({"kind": "cards", "heading": block.heading, "pairs": pairs})
+            result.append({"kind": "cards", "block": block, "pairs": pairs})
         elif result and result[-1]["kind"] == "flow":
             result[-1]["blocks"].append(block)
         else:
@@ -141,15 +152,17 @@ class Renderer:
         directory = template_folder(settings, Templates.EMAIL)
         if not directory.is_dir():
             raise RenderError(f"template folder {directory} not found; check templates_dir")
+        self.palette = palette(settings.brand)
+        self.translations = translations(settings.publication.lang)
         self.env = environment(
             settings,
             Templates.EMAIL,
-            filters={
-                "image_url": lambda src: image_url(str(src), settings),
-                "longdate": long_date,
-                "join_names": join_names,
-                "wrap": wrap,
-                "underline": underline,
+            filters={"wrap": wrap, "underline": underline},
+            globals={
+                "colors": self.palette.light,
+                "dark": self.palette.dark,
+                "slots": SLOTS,
+                "widths": WIDTHS,
             },
         )
         try:
@@ -160,11 +173,60 @@ class Renderer:
         except jinja2.TemplateError as exc:
             raise RenderError(f"template {directory}: {_describe(exc)}") from None
 
-    def context(self, issue: Issue) -> dict[str, Any]:
+    def labels(self) -> dict[str, str]:
+        """The small headings above blocks: ``[labels]``, else in the publication's language."""
+        _ = self.translations.gettext
+        chosen = self.settings.labels
+        return {
+            "this_week": chosen.this_week or _("This week"),
+            "related": chosen.related or _("Related stories"),
+            "spotlight": chosen.spotlight or _("Spotlight"),
+            "more_from_us": chosen.more_from_us or _("More from us"),
+        }
+
+    def context(self, issue: Issue, images: ImageSet | None = None) -> dict[str, Any]:
         settings = self.settings
-        spotlight_image, spotlight_blocks = _spotlight_layout(
-            issue.spotlight.blocks if issue.spotlight else ()
-        )
+        labels = self.labels()
+        parts: list[dict[str, Any]] = []
+        for part in issue.body:
+            if isinstance(part, Section):
+                parts.append(
+                    {
+                        "kind": "section",
+                        "heading": part.heading,
+                        "anchor": part.anchor,
+                        "blocks": part.blocks,
+                        "rows": rows(part.blocks),
+                    }
+                )
+            elif isinstance(part, Spotlight):
+                image, blocks = spotlight_layout(part.blocks)
+                parts.append(
+                    {
+                        "kind": "spotlight",
+                        "label": part.label or labels["spotlight"],
+                        "heading": part.heading,
+                        "anchor": part.anchor,
+                        "image": image,
+                        "blocks": blocks,
+                        "all": part.blocks,
+                    }
+                )
+            elif isinstance(part, CallToAction):
+                parts.append({"kind": "cta", "item": part})
+            elif isinstance(part, OtherLists):
+                offered = offered_lists(part, settings, issue.list)
+                if offered:
+                    parts.append(
+                        {
+                            "kind": "lists",
+                            "heading": part.heading or labels["more_from_us"],
+                            "intro": part.intro,
+                            "lists": [
+                                {"list": ml, "url": join_url_placeholder(ml.slug)} for ml in offered
+                            ],
+                        }
+                    )
         return {
             "issue": issue,
             "publication": settings.publication,
@@ -173,18 +235,10 @@ class Renderer:
             "archive_url": archive_url(issue, settings),
             "unsubscribe_url": UNSUBSCRIBE_URL_PLACEHOLDER,
             "preheader_filler": PREHEADER_FILLER,
-            "intro": issue.intro,
-            "intro_rows": rows(issue.intro),
-            "sections": [
-                {"heading": s.heading, "blocks": s.blocks, "rows": rows(s.blocks)}
-                for s in issue.sections
-            ],
-            "spotlight_image": spotlight_image,
-            "spotlight_blocks": spotlight_blocks,
-            "spotlight_all": issue.spotlight.blocks if issue.spotlight else (),
-            "card_background": CARD_BACKGROUND,
-            "spotlight_background": SPOTLIGHT_BACKGROUND,
-            "widths": WIDTHS,
+            "parts": parts,
+            "labels": labels,
+            "images": images if images is not None else ImageSet(settings),
+            "reading_minutes": reading_minutes(issue),
         }
 
     # -- the stages ---------------------------------------------------------------------------
@@ -234,6 +288,7 @@ class Renderer:
         # premailer drops the marker from the styles it skipped, except those with a media
         # attribute, which it skips before it looks at the marker
         result = result.replace(_IGNORE_ATTRIBUTE, "")
+        result = _HEIGHT_AUTO.sub(r"\1", result)
         # lxml drops the doctype; without it clients fall back to quirks mode
         if not result.lstrip().lower().startswith("<!doctype"):
             result = "<!doctype html>\n" + result
@@ -248,9 +303,13 @@ class Renderer:
         except jinja2.TemplateError as exc:
             raise RenderError(f"{TEXT_TEMPLATE}: {_describe(exc)}") from None
 
-    def render(self, issue: Issue) -> RenderedIssue:
-        """The issue as HTML and text, with the unsubscribe placeholder left for delivery."""
-        context = self.context(issue)
+    def render(self, issue: Issue, images: ImageSet | None = None) -> RenderedIssue:
+        """The issue as HTML and text, with the unsubscribe placeholder left for delivery.
+
+        ``images`` are the derivatives to link (:func:`newsletter.images.derive_images`);
+        without them the email links the originals.
+        """
+        context = self.context(issue, images)
         return RenderedIssue(
             issue=issue,
             subject=issue.subject,
@@ -261,9 +320,9 @@ class Renderer:
         )
 
 
-def render_issue(issue: Issue, settings: Settings) -> RenderedIssue:
+def render_issue(issue: Issue, settings: Settings, images: ImageSet | None = None) -> RenderedIssue:
     """One-off rendering; build a :class:`Renderer` instead when rendering many."""
-    return Renderer(settings).render(issue)
+    return Renderer(settings).render(issue, images)
 
 
 class _Inliner(premailer.Premailer):  # type: ignore[misc]

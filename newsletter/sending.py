@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine
 from newsletter.config import MailingList, Settings
 from newsletter.delivery import Clock, DeliveryEngine, DeliveryRun, Policy, Transport
 from newsletter.errors import QuotaReachedError
+from newsletter.joins import JoinLinks, join_names, placeholders
 from newsletter.message import MessageContent, MessageTemplate
 from newsletter.signing import DkimSigner
 from newsletter.states import DeliveryStatus, SendStatus
@@ -29,7 +30,7 @@ from newsletter.store.issues import IssueRef, find_issue, load_bodies, set_statu
 from newsletter.store.ledger import Failure, SqlLedger
 from newsletter.tracking import (
     links_for,
-    placeholders,
+    reader_placeholders,
     reader_values,
     tracked_content,
     tracking_for,
@@ -113,6 +114,7 @@ def prepare_issue(
     with, so a resumed send gives everyone the same issue even if the file changed since.
     What the send counts (``[analytics]``) and its link table are recorded with the issue row.
     """
+    from newsletter.images import derive_images
     from newsletter.issues import load_issue
     from newsletter.rendering import Renderer
     from newsletter.store.subscribers import ensure_lists
@@ -123,7 +125,8 @@ def prepare_issue(
     ref = find_issue(engine, issue.slug, slug)
     if ref is not None:
         return ref, load_bodies(engine, ref), None
-    rendered = Renderer(settings).render(issue)
+    # the resized copies must be online before the first recipient opens the email
+    rendered = Renderer(settings).render(issue, derive_images(issue, settings))
     with engine.begin() as conn:
         list_id = ensure_lists(conn, settings)[slug]
     when = now or datetime.now(UTC)
@@ -144,6 +147,8 @@ def prepare_issue(
         html=rendered.html,
         text=rendered.text,
         now=when,
+        authors=issue.authors,
+        preheader=rendered.preheader,
         on_create=record,
     )
     return ref, rendered, created
@@ -156,10 +161,15 @@ def issue_template(
     content: MessageContent,
     mailing_list: MailingList,
 ) -> MessageTemplate:
-    """The per-recipient template of a send: its recorded bodies with tracked links, if any."""
+    """The per-recipient template of a send: its recorded bodies with tracked links, if any.
+
+    Its placeholders are the unsubscribe link, the bodies' join links and, when the send
+    counts per reader, the reader token.
+    """
     tracking, links = load_tracking(engine, ref.id)
     delivered = tracked_content(settings, ref.id, content, tracking, links)
-    return MessageTemplate(delivered, settings, mailing_list, placeholders=placeholders(tracking))
+    names = (*placeholders(content), *reader_placeholders(tracking))
+    return MessageTemplate(delivered, settings, mailing_list, placeholders=names)
 
 
 def engine_for(
@@ -203,12 +213,14 @@ def run_send(
         settings, engine, issue_path, list_slug=list_slug, now=now
     )
     template = issue_template(settings, engine, ref, content, settings.mailing_list(ref.list_slug))
+    joins = join_links(engine, content, settings)
     return asyncio.run(
         _deliver(
             settings,
             SqlLedger(engine),
             ref,
             template,
+            joins=joins,
             transport=transport,
             now=now,
             progress=progress,
@@ -225,6 +237,7 @@ async def _deliver(
     ref: IssueRef,
     template: MessageTemplate,
     *,
+    joins: JoinLinks,
     transport: Transport | None,
     now: datetime | None,
     progress: Progress | None,
@@ -238,11 +251,11 @@ async def _deliver(
     engine = engine_for(settings, ledger, pool, policy=policy, clock=clock)
     try:
         if progress is None:
-            run = await engine.deliver(ref, template)
+            run = await engine.deliver(ref, template, joins=joins)
         else:
             progress.start(await asyncio.to_thread(ledger.counts, ref))
             try:
-                run = await engine.deliver(ref, template, on_progress=progress.update)
+                run = await engine.deliver(ref, template, on_progress=progress.update, joins=joins)
             finally:
                 progress.stop()
     finally:
@@ -251,6 +264,18 @@ async def _deliver(
     return await asyncio.to_thread(
         report_for, ledger, ref, now=clock(), run=run, started=started, created=created
     )
+
+
+def join_links(engine: Engine, content: MessageContent, settings: Settings) -> JoinLinks:
+    """The "more from us" links of an issue's bodies, with the ids of their lists."""
+    from newsletter.store.subscribers import ensure_lists
+
+    names = join_names(content)
+    if not names:
+        return JoinLinks()
+    with engine.begin() as conn:
+        ids = ensure_lists(conn, settings)
+    return JoinLinks.for_content(content, settings, ids)
 
 
 def report_for(

@@ -15,6 +15,7 @@ from typing import Any
 
 import jinja2
 
+from newsletter import i18n
 from newsletter.config import Settings
 
 
@@ -76,10 +77,6 @@ _KINDS = {
 }
 
 
-def _untranslated(message: str, /, **values: Any) -> str:
-    """``_()`` until the dashboard has catalogs: the English text, ``%(name)s`` filled in."""
-    return message % values if values else message
-
 
 def template_folder(settings: Settings, kind: Templates) -> Path:
     """Where the templates of ``kind`` are looked up."""
@@ -106,13 +103,27 @@ def environment(
         undefined=jinja2.StrictUndefined if options.strict else jinja2.Undefined,
         trim_blocks=options.trim,
         lstrip_blocks=options.trim,
+        extensions=["jinja2.ext.i18n"],
+    )
+    # every fixed string goes through gettext, in the publication's language; values passed
+    # to _() are escaped like any other (newstyle)
+    lang = settings.publication.lang
+    if kind is Templates.ADMIN:
+        # the editors' dashboard stays in English (its strings are gettext-ready, no catalog)
+        env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
+    else:
+        env.install_gettext_translations(  # type: ignore[attr-defined]
+            i18n.translations(lang), newstyle=True
+        )
+    env.filters.update(
+        longdate=lambda value: i18n.long_date(value, lang),
+        join_names=lambda items: i18n.names(items, lang),
+        number=lambda value: i18n.number(value, lang),
     )
     if kind is Templates.PAGES:
         env.globals.update(publication=settings.publication, brand=settings.brand)
-    elif kind is Templates.PREVIEW:
+    elif kind in (Templates.PREVIEW, Templates.ADMIN):
         env.globals.update(publication=settings.publication)
-    elif kind is Templates.ADMIN:
-        env.globals.update(publication=settings.publication, _=_untranslated)
     env.globals.update(globals or {})
     env.filters.update(filters or {})
     return env

@@ -1,4 +1,5 @@
-"""Opaque, signed tokens for links in email: unsubscribe, preferences, confirmation, clicks.
+"""Opaque, signed tokens for links in email: unsubscribe, preferences, confirmation, joining,
+clicks.
 
 A token is ``base64url(purpose | subscriber uid | list id | issued-at | mac)``: the uid is a
 random value stored per subscriber, never the address or the row id, and the MAC is an
@@ -34,6 +35,8 @@ _LAYOUT = struct.Struct(">B16sI5s")
 class TokenPurpose(enum.Enum):
     UNSUBSCRIBE = 1
     CONFIRM = 2
+    # "more from us": join the list the token names, signed into one recipient's copy
+    JOIN = 3
 
 
 @dataclass(frozen=True)

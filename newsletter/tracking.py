@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from newsletter.config import Settings
 from newsletter.links import Link, track_html, track_text, tracked_links
-from newsletter.message import ISSUE_PLACEHOLDERS, MessageContent, marker
+from newsletter.message import MessageContent, marker
 from newsletter.store.analytics import Tracking
 from newsletter.tokens import LinkKind, make_link_token, make_reader_token
 from newsletter.urls import click_url, open_url
@@ -55,9 +55,9 @@ def links_for(settings: Settings, tracking: Tracking, content: MessageContent) -
     )
 
 
-def placeholders(tracking: Tracking) -> tuple[str, ...]:
-    """The placeholders a copy of a send with ``tracking`` carries."""
-    return (*ISSUE_PLACEHOLDERS, READER_TOKEN) if tracking.per_subscriber else ISSUE_PLACEHOLDERS
+def reader_placeholders(tracking: Tracking) -> tuple[str, ...]:
+    """The placeholders tracking adds to a copy of a send with ``tracking``."""
+    return (READER_TOKEN,) if tracking.per_subscriber else ()
 
 
 def tracked_content(

@@ -17,6 +17,10 @@ HOME = "/"
 SUBSCRIBE = "/subscribe"
 CONFIRM = "/confirm/{token}"
 UNSUBSCRIBE = "/unsubscribe/{token}"
+# "more from us": one click from an issue onto another list (newsletter.web.join)
+JOIN = "/join/{token}"
+# the resized copies of issue images (newsletter.images), under IMAGES
+DERIVED_IMAGES = "/images/_derived"
 ARCHIVE = "/archive"
 ARCHIVE_FEED = "/archive/feed.xml"
 ARCHIVE_ISSUE = "/archive/{slug}"
@@ -58,6 +62,11 @@ def unsubscribe_url(base_url: str, token: str) -> str:
 def confirm_url(base_url: str, token: str) -> str:
     """The double opt-in link of a confirmation email."""
     return absolute(base_url, path(CONFIRM, token=token))
+
+
+def join_url(base_url: str, token: str) -> str:
+    """The page with one button that adds the token's list to the token's subscriber."""
+    return absolute(base_url, path(JOIN, token=token))
 
 
 def subscribe_url(base_url: str) -> str:

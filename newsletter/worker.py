@@ -15,8 +15,9 @@ from sqlalchemy import Engine
 from newsletter.config import MailingList, Settings
 from newsletter.delivery import Policy, Transport
 from newsletter.errors import QuotaReachedError
+from newsletter.joins import JoinLinks
 from newsletter.message import MessageTemplate
-from newsletter.sending import engine_for, issue_template, pool_for, report_for
+from newsletter.sending import engine_for, issue_template, join_links, pool_for, report_for
 from newsletter.states import SendStatus
 from newsletter.store.issues import load_bodies, open_issues, set_status
 from newsletter.store.ledger import SqlLedger
@@ -70,7 +71,7 @@ async def _work(
 ) -> int:
     pool: Transport = transport if transport is not None else pool_for(settings, ledger)
     engine = engine_for(settings, ledger, pool, policy=policy)
-    templates: dict[int, MessageTemplate] = {}
+    templates: dict[int, tuple[MessageTemplate, JoinLinks]] = {}
     total = 0
     pause = 1.0
     try:
@@ -81,8 +82,8 @@ async def _work(
             paused: str | None = None
             waits: list[datetime] = []
             for ref in refs:
-                template = templates.get(ref.id)
-                if template is None:
+                cached = templates.get(ref.id)
+                if cached is None:
                     # the bodies are read once per send this worker takes on, not every poll
                     bodies = await asyncio.to_thread(load_bodies, ledger.engine, ref)
                     template = await asyncio.to_thread(
@@ -93,8 +94,10 @@ async def _work(
                         bodies,
                         _mailing_list(settings, ref.list_slug),
                     )
-                    templates[ref.id] = template
-                run = await engine.deliver(ref, template)
+                    joins = await asyncio.to_thread(join_links, ledger.engine, bodies, settings)
+                    cached = templates[ref.id] = (template, joins)
+                template, joins = cached
+                run = await engine.deliver(ref, template, joins=joins)
                 total += run.sent
                 if run.paused is not None:
                     what = (

@@ -6,6 +6,7 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import lxml.html
 import pytest
 from sqlalchemy import Engine, insert, select
 from starlette.testclient import TestClient
@@ -182,3 +183,74 @@ def test_the_public_app_serves_the_archive(settings: Settings, engine: Engine, w
     assert page.status_code == 200
     assert "<h1>First issue</h1>" in page.text
     assert client.get("/archive/feed.xml").status_code == 200
+
+
+def test_issue_page_has_no_inbox_only_parts(
+    client: TestClient, engine: Engine, weekly: int, settings: Settings
+) -> None:
+    """The real template's "view in your browser" bar and unsubscribe line are taken out whole:
+    no link to the page itself, no separator left where the unsubscribe link was."""
+    from newsletter.issues import load_issue
+    from newsletter.rendering import Renderer
+
+    issue = load_issue(settings.issues_dir / "2026-11-20-flood-barrier-vote.md", settings)
+    html = Renderer(settings).render(issue).html
+    assert "View this issue in your browser" in html  # the email has them
+    add_issue(engine, weekly, "flood-barrier-vote", issue.title, 0, html=html)
+    page = client.get("/archive/weekly/flood-barrier-vote")
+    assert page.status_code == 200
+    doc = lxml.html.fromstring(page.text)
+    text = " ".join(doc.body.text_content().split())
+    assert "View this issue in your browser" not in text
+    assert "View in your browser" not in text
+    assert "Unsubscribe" not in text
+    assert "because you subscribed" not in text
+    assert not doc.find_class("email-only")
+    footer = " ".join(doc.find_class("footer")[-1].text_content().split())
+    assert footer == "1 Test Street, Testville"  # the address alone: no stray "·"
+    assert UNSUBSCRIBE_URL_PLACEHOLDER not in page.text
+    assert page.text.lower().startswith("<!doctype html>")
+    # everything else of the email is there
+    assert "Council backs the flood barrier" in text
+    assert "Become a supporter" in text
+
+
+def test_index_entries_show_date_summary_and_authors(
+    client: TestClient, engine: Engine, weekly: int
+) -> None:
+    add_issue(
+        engine,
+        weekly,
+        "2026-11-20-barrier",
+        "The flood barrier vote",
+        14,
+        authors=["Ana Brook", "Tomasz Vale"],
+        preheader="Council backs the barrier 7–4, and the footbridge opens.",
+    )
+    add_issue(engine, weekly, "2026-11-06-old", "Recorded before authors were kept", 0)
+    doc = lxml.html.fromstring(client.get("/archive").text)
+    first, second = doc.xpath("//ol[@class='issues']/li")
+    assert first.xpath(".//time/text()") == ["Friday, November 20, 2026"]
+    assert first.xpath(".//time/@datetime") == ["2026-11-20"]
+    assert first.find_class("summary")[0].text_content() == (
+        "Council backs the barrier 7–4, and the footbridge opens."
+    )
+    assert first.find_class("byline")[0].text_content() == "By Ana Brook and Tomasz Vale"
+    # an issue recorded before migration 0006 shows without them, nothing empty left behind
+    assert not second.find_class("summary")
+    assert not second.find_class("byline")
+    assert second.xpath(".//h2/a/text()") == ["Recorded before authors were kept"]
+    feed = ET.fromstring(client.get("/archive/feed.xml").content)
+    summaries = [e.findtext(f"{A}summary") for e in feed.iter(f"{A}entry")]
+    assert summaries[0] == "Council backs the barrier 7–4, and the footbridge opens."
+    assert summaries[1] == "The Test Weekly: Recorded before authors were kept"
+
+
+def test_a_sent_issue_records_its_authors_and_preheader(settings: Settings, engine: Engine) -> None:
+    from newsletter.sending import prepare_issue
+    from newsletter.store.issues import sent_issues
+
+    prepare_issue(settings, engine, settings.issues_dir / "2026-11-20-flood-barrier-vote.md")
+    (sent,) = sent_issues(engine)
+    assert sent.authors == ("Ana Brook", "Tomasz Vale")
+    assert sent.preheader.startswith("Council backs the Weir Meadow barrier 7–4")

@@ -63,6 +63,8 @@ def archive_url(settings: Settings, tmp_path: Path) -> Iterator[str]:
                         text=rendered.text,
                         created_at=when,
                         finished_at=when,
+                        authors=list(issue.authors),
+                        preheader=rendered.preheader,
                     )
                 )
         return create_app(local, engine=engine)

@@ -5,13 +5,16 @@ from __future__ import annotations
 import email
 import email.policy
 import math
+import random
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from PIL import Image as PILImage
 
 from newsletter.checks import (
     GMAIL_CLIP_BYTES,
+    IMAGE_WARNING_BYTES,
     SIZE_WARNING_BYTES,
     Problem,
     Severity,
@@ -332,7 +335,8 @@ def test_build_writes_html_text_and_eml(settings: Settings, tmp_path: Path) -> N
     raw = (out_dir / "flood-barrier-vote.eml").read_bytes()
     # the header as a client reads it: plain <URL>s, not RFC 2047 encoded-words
     assert b"\nList-Unsubscribe: <https://news.test.example/unsubscribe/" in raw
-    assert b"=?utf-8?" not in raw
+    unsubscribe = raw.split(b"\nList-Unsubscribe: ", 1)[1].split(b"\nList-Unsubscribe-Post", 1)[0]
+    assert b"=?utf-8?" not in unsubscribe
     message = email.message_from_bytes(raw, policy=email.policy.default)
     assert isinstance(message, EmailMessage)
     assert message["To"] == "Sample Reader <reader@example.com>"
@@ -358,39 +362,49 @@ def test_build_refuses_a_broken_issue_before_writing(settings: Settings, tmp_pat
     assert not out_dir.exists()
 
 
-def test_image_width_from_headers(tmp_path: Path) -> None:
-    png = tmp_path / "a.png"
-    png.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + (1234).to_bytes(4, "big") + b"\0" * 9)
-    gif = tmp_path / "a.gif"
-    gif.write_bytes(b"GIF89a" + (321).to_bytes(2, "little") + b"\x10\x00" + b"\0" * 8)
-    # a JPEG with an APP0 segment before its baseline frame header (SOF0)
-    app0 = b"\xff\xe0" + (16).to_bytes(2, "big") + b"JFIF\0" + b"\0" * 9
-    sof0 = b"\xff\xc0" + (17).to_bytes(2, "big") + b"\x08" + (90).to_bytes(2, "big")
-    jpeg = tmp_path / "a.jpg"
-    jpeg.write_bytes(b"\xff\xd8" + app0 + sof0 + (1600).to_bytes(2, "big") + b"\x03" + b"\0" * 9)
+def test_image_width_from_pillow(tmp_path: Path) -> None:
+    for name, fmt, size in (("a.png", "PNG", (1234, 10)), ("a.gif", "GIF", (321, 5)),
+                            ("a.jpg", "JPEG", (1600, 8)), ("a.webp", "WEBP", (90, 9))):  # fmt: skip
+        PILImage.new("RGB", size, "#336699").save(tmp_path / name, fmt)
+        assert image_width(tmp_path / name) == size[0], name
+    # a photo taken on its side is as wide as it stands upright
+    exif = PILImage.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    PILImage.new("RGB", (400, 300)).save(tmp_path / "side.jpg", "JPEG", exif=exif)
+    assert image_width(tmp_path / "side.jpg") == 300
     other = tmp_path / "a.txt"
     other.write_bytes(b"not an image")
-    assert image_width(png) == 1234
-    assert image_width(gif) == 321
-    assert image_width(jpeg) == 1600
     assert image_width(other) is None
     assert image_width(tmp_path / "missing.png") is None
 
 
 def test_blurry_image_warning(settings: Settings) -> None:
-    # keeper.png is 240 px: fine beside the spotlight text (212 px), blurry in a section (544)
+    # keeper.png is 480 px: sharp beside the spotlight text (212 px, needs 424), soft in a
+    # section (544 px wide on screen needs 1088)
     text = GOOD_FRONT + "## News\n\n![Ivo Marsh](images/keeper.png)\n"
     (problem,) = check_issue(write(settings, text), settings)
     assert problem.severity is Severity.WARNING
     assert problem.line == 9
-    assert "240 px wide but shown 544 px wide" in problem.message
+    assert "480 px wide but shown 544 px wide" in problem.message
+    assert "export it at 1088 px or wider" in problem.message
 
 
 def test_heavy_image_warning(settings: Settings) -> None:
+    # a file no copy can be made of is sent as it is: its weight matters
     heavy = settings.issues_dir / "images" / "heavy.png"
     header = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + (1200).to_bytes(4, "big")
     heavy.write_bytes(header + b"\0" * (450 * 1024))
     text = GOOD_FRONT + "## News\n\n![A heavy picture](images/heavy.png)\n"
-    (problem,) = check_issue(write(settings, text), settings)
-    assert problem.severity is Severity.WARNING
-    assert "is 450 KB" in problem.message
+    unreadable, weight = check_issue(write(settings, text), settings)
+    assert unreadable.severity is weight.severity is Severity.WARNING
+    assert "not a picture Pillow can read" in unreadable.message
+    assert "is 450 KB and is sent as it is" in weight.message
+
+
+def test_a_heavy_photo_is_not_a_warning_when_a_copy_is_sent(settings: Settings) -> None:
+    photo = settings.issues_dir / "images" / "photo.png"
+    noise = random.Random(7).randbytes(1200 * 400 * 3)
+    PILImage.frombytes("RGB", (1200, 400), noise).save(photo)
+    assert photo.stat().st_size > IMAGE_WARNING_BYTES
+    text = GOOD_FRONT + "## News\n\n![Static on a screen](images/photo.png)\n"
+    assert check_issue(write(settings, text), settings) == []

@@ -14,11 +14,14 @@ from newsletter.errors import IssueError
 from newsletter.issues import load_issue, parse_issue, slug_for
 from newsletter.model import (
     BulletList,
+    CallToAction,
     Figure,
     IssueStatus,
     Paragraph,
     Quote,
     RelatedStories,
+    Section,
+    Spotlight,
 )
 from tests.conftest import REPO
 
@@ -226,7 +229,8 @@ def test_related_stories(settings: Settings) -> None:
 def test_related_default_heading(settings: Settings) -> None:
     (related,) = blocks_of(settings, "::: related\n- [T](https://x.example/) — t\n:::\n")
     assert isinstance(related, RelatedStories)
-    assert related.heading == "Related stories"
+    # no heading of its own: the template shows "Related stories" in the publication's language
+    assert related.heading is None
 
 
 def test_spotlight_and_cta(settings: Settings) -> None:
@@ -250,10 +254,14 @@ def test_spotlight_and_cta(settings: Settings) -> None:
     assert issue.cta is not None
     assert issue.cta.button_label == "Become a supporter"
     assert issue.cta.url == "https://millbrook.example/s"
-    assert issue.cta.text.html == "Support <em>local</em> news."
-    # the spotlight and CTA are not blocks of the section they were written under
+    (text,) = issue.cta.blocks
+    assert isinstance(text, Paragraph)
+    assert text.content.html == "Support <em>local</em> news."
+    # the spotlight and CTA are not blocks of the section they were written under, but they
+    # follow it in the order written
     assert len(issue.sections) == 1
     assert len(issue.sections[0].blocks) == 1
+    assert [type(p) for p in issue.body] == [Section, Spotlight, CallToAction]
 
 
 def test_intro_and_sections(settings: Settings) -> None:

@@ -115,12 +115,17 @@ def test_issue_page_shows_both_widths_text_headers_and_eml(client: TestClient) -
 
 def test_email_frame_uses_local_images(client: TestClient, settings: Settings) -> None:
     html = client.get(f"/issues/{NAME}/email").text
-    assert 'src="/images/hero-river.png"' in html
+    # the resized copy the email will link, served by the preview itself
+    match = re.search(r'src="(/images/_derived/hero-river-1200w-[0-9a-f]+\.png)"', html)
+    assert match, html
     assert settings.publication.base_url + "/images/" not in html
-    image = client.get("/images/hero-river.png")
-    assert image.status_code == 200
-    assert image.headers["content-type"] == "image/png"
-    assert image.content[:8] == b"\x89PNG\r\n\x1a\n"
+    for path in (match.group(1), "/images/hero-river.png"):
+        image = client.get(path)
+        assert image.status_code == 200
+        assert image.headers["content-type"] == "image/png"
+        assert image.content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert client.get("/images/_derived/../hero-river.png").status_code in (200, 404)
+    assert client.get("/images/_derived/%2e%2e/%2e%2e/newsletter.toml").status_code == 404
 
 
 def test_images_outside_the_folder_are_not_served(client: TestClient) -> None:
@@ -204,7 +209,7 @@ def test_send_me_a_test_goes_to_the_editor(
     html = message.get_body(("html",))
     assert html is not None
     # a real inbox gets the public image URLs, not the preview's
-    assert "https://news.test.example/images/hero-river.png" in html.get_content()
+    assert "https://news.test.example/images/_derived/hero-river-1200w-" in html.get_content()
 
 
 def test_send_me_a_test_needs_the_page_token(

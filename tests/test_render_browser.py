@@ -57,7 +57,7 @@ def layout(browser: Any, url: str, width: int) -> dict[str, Any]:  # noqa: F811
                     const box = a.closest('td').getBoundingClientRect();
                     return {top: box.top, bottom: box.bottom, left: box.left};
                 }),
-                preheader: getComputedStyle(document.body.firstElementChild).display,
+                preheader: getComputedStyle(document.querySelector('.preheader')).display,
             })"""
         )
         result["offsite"] = view.offsite

@@ -240,3 +240,12 @@ def test_issue_images_are_served(client: TestClient) -> None:
     assert r.headers["content-type"] == "image/png"
     assert r.content.startswith(b"\x89PNG")
     assert client.get("/images/../newsletter.toml").status_code == 404
+
+
+def test_a_list_can_be_ticked_from_a_link(client: TestClient) -> None:
+    """The archive's "more from us" links open the form with their list ticked."""
+    page = client.get("/subscribe", params={"list": "business"}).text
+    assert re.search(r'value="business" checked', page)
+    assert not re.search(r'value="weekly" checked', page)
+    unknown = client.get("/subscribe", params={"list": "nope"}).text
+    assert re.search(r'value="weekly" checked', unknown)  # the default, not an error

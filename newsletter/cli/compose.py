@@ -12,6 +12,7 @@ from newsletter.cli import AppContext, main, pass_app
 from newsletter.config import Settings
 from newsletter.emails import sample_copy
 from newsletter.errors import IssueError
+from newsletter.images import ImageSet, plan_images, write_derivatives
 from newsletter.issues import load_issue
 from newsletter.model import Issue
 from newsletter.rendering import Renderer
@@ -63,13 +64,26 @@ def build(app: AppContext, paths: tuple[Path, ...], output: Path | None) -> None
     out_dir.mkdir(parents=True, exist_ok=True)
     renderer = Renderer(settings)
     for issue in issues:
-        for written in write_issue(issue, renderer, settings, out_dir):
+        images = plan_images(issue, settings)
+        for made in write_derivatives(images):
+            click.echo(f"made {_shorter(made)}")
+        for written in write_issue(issue, renderer, settings, out_dir, images=images):
             click.echo(f"wrote {written}")
 
 
-def write_issue(issue: Issue, renderer: Renderer, settings: Settings, out_dir: Path) -> list[Path]:
-    """Write the three files for ``issue``; returns their paths."""
-    rendered = renderer.render(issue)
+def write_issue(
+    issue: Issue,
+    renderer: Renderer,
+    settings: Settings,
+    out_dir: Path,
+    *,
+    images: ImageSet | None = None,
+) -> list[Path]:
+    """Write the three files for ``issue``; returns their paths.
+
+    ``images`` are its derivatives, made already (:func:`newsletter.images.derive_images`).
+    """
+    rendered = renderer.render(issue, images)
     message = sample_copy(rendered, settings)
     html_path = out_dir / f"{issue.slug}.html"
     text_path = out_dir / f"{issue.slug}.txt"

@@ -17,8 +17,10 @@ from newsletter.addresses import normalize_email, sender_domain
 from newsletter.cli import AppContext, main, pass_app
 from newsletter.cli.progress import ProgressBar
 from newsletter.config import Settings
-from newsletter.emails import NO_LIST, NOBODY_UID, TEST_PREFIX, test_copy
+from newsletter.emails import NO_LIST, NOBODY_UID, TEST_PREFIX, stand_in_joins, test_copy
 from newsletter.errors import IssueError, NewsletterError
+from newsletter.images import derive_images, plan_images
+from newsletter.joins import placeholders
 from newsletter.message import MessageTemplate, Personalization
 from newsletter.model import IssueStatus, RenderedIssue
 from newsletter.sending import SendReport, run_send
@@ -184,7 +186,8 @@ def _dry_run(settings: Settings, engine: Engine, path: Path, list_slug: str | No
     issue = load_issue(path, settings)
     slug = list_slug or issue.list or settings.publication.default_list
     mailing_list = settings.mailing_list(slug)
-    rendered = Renderer(settings).render(issue)
+    # a dry run writes nothing, image copies included: the links are the same without them
+    rendered = Renderer(settings).render(issue, plan_images(issue, settings))
     ledger = SqlLedger(engine)
     with engine.connect() as conn:
         list_id = list_ids(conn).get(slug)
@@ -209,7 +212,9 @@ def _dry_run(settings: Settings, engine: Engine, path: Path, list_slug: str | No
 
 def _sample(settings: Settings, rendered: RenderedIssue, list_slug: str) -> bytes:
     """One recipient's bytes as the bulk path builds them, for a stand-in reader."""
-    template = MessageTemplate(rendered, settings, settings.mailing_list(list_slug))
+    template = MessageTemplate(
+        rendered, settings, settings.mailing_list(list_slug), placeholders=placeholders(rendered)
+    )
     token = make_token(settings.secret_key, TokenPurpose.UNSUBSCRIBE, NOBODY_UID, NO_LIST)
     domain = sender_domain(settings.publication.sender)
     person = Personalization(
@@ -217,6 +222,7 @@ def _sample(settings: Settings, rendered: RenderedIssue, list_slug: str) -> byte
         unsubscribe_url=unsubscribe_url(settings.publication.base_url, token),
         unsubscribe_mailto=unsubscribe_mailto(domain, token),
         message_id=f"<{token[:32]}@{domain}>",
+        values=stand_in_joins(rendered, settings),
     )
     return template.render(person)
 
@@ -228,7 +234,7 @@ def _send_test(settings: Settings, path: Path, to: str, list_slug: str | None) -
     address = normalize_email(to)
     issue = load_issue(path, settings)
     slug = list_slug or issue.list or settings.publication.default_list
-    rendered = Renderer(settings).render(issue)
+    rendered = Renderer(settings).render(issue, derive_images(issue, settings))
     message = test_copy(rendered, settings, settings.mailing_list(slug), to=address)
     asyncio.run(send_single(settings, message))
     click.echo(

@@ -59,6 +59,8 @@ class SentIssue:
     issue_date: datetime
     sent_at: datetime
     html: str = ""
+    authors: tuple[str, ...] = ()
+    preheader: str = ""
 
 
 _REF_COLUMNS = (
@@ -149,6 +151,8 @@ def start_issue(
     html: str,
     text: str,
     now: datetime,
+    authors: Sequence[str] = (),
+    preheader: str = "",
     on_create: Callable[[Connection, int], None] | None = None,
 ) -> tuple[IssueRef, int | None]:
     """Record the issue and create its ledger rows, once; ``(issue, rows created)``.
@@ -176,6 +180,8 @@ def start_issue(
                     html=html,
                     text=text,
                     created_at=now,
+                    authors=list(authors),
+                    preheader=preheader or None,
                 )
                 .on_conflict_do_nothing(index_elements=["slug", "list_id"])
                 .returning(issues.c.id)
@@ -244,6 +250,8 @@ def _archived(*, with_html: bool) -> Select[Any]:
         i.c.issue_date,
         i.c.created_at,
         i.c.finished_at,
+        i.c.authors,
+        i.c.preheader,
     ]
     if with_html:
         columns.append(i.c.html)
@@ -265,6 +273,8 @@ def _sent(row: Any, *, with_html: bool) -> SentIssue:
         issue_date=row.issue_date,
         sent_at=row.finished_at or row.created_at,
         html=row.html if with_html else "",
+        authors=tuple(str(a) for a in row.authors or ()),
+        preheader=row.preheader or "",
     )
 
 

@@ -103,6 +103,10 @@ issues = Table(
     Column("text", Text, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("finished_at", UtcDateTime(), nullable=True),
+    # what the archive's index shows of an issue: its authors (a JSON list) and its preheader
+    # as the summary; none for issues recorded before migration 0006
+    Column("authors", JSON, nullable=True),
+    Column("preheader", Text, nullable=True),
     UniqueConstraint("slug", "list_id", name="uq_issues_slug_list"),
 )
 

@@ -8,6 +8,7 @@ suppressed address, and a list the subscriber left is only re-joined through dou
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from newsletter.store.schema import lists, subscribers, subscriptions, suppressi
 from newsletter.tokens import new_subscriber_uid
 
 __all__ = [
+    "JoinOutcome",
     "SubscribeRequest",
     "Subscriber",
     "Subscription",
@@ -42,6 +44,7 @@ __all__ = [
     "find_by_uid",
     "is_suppressed",
     "iter_subscribers",
+    "join_list",
     "list_ids",
     "request_subscription",
     "resolve_lists",
@@ -525,6 +528,65 @@ def unsubscribe(
     :func:`suppress` so that no later import or form brings the address back.
     """
     return _end_subscriptions(conn, subscriber_id, list_id, now or _now()) > 0
+
+
+class JoinOutcome(enum.Enum):
+    """What following a "more from us" join link did."""
+
+    JOINED = "joined"
+    ALREADY = "already"  # on the list (confirmed) already: nothing changed
+    REFUSED = "refused"  # no such subscriber, suppressed, or on no list any more
+
+
+def join_list(
+    conn: Connection,
+    uid: str,
+    list_id: int,
+    *,
+    now: datetime | None = None,
+    dry_run: bool = False,
+) -> JoinOutcome:
+    """Put subscriber ``uid`` on ``list_id``, confirmed, on their own click in an issue.
+
+    The link was signed into the copy mailed to them as a confirmed recipient: pressing the
+    button proves control of the mailbox as a confirmation link does, so the list joins at
+    once, a list they left earlier included (their own choice again). A suppressed address,
+    or one that left every list (it no longer receives anything, so an old email's link is
+    all that is left), is refused. ``dry_run`` says what a click would do, changing nothing.
+    """
+    now = now or _now()
+    found = find_by_uid(conn, uid)
+    if found is None:
+        return JoinOutcome.REFUSED
+    if not any(s.status is SubscriptionStatus.CONFIRMED for s in found.subscriptions):
+        return JoinOutcome.REFUSED
+    current = found.subscription(list_id)
+    verdict = decide(
+        authority=Authority.RECIPIENT,
+        current=current.status if current else None,
+        suppressed=is_suppressed(conn, found.email_normalized),
+    )
+    if verdict.refused:
+        return JoinOutcome.REFUSED
+    if verdict is Verdict.KEEP:
+        return JoinOutcome.ALREADY
+    if dry_run:
+        return JoinOutcome.JOINED
+    if verdict is Verdict.ADD:
+        conn.execute(
+            dialect_insert(conn, subscriptions)
+            .values(
+                subscriber_id=found.id,
+                list_id=list_id,
+                status=SubscriptionStatus.CONFIRMED.value,
+                created_at=now,
+                confirmed_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["subscriber_id", "list_id"])
+        )
+    else:  # CONFIRM, REJOIN
+        _set_status(conn, found.id, list_id, SubscriptionStatus.CONFIRMED, now)
+    return JoinOutcome.JOINED
 
 
 def erase(conn: Connection, email: str, *, now: datetime | None = None) -> bool:

@@ -12,6 +12,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import Engine
 from starlette.applications import Starlette
@@ -25,7 +26,7 @@ from starlette.staticfiles import StaticFiles
 from newsletter import urls
 from newsletter.config import Settings
 from newsletter.store.database import make_engine
-from newsletter.web import admin, archive, redirect, subscribe, unsubscribe
+from newsletter.web import admin, archive, join, redirect, subscribe, unsubscribe
 from newsletter.web.context import Mailer, SmtpMailer, WebContext, page_environment
 from newsletter.web.ratelimit import Clock, RateLimiter
 
@@ -35,6 +36,15 @@ __all__ = ["Mailer", "SmtpMailer", "create_app"]
 # one address behind a NAT may serve a whole office, so the IP limit is looser.
 PER_ADDRESS_LIMIT = (3, 3600.0)
 PER_IP_LIMIT = (20, 600.0)
+
+
+class ImmutableFiles(StaticFiles):
+    """Static files that never change under their name: cached for a year, never revalidated."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        return response
 
 
 def create_app(
@@ -63,6 +73,7 @@ def create_app(
     routes: list[BaseRoute] = [
         *subscribe.routes(ctx),
         *unsubscribe.routes(ctx),
+        *join.routes(ctx),
         *archive.routes(settings, engine),
         *redirect.routes(
             settings,
@@ -71,6 +82,15 @@ def create_app(
             not_found=lambda: ctx.page("not_found.html", status_code=404, private=True),
         ),
     ]
+    # the resized copies first: their names carry a digest of what they were made from, so
+    # a cache may keep them for good
+    routes.append(
+        Mount(
+            urls.DERIVED_IMAGES,
+            app=ImmutableFiles(directory=settings.derived_images_dir, check_dir=False),
+            name="derived_images",
+        )
+    )
     admin_routes, admin_ctx = admin.routes(settings, engine, clock=now)
     routes += admin_routes
     routes.append(

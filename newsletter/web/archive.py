@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import urlencode
 
+import lxml.html
 from markupsafe import escape
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
@@ -22,7 +25,8 @@ from starlette.templating import Jinja2Templates
 
 from newsletter import urls
 from newsletter.config import Settings
-from newsletter.model import PLACEHOLDERS
+from newsletter.i18n import long_date, translations
+from newsletter.model import JOIN_URL_PLACEHOLDER, PLACEHOLDERS, join_url_placeholder
 from newsletter.store.issues import SentIssue, sent_copies, sent_issues
 from newsletter.templating import Templates, environment
 
@@ -31,6 +35,8 @@ ATOM_NS = "http://www.w3.org/2005/Atom"
 # surrogates, U+FFFE/U+FFFF); legal in an issue file, and one would break the whole feed.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 FEED_ENTRIES = 20
+# the class the email template gives what only makes sense in an inbox
+_EMAIL_ONLY = "email-only"
 # A page must never be framed by another site or run script; the email needs inline styles
 # and its images (which may live on a CDN).
 PAGE_CSP = (
@@ -51,19 +57,47 @@ class ArchivedIssue:
     issue_date: datetime
     sent_at: datetime
     html: str
+    authors: tuple[str, ...] = ()
+    # the inbox preview line, the index's summary (empty for issues recorded before it was kept)
+    preheader: str = ""
 
     @property
     def path(self) -> str:
         return urls.archive_issue_path(self.list_slug, self.slug)
 
 
-def public_html(html: str, *, subscribe_url: str) -> str:
+def strip_email_only(html: str) -> str:
+    """``html`` without the elements the template marks ``email-only``.
+
+    The "view in your browser" bar and the unsubscribe line make sense only in an inbox; taken
+    out whole, they leave no separator or empty bar behind. HTML stored before the marks
+    existed has none and passes through unchanged.
+    """
+    if _EMAIL_ONLY not in html:
+        return html
+    doc = lxml.html.document_fromstring(html)
+    for element in doc.find_class(_EMAIL_ONLY):
+        element.drop_tree()
+    doctype = "<!doctype html>\n" if html.lstrip()[:9].lower() == "<!doctype" else ""
+    return doctype + str(lxml.html.tostring(doc, encoding="unicode"))
+
+
+def public_html(
+    html: str, *, subscribe_url: str, join_urls: Mapping[str, str] | None = None
+) -> str:
     """The stored email HTML with every per-recipient piece removed.
 
-    A link whose target is a placeholder (the unsubscribe link) is dropped with its text; a
-    placeholder anywhere else becomes the public subscribe page, which is what a reader of the
-    archive who is not (yet) a subscriber can use.
+    The parts marked email-only go first (:func:`strip_email_only`). A recipient's join link
+    becomes the subscribe page with that list ticked (``join_urls``; one for a list no longer
+    configured, the plain subscribe page). A link whose target is another placeholder (the
+    unsubscribe link) is dropped with its text; a placeholder anywhere else becomes the public
+    subscribe page, which is what a reader of the archive who is not (yet) a subscriber can
+    use.
     """
+    html = strip_email_only(html)
+    for placeholder, url in (join_urls or {}).items():
+        html = html.replace(placeholder, url)
+    html = JOIN_URL_PLACEHOLDER.sub(subscribe_url, html)
     for placeholder in PLACEHOLDERS:
         link = re.compile(
             r"<a\b[^>]*\bhref\s*=\s*([\"'])" + re.escape(placeholder) + r"\1[^>]*>.*?</a\s*>",
@@ -94,12 +128,26 @@ class Archive:
             subject=sent.subject,
             issue_date=sent.issue_date,
             sent_at=sent.sent_at,
-            html=public_html(sent.html, subscribe_url=self.subscribe_url) if with_html else "",
+            authors=sent.authors,
+            preheader=sent.preheader,
+            html=(
+                public_html(sent.html, subscribe_url=self.subscribe_url, join_urls=self.join_urls)
+                if with_html
+                else ""
+            ),
         )
 
     @property
     def subscribe_url(self) -> str:
         return urls.subscribe_url(self.settings.publication.base_url)
+
+    @property
+    def join_urls(self) -> dict[str, str]:
+        """Each list's join placeholder -> the subscribe page with that list ticked."""
+        return {
+            join_url_placeholder(slug): f"{self.subscribe_url}?{urlencode({'list': slug})}"
+            for slug in self.settings.lists
+        }
 
     def absolute(self, path: str) -> str:
         return urls.absolute(self.settings.publication.base_url, path)
@@ -123,6 +171,7 @@ class Archive:
         """The Atom feed (RFC 4287) of the newest sent issues, as UTF-8 XML."""
         entries = self.latest(limit=FEED_ENTRIES, with_html=True)
         pub = self.settings.publication
+        _ = translations(pub.lang).gettext
         ET.register_namespace("", ATOM_NS)
 
         def sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
@@ -136,7 +185,7 @@ class Archive:
         feed_url = self.absolute(urls.ARCHIVE_FEED)
         sub(feed, "id", feed_url)
         sub(feed, "title", pub.name)
-        sub(feed, "subtitle", f"Every issue of {pub.name}")
+        sub(feed, "subtitle", _("Every issue of %(name)s") % {"name": pub.name})
         updated = max((e.sent_at for e in entries), default=datetime(2000, 1, 1, tzinfo=UTC))
         sub(feed, "updated", _rfc3339(updated))
         sub(feed, "link", rel="self", type="application/atom+xml", href=feed_url)
@@ -152,7 +201,7 @@ class Archive:
             sub(entry, "updated", _rfc3339(issue.sent_at))
             sub(entry, "published", _rfc3339(issue.sent_at))
             sub(entry, "link", rel="alternate", type="text/html", href=url)
-            sub(entry, "summary", issue.subject)
+            sub(entry, "summary", issue.preheader or issue.subject)
             sub(entry, "category", term=issue.list_slug, label=issue.list_name)
             sub(entry, "content", issue.html, type="html")
         body: bytes = ET.tostring(feed, encoding="utf-8", xml_declaration=True)
@@ -165,12 +214,14 @@ def _templates(settings: Settings) -> Jinja2Templates:
 
 def _with_nav(html: str, issue: ArchivedIssue, settings: Settings) -> str:
     """Put a slim bar linking back to the archive at the top of the email's own page."""
+    lang = settings.publication.lang
+    _ = translations(lang).gettext
+    back = _("All issues of %(name)s") % {"name": settings.publication.name}
     bar = (
         '<div style="font-family:Helvetica,Arial,sans-serif;font-size:14px;padding:8px 12px;'
         f'background:{escape(settings.brand.primary_color)};color:#ffffff">'
-        f'<a href="{urls.ARCHIVE}" style="color:#ffffff">'
-        f"&larr; All issues of {escape(settings.publication.name)}</a>"
-        f" &middot; {escape(issue.issue_date.strftime('%d %B %Y'))}</div>"
+        f'<a href="{urls.ARCHIVE}" style="color:#ffffff">&larr; {escape(back)}</a>'
+        f" &middot; {escape(long_date(issue.issue_date.date(), lang))}</div>"
     )
     match = re.search(r"<body\b[^>]*>", html, re.IGNORECASE)
     if match is None:

@@ -16,6 +16,7 @@ from starlette.types import Message
 
 from newsletter.config import Settings
 from newsletter.errors import BodyTooLarge
+from newsletter.i18n import translations
 from newsletter.store.subscribers import ensure_lists
 from newsletter.templating import Templates, environment
 from newsletter.transport import send_single
@@ -93,6 +94,10 @@ class WebContext:
             with self.engine.begin() as conn:
                 self._list_ids = ensure_lists(conn, self.settings)
         return self._list_ids
+
+    def gettext(self, message: str) -> str:
+        """``message`` in the publication's language (messages marked ``N_`` where made)."""
+        return translations(self.settings.publication.lang).gettext(message)
 
     def page(
         self,

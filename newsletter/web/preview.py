@@ -39,8 +39,14 @@ from newsletter.config import Settings
 from newsletter.diagnostics import Problem, Severity
 from newsletter.emails import PREVIEW_TOKEN, preview_copy, test_copy
 from newsletter.errors import NewsletterError
+from newsletter.images import DERIVED_URL_PATH, derive_images
 from newsletter.issues import load_issue
-from newsletter.model import UNSUBSCRIBE_URL_PLACEHOLDER, Issue, RenderedIssue
+from newsletter.model import (
+    JOIN_URL_PLACEHOLDER,
+    UNSUBSCRIBE_URL_PLACEHOLDER,
+    Issue,
+    RenderedIssue,
+)
 from newsletter.rendering import Renderer
 from newsletter.templating import Templates, environment
 from newsletter.transport import send_single
@@ -132,6 +138,10 @@ def display_html(html: str, settings: Settings) -> str:
     """
     public_images = urls.absolute(settings.publication.base_url, urls.IMAGES + "/")
     html = html.replace(public_images, urls.IMAGES + "/")
+    # a join link looks as it will, and leads nowhere: the stand-in token is no token
+    html = JOIN_URL_PLACEHOLDER.sub(
+        urls.join_url(settings.publication.base_url, PREVIEW_TOKEN), html
+    )
     return html.replace(
         UNSUBSCRIBE_URL_PLACEHOLDER, unsubscribe_url(settings.publication.base_url, PREVIEW_TOKEN)
     )
@@ -151,14 +161,16 @@ class PreviewRenderer(Renderer):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        self._last: tuple[Issue, str] | None = None
+        self._last: tuple[Issue, object, str] | None = None
 
     def render_html(self, issue: Issue, context: dict[str, Any] | None = None) -> str:
+        # the images are part of the key: a replaced picture gets a new derivative name
+        images = context.get("images") if context is not None else None
         last = self._last
-        if last is not None and last[0] == issue:
-            return last[1]
+        if last is not None and last[0] == issue and last[1] == images:
+            return last[2]
         html = super().render_html(issue, context)
-        self._last = (issue, html)
+        self._last = (issue, images, html)
         return html
 
 
@@ -259,7 +271,7 @@ class PreviewState:
             return IssuePreview(name, path, problems, issue=issue)
         try:
             issue = load_issue(path, settings)
-            rendered = self.renderer.render(issue)
+            rendered = self.renderer.render(issue, derive_images(issue, settings))
             message = preview_copy(rendered, settings, to=preview_recipient(settings))
         except NewsletterError as exc:
             return IssuePreview(name, path, problems, failure=str(exc))
@@ -435,10 +447,16 @@ async def send_test(request: Request) -> Response:
 
 
 async def image(request: Request) -> Response:
-    """Files from ``issues/images``; nothing outside that folder is reachable."""
+    """Files from ``issues/images`` and their derivatives; nothing outside is reachable."""
     app: PreviewApp = request.app.state.preview
-    base = app.state.images_dir.resolve()
-    target = (base / request.path_params["path"]).resolve()
+    path = request.path_params["path"]
+    derived = DERIVED_URL_PATH.removeprefix("images/") + "/"
+    if path.startswith(derived):
+        base = app.state.settings.derived_images_dir.resolve()
+        path = path.removeprefix(derived)
+    else:
+        base = app.state.images_dir.resolve()
+    target = (base / path).resolve()
     if not target.is_relative_to(base) or not target.is_file():
         return Response("not found\n", status_code=404, media_type="text/plain")
     # revalidate every time: an image the editor just replaced must show on the next reload

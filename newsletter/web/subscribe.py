@@ -49,8 +49,14 @@ from newsletter.web.context import (
 
 log = logging.getLogger(__name__)
 
+
+def N_(message: str) -> str:
+    """Mark ``message`` for the catalog; it is translated where it is shown."""
+    return message
+
+
 HONEYPOT_FIELD = "website"
-ACCEPTED = "Almost done: check your inbox for a link to confirm your subscription."
+ACCEPTED = N_("Almost done: check your inbox for a link to confirm your subscription.")
 
 
 @dataclass(frozen=True)
@@ -63,13 +69,15 @@ class SubscribeForm:
 
 def routes(ctx: WebContext) -> list[BaseRoute]:
     async def form_page(request: Request) -> Response:
-        return ctx.page("subscribe.html", values={}, error=None, lists=_choices(ctx))
+        # ?list=business ticks that list (the archive's "more from us" links ask for it)
+        wanted = request.query_params.get("list")
+        return ctx.page("subscribe.html", values={}, error=None, lists=_choices(ctx, wanted))
 
     async def subscribe(request: Request) -> Response:
         wants_json = "application/json" in request.headers.get("content-type", "")
         client_ip = request.client.host if request.client else "unknown"
         if not ctx.per_ip.hit(client_key(client_ip)):
-            return _reply(ctx, wants_json, 429, "Too many requests; please try again later.")
+            return _reply(ctx, wants_json, 429, N_("Too many requests; please try again later."))
         try:
             form = await _read_form(request, wants_json)
         except FormError as exc:
@@ -81,7 +89,10 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         except FormError as exc:
             return _reply(ctx, wants_json, 400, str(exc), values=values)
         except InvalidAddressError as exc:
-            message = f"That email address is not valid: {exc.reason}"
+            # email-validator's reason is English: it is given only where the language is
+            message = ctx.gettext(N_("That email address is not valid: %(reason)s")) % {
+                "reason": exc.reason
+            }
             return _reply(ctx, wants_json, 400, message, values=values)
         if form.honeypot or not ctx.per_address.hit(mailbox_key(normalized)):
             return _accepted(ctx, wants_json)
@@ -211,19 +222,19 @@ async def _read_form(request: Request, wants_json: bool) -> SubscribeForm:
     try:
         body = await read_body(request)
     except BodyTooLarge:
-        raise FormError("The request is too large.", status=413) from None
+        raise FormError(N_("The request is too large."), status=413) from None
     if wants_json:
         try:
             data = json.loads(body or b"{}")
         except (ValueError, UnicodeDecodeError):
-            raise FormError("The request body is not valid JSON.") from None
+            raise FormError(N_("The request body is not valid JSON.")) from None
         if not isinstance(data, dict):
-            raise FormError("Send a JSON object with an 'email' field.")
+            raise FormError(N_("Send a JSON object with an 'email' field."))
         raw_lists = data.get("lists") or []
         if isinstance(raw_lists, str):
             raw_lists = [raw_lists]
         if not isinstance(raw_lists, list) or not all(isinstance(x, str) for x in raw_lists):
-            raise FormError("'lists' must be a list of list names.")
+            raise FormError(N_("'lists' must be a list of list names."))
         email, name, honeypot = data.get("email"), data.get("name"), data.get(HONEYPOT_FIELD)
         lists = tuple(raw_lists)
     else:
@@ -231,9 +242,9 @@ async def _read_form(request: Request, wants_json: bool) -> SubscribeForm:
         email, name, honeypot = form.get("email"), form.get("name"), form.get(HONEYPOT_FIELD)
         lists = tuple(str(v) for v in form.getlist("lists"))
     if not isinstance(email, str) or not email.strip():
-        raise FormError("Please enter your email address.")
+        raise FormError(N_("Please enter your email address."))
     if name is not None and not isinstance(name, str):
-        raise FormError("'name' must be text.")
+        raise FormError(N_("'name' must be text."))
     return SubscribeForm(
         email=email,
         name=clean_name(name),
@@ -246,21 +257,22 @@ def _check_lists(ctx: WebContext, requested: tuple[str, ...]) -> list[str]:
     slugs = list(dict.fromkeys(requested)) or [ctx.settings.publication.default_list]
     for slug in slugs:
         if slug not in ctx.settings.lists:
-            raise FormError("Please choose one of the newsletters offered.")
+            raise FormError(N_("Please choose one of the newsletters offered."))
     return slugs
 
 
-def _choices(ctx: WebContext) -> list[Mapping[str, Any]]:
-    default = ctx.settings.publication.default_list
+def _choices(ctx: WebContext, wanted: str | None = None) -> list[Mapping[str, Any]]:
+    checked = wanted if wanted in ctx.settings.lists else ctx.settings.publication.default_list
     return [
-        {"slug": slug, "list": ml, "checked": slug == default}
+        {"slug": slug, "list": ml, "checked": slug == checked}
         for slug, ml in ctx.settings.lists.items()
     ]
 
 
 def _accepted(ctx: WebContext, wants_json: bool) -> Response:
     if wants_json:
-        return JSONResponse({"status": "pending", "message": ACCEPTED}, status_code=202)
+        message = ctx.gettext(ACCEPTED)
+        return JSONResponse({"status": "pending", "message": message}, status_code=202)
     return ctx.page("check_inbox.html")
 
 
@@ -272,6 +284,7 @@ def _reply(
     *,
     values: Mapping[str, str] | None = None,
 ) -> Response:
+    message = ctx.gettext(message)
     if wants_json:
         return JSONResponse({"status": "error", "message": message}, status_code=status)
     return ctx.page(
