@@ -77,7 +77,6 @@ _KINDS = {
 }
 
 
-
 def template_folder(settings: Settings, kind: Templates) -> Path:
     """Where the templates of ``kind`` are looked up."""
     folder = _KINDS[kind].folder
