@@ -98,17 +98,38 @@ def automated(method: str, user_agent: str | None) -> str | None:
 
 
 @dataclass
+class _Recent:
+    """One client's clicks on one issue within the window: in order, and counted per link."""
+
+    times: deque[tuple[float, int]] = field(default_factory=deque)
+    links: dict[int, int] = field(default_factory=dict)
+
+    def add(self, now: float, position: int, window: float) -> int:
+        while self.times and now - self.times[0][0] > window:
+            _, old = self.times.popleft()
+            left = self.links[old] - 1
+            if left:
+                self.links[old] = left
+            else:
+                del self.links[old]
+        self.times.append((now, position))
+        self.links[position] = self.links.get(position, 0) + 1
+        return len(self.links)
+
+
+@dataclass
 class BurstDetector:
     """Several different links of one issue from one client within ``window`` seconds.
 
-    Memory is bounded: a client's entries older than the window are dropped when it comes
-    back, and the whole table is swept when it grows past ``max_clients``.
+    Constant time per click (on the redirect's hot path, one client may be a gateway sending
+    thousands). Memory is bounded: a client's entries older than the window are dropped when
+    it comes back, and the whole table is swept when it grows past ``max_clients``.
     """
 
     window: float = 1.0
     links: int = 3
     max_clients: int = 50_000
-    _recent: dict[tuple[str, int], deque[tuple[float, int]]] = field(default_factory=dict)
+    _recent: dict[tuple[str, int], _Recent] = field(default_factory=dict)
 
     def hit(self, client: str, issue_id: int, position: int, now: float) -> bool:
         """Record a click; True when it makes (or continues) a burst."""
@@ -117,14 +138,14 @@ class BurstDetector:
         if recent is None:
             if len(self._recent) >= self.max_clients:
                 self._sweep(now)
-            recent = self._recent[key] = deque()
-        while recent and now - recent[0][0] > self.window:
-            recent.popleft()
-        recent.append((now, position))
-        return len({p for _, p in recent}) >= self.links
+            recent = self._recent[key] = _Recent()
+        return recent.add(now, position, self.window) >= self.links
 
     def _sweep(self, now: float) -> None:
-        for key in [k for k, v in self._recent.items() if not v or now - v[-1][0] > self.window]:
+        stale = [
+            k for k, v in self._recent.items() if not v.times or now - v.times[-1][0] > self.window
+        ]
+        for key in stale:
             del self._recent[key]
         if len(self._recent) >= self.max_clients:
             self._recent.clear()

@@ -368,3 +368,52 @@ def test_a_resumed_send_tracks_as_it_began(
     assert [m.group(0) for m in TRACKED.finditer(first[0])] == [
         m.group(0) for m in TRACKED.finditer(second[0])
     ]
+
+
+def test_the_buffer_keeps_hits_while_the_database_is_away_and_stays_bounded(
+    engine: Engine, lists: dict[str, int], tmp_path: Path
+) -> None:
+    from newsletter.store.database import make_engine
+    from newsletter.web.redirect import HitBuffer
+
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        iid = conn.execute(
+            issues.insert()
+            .values(
+                slug="b",
+                list_id=lists["weekly"],
+                title="b",
+                subject="b",
+                issue_date=now,
+                status="finished",
+                html="",
+                text="",
+                created_at=now,
+            )
+            .returning(issues.c.id)
+        ).scalar_one()
+    clock = [100.0]
+    away = make_engine(f"sqlite:///{tmp_path / 'missing' / 'x.db'}")
+    buffer = HitBuffer(
+        away,
+        scanner_window=timedelta(seconds=10),
+        retention_days=90,
+        max_pending=5,
+        clock=lambda: clock[0],
+    )
+    for i in range(7):
+        buffer.add(Hit(iid, HitKind.CLICK, 1, now), f"10.0.0.{i}")
+    assert (len(buffer), buffer.dropped) == (5, 2)
+    # not settled yet: nothing is written before it is a second old
+    buffer.engine = engine
+    assert buffer.flush() == 0
+    clock[0] += 2
+    buffer.engine = away
+    assert buffer.flush() == 0
+    assert len(buffer) == 5  # the failed batch went back, in order
+    buffer.engine = engine
+    assert buffer.flush() == 5
+    with engine.connect() as conn:
+        assert conn.execute(select(link_counts.c.clicks)).scalar_one() == 5
+    away.dispose()

@@ -71,16 +71,17 @@ def create_app(
         retention_days=settings.analytics.retention_days,
     )
     routes: list[BaseRoute] = [
-        *subscribe.routes(ctx),
-        *unsubscribe.routes(ctx),
-        *join.routes(ctx),
-        *archive.routes(settings, engine),
+        # first: the redirect is the one hot path, and routes are matched in order
         *redirect.routes(
             settings,
             engine,
             hits,
             not_found=lambda: ctx.page("not_found.html", status_code=404, private=True),
         ),
+        *subscribe.routes(ctx),
+        *unsubscribe.routes(ctx),
+        *join.routes(ctx),
+        *archive.routes(settings, engine),
     ]
     # the resized copies first: their names carry a digest of what they were made from, so
     # a cache may keep them for good

@@ -76,7 +76,7 @@ class HitBuffer:
         retention_days: int,
         settle: float = 1.0,
         flush_every: float = 1.0,
-        max_batch: int = 5000,
+        max_batch: int = 250,
         max_pending: int = 200_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -89,6 +89,9 @@ class HitBuffer:
         self.max_pending = max_pending
         self.clock = clock
         self.bursts = BurstDetector()
+        # each client's recent clicks on an issue not yet marked automated, so a burst found
+        # now marks them too without walking the whole buffer
+        self._unmarked: dict[tuple[str, int], deque[_Pending]] = {}
         self.dropped = 0
         self.written = 0
         self._pending: deque[_Pending] = deque()
@@ -100,9 +103,11 @@ class HitBuffer:
         now = self.clock()
         entry = _Pending(hit, client, now)
         with self._lock:
-            clicked = hit.kind is HitKind.CLICK and hit.position is not None
-            if clicked and self.bursts.hit(client, hit.issue_id, hit.position or 0, now):
-                self._mark_burst(entry)
+            if hit.kind is HitKind.CLICK and hit.position is not None:
+                if self.bursts.hit(client, hit.issue_id, hit.position, now):
+                    self._mark_burst(entry)
+                elif hit.automated is None:
+                    self._remember(entry)
             self._pending.append(entry)
             while len(self._pending) > self.max_pending:
                 self._pending.popleft()
@@ -110,25 +115,35 @@ class HitBuffer:
 
     def _mark_burst(self, entry: _Pending) -> None:
         # this click and the ones before it from that client, still in memory, are a scanner's
-        cutoff = entry.at - self.bursts.window
         entry.hit = _as_automated(entry.hit, BURST)
-        for other in reversed(self._pending):
-            if other.at < cutoff:
-                break
-            if other.client == entry.client and other.hit.issue_id == entry.hit.issue_id:
-                other.hit = _as_automated(other.hit, BURST)
+        earlier = self._unmarked.pop((entry.client, entry.hit.issue_id), None)
+        for other in earlier or ():
+            other.hit = _as_automated(other.hit, BURST)
+
+    def _remember(self, entry: _Pending) -> None:
+        key = (entry.client, entry.hit.issue_id)
+        recent = self._unmarked.get(key)
+        if recent is None:
+            if len(self._unmarked) >= self.bursts.max_clients:
+                cutoff = entry.at - self.bursts.window
+                for k in [k for k, v in self._unmarked.items() if not v or v[-1].at < cutoff]:
+                    del self._unmarked[k]
+            recent = self._unmarked[key] = deque()
+        while recent and entry.at - recent[0].at > self.bursts.window:
+            recent.popleft()
+        recent.append(entry)
 
     def __len__(self) -> int:
         return len(self._pending)
 
-    def _take(self, everything: bool) -> list[Hit]:
+    def _take(self, everything: bool) -> list[_Pending]:
         cutoff = self.clock() - self.settle
-        batch: list[Hit] = []
+        batch: list[_Pending] = []
         with self._lock:
             while self._pending and len(batch) < self.max_batch:
                 if not everything and self._pending[0].at > cutoff:
                     break
-                batch.append(self._pending.popleft().hit)
+                batch.append(self._pending.popleft())
         return batch
 
     def flush(self, *, everything: bool = False) -> int:
@@ -140,16 +155,20 @@ class HitBuffer:
                 if not batch:
                     return total
                 try:
-                    record_hits(self.engine, batch, scanner_window=self.scanner_window)
+                    record_hits(
+                        self.engine, [p.hit for p in batch], scanner_window=self.scanner_window
+                    )
                 except NewsletterError as exc:
+                    # back in front, as they were: the next flush tries them first
                     with self._lock:
-                        self._pending.extendleft(
-                            _Pending(h, "", self.clock()) for h in reversed(batch)
-                        )
+                        self._pending.extendleft(reversed(batch))
                     log.warning("analytics: hits not written yet (%d waiting): %s", len(self), exc)
                     return total
                 total += len(batch)
                 self.written += len(batch)
+                # let the event loop have the interpreter between batches: one long write would
+                # hold it for tens of milliseconds and stall every redirect meanwhile
+                time.sleep(0)
 
     def prune(self) -> int:
         return prune_hits(self.engine, now=datetime.now(UTC), retention_days=self.retention_days)
