@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -260,4 +259,3 @@ def test_admin_add_user_from_the_environment_or_a_prompt(
     )
     assert unknown.exit_code == 1
     assert "no list named 'nope'" in unknown.output
-    _ = datetime, UTC

@@ -13,7 +13,6 @@ from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
 from newsletter.config import Settings
-from newsletter.store.accounts import start_session
 from newsletter.store.importing import import_csv
 from newsletter.store.issues import start_issue
 from newsletter.store.schema import admin_sessions
@@ -334,4 +333,3 @@ def test_a_session_of_a_removed_account_is_gone(signed_in: TestClient, engine: E
     with engine.begin() as conn:
         remove_editor(conn, EDITOR)
     assert signed_in.get("/admin").status_code == 303
-    _ = start_session

@@ -224,3 +224,30 @@ def test_list_growth_week_by_week(engine: Engine, settings: Settings) -> None:
     assert [w.start.isoformat() for w in weeks] == ["2026-11-09", "2026-11-16", "2026-11-23"]
     assert [w.counts["joined"] for w in weeks] == [0, 2, 2]
     assert [w.counts["confirmed"] for w in weeks] == [0, 2, 2]
+
+
+def test_an_unsubscribe_by_mail_is_attributed_too(
+    engine: Engine, tracked: Settings, smtpd: SMTPServer, project: Path
+) -> None:
+    from email.message import EmailMessage
+
+    from newsletter.inbound.mailto import MailRequest, handle_unsubscribe_mail
+
+    with engine.begin() as conn:
+        ids = ensure_lists(conn, tracked)
+        add_subscriber(conn, "bymail@example.org", list_ids=[ids["weekly"]])
+    run_send(tracked, engine, project / "issues" / ISSUE, policy=FAST)
+    header = str(smtpd.handler.messages[0].message["List-Unsubscribe"])
+    mailto = re.search(r"<(mailto:[^>]+)>", header)
+    assert mailto is not None
+    token = mailto.group(1).split("%20", 1)[1]
+    request = EmailMessage()
+    request["From"] = "bymail@example.org"
+    request["To"] = "unsubscribe@test.example"
+    request["Subject"] = f"unsubscribe {token}"
+    with engine.begin() as conn:
+        outcome = handle_unsubscribe_mail(conn, tracked.token_keys, request)
+    assert outcome.result is MailRequest.UNSUBSCRIBED
+    ref = find_issue(engine, SLUG, "weekly")
+    assert ref is not None
+    assert issue_report(engine, ref).engagement.unsubscribes == 1

@@ -10,7 +10,7 @@ subscriber.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -452,17 +452,6 @@ def link_targets(engine: Engine, issue_id: int) -> tuple[bool, dict[int, str]] |
             )
         }
     return bool(row.per_subscriber), targets
-
-
-def issues_with_hits(conn: Connection, issue_ids: Iterable[int]) -> set[int]:
-    ids = list(issue_ids)
-    if not ids:
-        return set()
-    return set(
-        conn.execute(
-            select(issue_tracking.c.issue_id).where(issue_tracking.c.issue_id.in_(ids))
-        ).scalars()
-    )
 
 
 # --- bounces and complaints of an issue -------------------------------------------------------
