@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.base import BaseTrigger
 
 from newsletter.config import Settings
 from newsletter.errors import ConfigError
@@ -62,15 +62,9 @@ class Schedule:
     def __str__(self) -> str:
         return f"{self.weekday} {self.hour:02d}:{self.minute:02d} {self.timezone}"
 
-    def trigger(self) -> CronTrigger:
-        """The APScheduler trigger; ``day_of_week`` is a name, never a number."""
-        return CronTrigger(
-            day_of_week=self.weekday,
-            hour=self.hour,
-            minute=self.minute,
-            second=0,
-            timezone=self.tz,
-        )
+    def trigger(self) -> SlotTrigger:
+        """The APScheduler trigger that fires at exactly these slots."""
+        return SlotTrigger(self)
 
     def slot_on(self, day: date) -> datetime:
         """The slot on ``day`` (which must be the slot's weekday), as an aware local datetime.
@@ -108,6 +102,46 @@ class Schedule:
     def next_slot(self, moment: datetime) -> datetime:
         """The first slot at or after ``moment``."""
         return next(self.slots_from(moment))
+
+
+class SlotTrigger(BaseTrigger):  # type: ignore[misc]
+    """An APScheduler trigger firing at a :class:`Schedule`'s slots, as the schedule computes them.
+
+    APScheduler 3's ``CronTrigger`` skips a week around DST changes: asked on Monday
+    2032-03-22 02:00 in Kyiv for the next Monday 00:00, it answers 2032-04-05, missing
+    2032-03-29 (the day after the clocks went forward). The slot jobs fire from the same
+    computation as the due dates and the sweep, so they cannot disagree.
+    """
+
+    def __init__(self, schedule: Schedule) -> None:
+        self.schedule = schedule
+
+    def get_next_fire_time(
+        self, previous_fire_time: datetime | None, now: datetime
+    ) -> datetime | None:
+        start = now
+        if previous_fire_time is not None:
+            # strictly after the slot that just fired, even if the clock reads it still
+            start = max(now, previous_fire_time + timedelta(seconds=1))
+        return self.schedule.next_slot(start)
+
+    def __getstate__(self) -> dict[str, object]:
+        # the job store pickles triggers; keep the state plain so it outlives code changes
+        s = self.schedule
+        return {"version": 1, "slot": (s.weekday, s.hour, s.minute, s.timezone)}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        slot = state["slot"]
+        assert isinstance(slot, tuple | list)
+        assert len(slot) == 4
+        weekday, hour, minute, zone = slot
+        self.schedule = Schedule(str(weekday), int(hour), int(minute), str(zone))
+
+    def __str__(self) -> str:
+        return f"weekly slot[{self.schedule}]"
+
+    def __repr__(self) -> str:
+        return f"<SlotTrigger {self.schedule}>"
 
 
 def parse_schedule(text: str, *, default_timezone: str, key: str = "schedule") -> Schedule:

@@ -23,7 +23,7 @@ from newsletter.autosend import RunOutcome, build_scheduler, plan, run_due, upco
 from newsletter.cli import main as cli_main
 from newsletter.config import Settings, load_settings
 from newsletter.sending import issue_sent
-from newsletter.slots import Action, Schedule, list_schedules
+from newsletter.slots import Action, Schedule, SlotTrigger, list_schedules
 from newsletter.states import DeliveryStatus
 from newsletter.store.database import make_engine
 from newsletter.store.schema import deliveries, subscribers
@@ -459,12 +459,12 @@ def test_long_running_scheduler_jobs(live: Settings, engine: Engine) -> None:
     scheduler = build_scheduler(live, engine)
     try:
         job = scheduler.get_job("slot:weekly")
-        assert "day_of_week='fri'" in str(job.trigger)
-        assert str(job.trigger.timezone) == "Europe/Kyiv"
+        assert isinstance(job.trigger, SlotTrigger)
+        assert str(job.trigger.schedule) == "fri 13:00 Europe/Kyiv"
         assert job.coalesce is True
         assert job.max_instances == 1
         assert job.misfire_grace_time == 3600
-        assert job.next_run_time.astimezone(job.trigger.timezone).hour == 13
+        assert job.next_run_time.astimezone(job.trigger.schedule.tz).hour == 13
         assert scheduler.get_job("slot:business") is None
         assert scheduler.get_job("sweep") is not None
         first_next = job.next_run_time

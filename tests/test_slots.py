@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pickle
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from apscheduler.triggers.cron import CronTrigger
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -57,7 +59,7 @@ def test_parse_errors_name_the_key_and_the_fix(text: str, needle: str) -> None:
 
 def test_trigger_uses_the_weekday_name_and_fires_on_friday() -> None:
     trigger = FRI_1300.trigger()
-    assert "day_of_week='fri'" in str(trigger)
+    assert "fri 13:00 Europe/Kyiv" in str(trigger)
     # Thursday 2026-11-19 noon UTC -> Friday 2026-11-20 13:00 Kyiv (EET, UTC+2) = 11:00 UTC
     fire = trigger.get_next_fire_time(None, datetime(2026, 11, 19, 12, tzinfo=UTC))
     assert fire.astimezone(UTC) == datetime(2026, 11, 20, 11, 0, tzinfo=UTC)
@@ -126,10 +128,39 @@ def test_next_slot_matches_the_cron_trigger(
     assert WEEKDAYS[ours.weekday()] == weekday
     assert schedule.previous_slot(now) <= now
     assert now - schedule.previous_slot(now) <= timedelta(days=7, hours=2)
-    cron = schedule.trigger().get_next_fire_time(None, now)
-    # the two only part ways for a wall-clock time inside a DST gap, which the slot keeps
-    if (ours.hour, ours.minute) == (hour, minute):
-        assert cron == ours
+    assert schedule.trigger().get_next_fire_time(None, now) == ours
+    # APScheduler's own CronTrigger, an independent implementation, agrees except inside a DST
+    # gap (the slot moves with the clocks) and where it skips the week of a DST change
+    cron = CronTrigger(
+        day_of_week=weekday, hour=hour, minute=minute, second=0, timezone=ZoneInfo(zone)
+    ).get_next_fire_time(None, now)
+    if (ours.hour, ours.minute) == (hour, minute) and cron != ours:
+        assert cron - ours == timedelta(days=7)
+        assert _dst_change_between(now, cron, ZoneInfo(zone))
+
+
+def _dst_change_between(start: datetime, end: datetime, zone: ZoneInfo) -> bool:
+    offsets = {(start + timedelta(hours=h)).astimezone(zone).utcoffset() for h in range(0, 24 * 15)}
+    return len(offsets) > 1 and end - start <= timedelta(days=15)
+
+
+def test_slot_trigger_fires_in_the_week_cron_skips_after_a_dst_change() -> None:
+    monday = Schedule("mon", 0, 0, "Europe/Kyiv")
+    now = datetime(2032, 3, 22, 0, 0, tzinfo=UTC)  # Monday 02:00 in Kyiv; clocks go forward 28th
+    cron = CronTrigger(day_of_week="mon", hour=0, minute=0, second=0, timezone=monday.tz)
+    assert cron.get_next_fire_time(None, now) == datetime(2032, 4, 5, tzinfo=monday.tz)
+    fire = monday.trigger().get_next_fire_time(None, now)
+    assert fire == datetime(2032, 3, 29, tzinfo=monday.tz)
+    # after firing it moves on a week, never re-firing the same slot
+    assert monday.trigger().get_next_fire_time(fire, fire) == datetime(2032, 4, 5, tzinfo=monday.tz)
+
+
+def test_slot_trigger_survives_the_job_store() -> None:
+    trigger = FRI_1300.trigger()
+    copy = pickle.loads(pickle.dumps(trigger))
+    now = datetime(2026, 11, 19, 12, tzinfo=UTC)
+    assert str(copy) == str(trigger)
+    assert copy.get_next_fire_time(None, now) == trigger.get_next_fire_time(None, now)
 
 
 def test_due_at_is_the_first_slot_on_or_after_the_issue_date() -> None:
