@@ -203,6 +203,36 @@ class Scheduler:
 
 
 @dataclass(frozen=True)
+class Analytics:
+    """What the publication counts about its readers; everything is off by default."""
+
+    # links in the HTML part go through {base_url}/r/<token>, counted per issue and link
+    clicks: bool = False
+    # the plain-text part's links too (they become long opaque URLs in the text)
+    clicks_in_text: bool = False
+    # clicks and opens tied to the recipient (unique counts, the subscriber page): consent!
+    per_subscriber: bool = False
+    # a 1x1 image at the end of the HTML part; always an estimate (image proxies, Apple MPP)
+    opens: bool = False
+    # raw click and open rows are deleted after this many days; the per-link totals stay
+    retention_days: int = 90
+    # a request this soon after the recipient's delivery is a mail-security scanner's
+    # (known only with per_subscriber; otherwise bursts and user agents tell)
+    scanner_window_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class Admin:
+    """The editors' dashboard at /admin on ``newsletter serve``."""
+
+    # a session ends this long after login, and after idle_minutes without a request
+    session_hours: float = 12.0
+    idle_minutes: float = 60.0
+    # failed logins allowed per account and per client address in 15 minutes
+    login_attempts: int = 5
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the package needs to know, loaded once per process."""
 
@@ -215,6 +245,8 @@ class Settings:
     dkim: Dkim = field(default_factory=Dkim)
     scheduler: Scheduler = field(default_factory=Scheduler)
     bounces: Bounces = field(default_factory=Bounces)
+    analytics: Analytics = field(default_factory=Analytics)
+    admin: Admin = field(default_factory=Admin)
     # may hold a database password: kept out of repr like the secrets below
     database_url: str = field(default="sqlite:///newsletter.db", repr=False)
     smtp_url: str = "smtp://127.0.0.1:8025"
@@ -279,6 +311,8 @@ _SECTIONS: dict[str, type[Any]] = {
     "dkim": Dkim,
     "scheduler": Scheduler,
     "bounces": Bounces,
+    "analytics": Analytics,
+    "admin": Admin,
 }
 _TOP_LEVEL = (
     "database_url",
@@ -372,6 +406,7 @@ def load_settings(
         ) from None
     _check_dkim(sections["dkim"], publication, src)
     _check_bounces(sections["bounces"], sections["smtp"], src)
+    _check_analytics(sections["analytics"], sections["admin"], src)
 
     return Settings(
         **sections,
@@ -508,6 +543,24 @@ def _secret(env: Mapping[str, str], name: str, *, minimum: int = MIN_SECRET_LENG
     if len(value) < minimum:
         raise ConfigError(ENV_PREFIX + name, f"too short; use at least {minimum} random characters")
     return value
+
+
+def _check_analytics(analytics: Analytics, admin: Admin, src: str) -> None:
+    if analytics.retention_days < 1:
+        raise ConfigError(
+            "analytics.retention_days", "must be at least 1 (days of raw rows kept)", source=src
+        )
+    if analytics.clicks_in_text and not analytics.clicks:
+        raise ConfigError(
+            "analytics.clicks_in_text", "needs analytics.clicks = true as well", source=src
+        )
+    if analytics.scanner_window_seconds < 0:
+        raise ConfigError("analytics.scanner_window_seconds", "must not be negative", source=src)
+    for key in ("session_hours", "idle_minutes"):
+        if getattr(admin, key) <= 0:
+            raise ConfigError(f"admin.{key}", "must be positive", source=src)
+    if admin.login_attempts < 1:
+        raise ConfigError("admin.login_attempts", "must be at least 1", source=src)
 
 
 def _idna(domain: str) -> str:

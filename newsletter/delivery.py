@@ -46,6 +46,9 @@ from newsletter.transport import SendResult
 from newsletter.urls import unsubscribe_mailto, unsubscribe_url
 
 Clock = Callable[[], datetime]
+# the value of a per-recipient placeholder (besides the unsubscribe link) from the issue row id
+# and the subscriber's uid: the reader token of tracked links
+PersonalValue = Callable[[int, str], str]
 # (messages done, of which sent) after each outcome of a run
 ProgressCallback = Callable[[int, int], None]
 
@@ -178,8 +181,10 @@ class DeliveryEngine:
         owner: str | None = None,
         signer: DkimSigner | None = None,
         rng: random.Random | None = None,
+        values: Mapping[str, PersonalValue] | None = None,
     ) -> None:
         self.settings = settings
+        self.values = dict(values or {})
         self.ledger = ledger
         self.transport = transport
         self.policy = policy or Policy.from_settings(settings)
@@ -354,10 +359,20 @@ class DeliveryEngine:
         to = ascii_address(row.email)
         if not to.isascii():
             raise InvalidAddressError(row.email, "a non-ASCII local part needs SMTPUTF8")
+        # signed at the engine's time: an unsubscribe is attributed to the send by it
         token = make_token(
-            self.settings.secret_key, TokenPurpose.UNSUBSCRIBE, row.uid, issue.list_id
+            self.settings.secret_key,
+            TokenPurpose.UNSUBSCRIBE,
+            row.uid,
+            issue.list_id,
+            issued_at=int(self.clock().timestamp()),
         )
         delivery = self.tokens.make(DeliveryRef(issue.id, row.subscriber_id))
+        values = {
+            name: value(issue.id, row.uid)
+            for name, value in self.values.items()
+            if name in template.names
+        }
         person = Personalization(
             to=to,
             name=row.name,
@@ -366,7 +381,7 @@ class DeliveryEngine:
             # the same id on every attempt, so a copy repeated after a crash can be told apart
             message_id=delivery_message_id(delivery, self.domain),
             delivery_token=delivery,
-            values=joins.values(self.settings, row.uid) if joins else {},
+            values={**(joins.values(self.settings, row.uid) if joins else {}), **values},
         )
         sender = envelope_sender(self.settings, delivery)
         if self.signer is None:

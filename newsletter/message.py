@@ -5,8 +5,8 @@ uses; :func:`build_email_message` is the straightforward stdlib build, used for 
 ``.eml``, the preview and test copies, and as the reference the fast path must match.
 
 The bodies carry *placeholders*, ``%%NAME%%`` markers where a per-recipient value goes (the
-unsubscribe link today; join and click links next); :class:`Personalization` carries their
-values and both builders fill in the same ones.
+unsubscribe link; the reader token of tracked links, docs/analytics.md);
+:class:`Personalization` carries their values and both builders fill in the same ones.
 """
 
 from __future__ import annotations
@@ -343,6 +343,11 @@ class MessageTemplate:
         self._names = tuple(dict.fromkeys(name for _, name in self._slots))
         self._date_second = -1
         self._date_line = b""
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The placeholders the bodies actually carry (each recipient needs a value for them)."""
+        return self._names
 
     def render(
         self, person: Personalization, *, date: datetime | None = None, dot_stuffed: bool = False

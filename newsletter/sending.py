@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from newsletter.config import MailingList, Settings
 from newsletter.delivery import Clock, DeliveryEngine, DeliveryRun, Policy, Transport
@@ -25,8 +25,16 @@ from newsletter.joins import JoinLinks, join_names, placeholders
 from newsletter.message import MessageContent, MessageTemplate, feedback_id
 from newsletter.signing import DkimSigner
 from newsletter.states import DeliveryStatus, SendStatus
+from newsletter.store.analytics import load_tracking, record_tracking
 from newsletter.store.issues import IssueRef, find_issue, load_bodies, set_status, start_issue
 from newsletter.store.ledger import Failure, SqlLedger
+from newsletter.tracking import (
+    links_for,
+    reader_placeholders,
+    reader_values,
+    tracked_content,
+    tracking_for,
+)
 from newsletter.transport import SmtpPool
 
 
@@ -100,10 +108,11 @@ def prepare_issue(
 ) -> tuple[IssueRef, MessageContent, int | None]:
     """Load and render the issue once and record it with its ledger rows (idempotent).
 
-    Returns the send, what its messages are built from, and how many ledger rows were created
-    (None when the send began earlier). A send that began earlier keeps the subject and bodies
-    it was recorded with, so a resumed send gives everyone the same issue even if the file
-    changed since.
+    Returns the send, what its messages are built from (as recorded: links not yet tracked,
+    see :func:`issue_template`), and how many ledger rows were created (None when the send
+    began earlier). A send that began earlier keeps the subject and bodies it was recorded
+    with, so a resumed send gives everyone the same issue even if the file changed since.
+    What the send counts (``[analytics]``) and its link table are recorded with the issue row.
     """
     from newsletter.images import derive_images
     from newsletter.issues import load_issue
@@ -120,6 +129,13 @@ def prepare_issue(
     rendered = Renderer(settings).render(issue, derive_images(issue, settings))
     with engine.begin() as conn:
         list_id = ensure_lists(conn, settings)[slug]
+    when = now or datetime.now(UTC)
+    tracking = tracking_for(settings)
+    links = links_for(settings, tracking, rendered)
+
+    def record(conn: Connection, issue_id: int) -> None:
+        record_tracking(conn, issue_id, tracking, links, now=when)
+
     ref, created = start_issue(
         engine,
         slug=issue.slug,
@@ -130,25 +146,57 @@ def prepare_issue(
         issue_date=issue.date,
         html=rendered.html,
         text=rendered.text,
-        now=now or datetime.now(UTC),
+        now=when,
         authors=issue.authors,
         preheader=rendered.preheader,
+        on_create=record,
     )
     return ref, rendered, created
 
 
 def issue_template(
-    settings: Settings, ref: IssueRef, content: MessageContent, mailing_list: MailingList
+    settings: Settings,
+    engine: Engine,
+    ref: IssueRef,
+    content: MessageContent,
+    mailing_list: MailingList,
 ) -> MessageTemplate:
-    """The bulk template of one send: the placeholders its bodies carry, its ``Feedback-ID``
-    and the relay's metadata header."""
+    """The per-recipient template of a send: its recorded bodies with tracked links, if any.
+
+    Its placeholders are the unsubscribe link, the bodies' join links and, when the send
+    counts per reader, the reader token. It carries the send's ``Feedback-ID`` and, with
+    ``[bounces] provider``, the relay's metadata header for the delivery token.
+    """
+    tracking, links = load_tracking(engine, ref.id)
+    delivered = tracked_content(settings, ref.id, content, tracking, links)
+    names = (*placeholders(content), *reader_placeholders(tracking))
     return MessageTemplate(
-        content,
+        delivered,
         settings,
         mailing_list,
-        placeholders=placeholders(content),
+        placeholders=names,
         feedback=feedback_id(settings, ref.slug, ref.list_slug),
         provider=settings.bounces.provider,
+    )
+
+
+def engine_for(
+    settings: Settings,
+    ledger: SqlLedger,
+    transport: Transport,
+    *,
+    policy: Policy | None = None,
+    clock: Clock | None = None,
+) -> DeliveryEngine:
+    """The delivery engine as sends and workers run it (DKIM, per-recipient link values)."""
+    return DeliveryEngine(
+        settings,
+        ledger,
+        transport,
+        policy=policy,
+        clock=clock,
+        signer=DkimSigner.from_config(settings.dkim),
+        values=reader_values(settings),
     )
 
 
@@ -172,7 +220,7 @@ def run_send(
     ref, content, created = prepare_issue(
         settings, engine, issue_path, list_slug=list_slug, now=now
     )
-    template = issue_template(settings, ref, content, settings.mailing_list(ref.list_slug))
+    template = issue_template(settings, engine, ref, content, settings.mailing_list(ref.list_slug))
     joins = join_links(engine, content, settings)
     return asyncio.run(
         _deliver(
@@ -208,14 +256,7 @@ async def _deliver(
     own_transport = transport is None
     pool: Transport = transport if transport is not None else pool_for(settings, ledger)
     clock: Clock = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
-    engine = DeliveryEngine(
-        settings,
-        ledger,
-        pool,
-        policy=policy,
-        clock=clock,
-        signer=DkimSigner.from_config(settings.dkim),
-    )
+    engine = engine_for(settings, ledger, pool, policy=policy, clock=clock)
     try:
         if progress is None:
             run = await engine.deliver(ref, template, joins=joins)

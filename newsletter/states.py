@@ -76,3 +76,10 @@ class EventSource(enum.Enum):
     POSTMARK = "postmark"
     MAILGUN = "mailgun"
     SENDGRID = "sendgrid"
+
+
+class HitKind(enum.Enum):
+    """What a reader's request to a tracked link was (analytics)."""
+
+    CLICK = "click"
+    OPEN = "open"

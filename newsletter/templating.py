@@ -30,6 +30,8 @@ class Templates(enum.Enum):
     PREVIEW = "preview"
     # templates/archive: the public archive (rendered through Starlette's Jinja2Templates)
     ARCHIVE = "archive"
+    # templates/admin: the editors' dashboard (English; every string through _() for later)
+    ADMIN = "admin"
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,12 @@ _KINDS = {
     Templates.ARCHIVE: _Kind(
         folder=None, autoescape=jinja2.select_autoescape(), strict=False, trim=False
     ),
+    Templates.ADMIN: _Kind(
+        folder="admin",
+        autoescape=jinja2.select_autoescape(("html",), default_for_string=True, default=True),
+        strict=True,
+        trim=True,
+    ),
 }
 
 
@@ -99,9 +107,13 @@ def environment(
     # every fixed string goes through gettext, in the publication's language; values passed
     # to _() are escaped like any other (newstyle)
     lang = settings.publication.lang
-    env.install_gettext_translations(  # type: ignore[attr-defined]
-        i18n.translations(lang), newstyle=True
-    )
+    if kind is Templates.ADMIN:
+        # the editors' dashboard stays in English (its strings are gettext-ready, no catalog)
+        env.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
+    else:
+        env.install_gettext_translations(  # type: ignore[attr-defined]
+            i18n.translations(lang), newstyle=True
+        )
     env.filters.update(
         longdate=lambda value: i18n.long_date(value, lang),
         join_names=lambda items: i18n.names(items, lang),
@@ -109,7 +121,7 @@ def environment(
     )
     if kind is Templates.PAGES:
         env.globals.update(publication=settings.publication, brand=settings.brand)
-    elif kind is Templates.PREVIEW:
+    elif kind in (Templates.PREVIEW, Templates.ADMIN):
         env.globals.update(publication=settings.publication)
     env.globals.update(globals or {})
     env.filters.update(filters or {})

@@ -1,4 +1,5 @@
-"""Opaque, signed tokens for links in email: unsubscribe, preferences, confirmation, joining.
+"""Opaque, signed tokens for links in email: unsubscribe, preferences, confirmation, joining,
+clicks.
 
 A token is ``base64url(purpose | subscriber uid | list id | issued-at | mac)``: the uid is a
 random value stored per subscriber, never the address or the row id, and the MAC is an
@@ -110,3 +111,94 @@ def read_token(
     if max_age_seconds is not None and current - issued_at > max_age_seconds:
         raise TokenError("this link has expired")
     return TokenData(purpose, uid.hex(), list_id, issued_at)
+
+
+# --- click and open links ---------------------------------------------------------------------
+#
+# A tracked link is ``/r/<link token>`` (``/o/<link token>`` for the open pixel): the token
+# signs a kind, the issue row and a position in its stored link table, and carries no URL, so
+# the redirect can only go where the issue pointed. With per-subscriber counting a
+# ``.<reader token>`` follows, signing the issue and the recipient's uid: one HMAC per
+# recipient, however many links the issue has. Each MAC is keyed with a label of its own, so
+# no token of one kind (or a subscriber token above) verifies as another.
+
+
+class LinkKind(enum.Enum):
+    CLICK = 1
+    OPEN = 2
+
+
+@dataclass(frozen=True)
+class LinkTokenData:
+    kind: LinkKind
+    issue_id: int
+    position: int
+
+
+_LINK_LAYOUT = struct.Struct(">BIH")
+_LINK_MAC_BYTES = 12
+_LINK_LABEL = b"newsletter link v1\x00"
+_READER_LAYOUT = struct.Struct(">I16s")
+_READER_LABEL = b"newsletter reader v1\x00"
+
+
+def _mac(key: bytes, label: bytes, payload: bytes) -> bytes:
+    return hmac.new(key, label + payload, hashlib.sha256).digest()[:_LINK_MAC_BYTES]
+
+
+def _verify(ring: Sequence[bytes], label: bytes, payload: bytes, mac: bytes) -> bool:
+    valid = False
+    for key in ring:
+        valid |= hmac.compare_digest(mac, _mac(key, label, payload))
+    return valid
+
+
+def _decode(token: str, size: int) -> bytes:
+    if not token or len(token) > 64:
+        raise TokenError()
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (binascii.Error, ValueError):
+        raise TokenError() from None
+    if len(raw) != size or _encode(raw) != token:
+        raise TokenError()
+    return raw
+
+
+def make_link_token(secret: bytes, kind: LinkKind, issue_id: int, position: int) -> str:
+    """The token of one tracked link (or the open pixel, position 0) of one issue."""
+    payload = _LINK_LAYOUT.pack(kind.value, issue_id, position)
+    return _encode(payload + _mac(secret, _LINK_LABEL, payload))
+
+
+def read_link_token(keys: bytes | Sequence[bytes], token: str) -> LinkTokenData:
+    """Verify a link token (every key tried, in constant time); TokenError if it is not ours."""
+    ring = (keys,) if isinstance(keys, bytes) else tuple(keys)
+    raw = _decode(token, _LINK_LAYOUT.size + _LINK_MAC_BYTES)
+    payload, mac = raw[: _LINK_LAYOUT.size], raw[_LINK_LAYOUT.size :]
+    if not ring or not _verify(ring, _LINK_LABEL, payload, mac):
+        raise TokenError()
+    kind, issue_id, position = _LINK_LAYOUT.unpack(payload)
+    try:
+        return LinkTokenData(LinkKind(kind), issue_id, position)
+    except ValueError:
+        raise TokenError() from None
+
+
+def make_reader_token(secret: bytes, issue_id: int, subscriber_uid: str) -> str:
+    """The per-recipient part of tracked links (per-subscriber counting only)."""
+    payload = _READER_LAYOUT.pack(issue_id, bytes.fromhex(subscriber_uid))
+    return _encode(payload + _mac(secret, _READER_LABEL, payload))
+
+
+def read_reader_token(keys: bytes | Sequence[bytes], token: str, issue_id: int) -> str:
+    """The subscriber uid a reader token carries for ``issue_id``; TokenError otherwise."""
+    ring = (keys,) if isinstance(keys, bytes) else tuple(keys)
+    raw = _decode(token, _READER_LAYOUT.size + _LINK_MAC_BYTES)
+    payload, mac = raw[: _READER_LAYOUT.size], raw[_READER_LAYOUT.size :]
+    if not ring or not _verify(ring, _READER_LABEL, payload, mac):
+        raise TokenError()
+    issued_for, uid = _READER_LAYOUT.unpack(payload)
+    if issued_for != issue_id:
+        raise TokenError()
+    return str(uid.hex())

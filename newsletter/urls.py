@@ -32,6 +32,11 @@ WEBHOOK_SES = "/webhooks/ses"
 WEBHOOK_POSTMARK = "/webhooks/postmark"
 WEBHOOK_MAILGUN = "/webhooks/mailgun"
 WEBHOOK_SENDGRID = "/webhooks/sendgrid"
+# analytics (docs/analytics.md): a tracked link's redirect and the open pixel
+CLICK = "/r/{token}"
+OPEN = "/o/{token}"
+# the editors' dashboard
+ADMIN = "/admin"
 
 # --- the editors' preview (``newsletter preview``), on its own port ---------------------------
 
@@ -91,6 +96,20 @@ def issue_file_url(base_url: str, src: str) -> str:
     if src.startswith(("http://", "https://")):
         return src
     return absolute(base_url, "/" + posixpath.normpath(src).lstrip("/"))
+
+
+def click_url(base_url: str, link_token: str, reader: str | None = None) -> str:
+    """A tracked link: ``/r/<link token>``, with ``.<reader token>`` when counted per reader.
+
+    Tokens are URL-safe base64 and go in as they are; ``reader`` may be a placeholder marker
+    that delivery fills per recipient.
+    """
+    return absolute(base_url, "/r/" + link_token + ("." + reader if reader else ""))
+
+
+def open_url(base_url: str, link_token: str, reader: str | None = None) -> str:
+    """The open pixel's address, built like :func:`click_url`."""
+    return absolute(base_url, "/o/" + link_token + ("." + reader if reader else ""))
 
 
 def unsubscribe_mailto(sender_domain: str, token: str) -> str:

@@ -13,12 +13,11 @@ from datetime import datetime
 from sqlalchemy import Engine
 
 from newsletter.config import MailingList, Settings
-from newsletter.delivery import DeliveryEngine, Policy, Transport
+from newsletter.delivery import Policy, Transport
 from newsletter.errors import QuotaReachedError
 from newsletter.joins import JoinLinks
 from newsletter.message import MessageTemplate
-from newsletter.sending import issue_template, join_links, pool_for, report_for
-from newsletter.signing import DkimSigner
+from newsletter.sending import engine_for, issue_template, join_links, pool_for, report_for
 from newsletter.states import SendStatus
 from newsletter.store.issues import load_bodies, open_issues, set_status
 from newsletter.store.ledger import SqlLedger
@@ -71,9 +70,7 @@ async def _work(
     policy: Policy | None,
 ) -> int:
     pool: Transport = transport if transport is not None else pool_for(settings, ledger)
-    engine = DeliveryEngine(
-        settings, ledger, pool, policy=policy, signer=DkimSigner.from_config(settings.dkim)
-    )
+    engine = engine_for(settings, ledger, pool, policy=policy)
     templates: dict[int, tuple[MessageTemplate, JoinLinks]] = {}
     total = 0
     pause = 1.0
@@ -89,8 +86,13 @@ async def _work(
                 if cached is None:
                     # the bodies are read once per send this worker takes on, not every poll
                     bodies = await asyncio.to_thread(load_bodies, ledger.engine, ref)
-                    template = issue_template(
-                        settings, ref, bodies, _mailing_list(settings, ref.list_slug)
+                    template = await asyncio.to_thread(
+                        issue_template,
+                        settings,
+                        ledger.engine,
+                        ref,
+                        bodies,
+                        _mailing_list(settings, ref.list_slug),
                     )
                     joins = await asyncio.to_thread(join_links, ledger.engine, bodies, settings)
                     cached = templates[ref.id] = (template, joins)

@@ -63,7 +63,17 @@ def _register() -> None:
     # Each topic module adds its commands to ``main`` on import.
     import importlib
 
-    for name in ("compose", "subscribers", "delivery", "web", "preview", "schedule", "bounces"):
+    for name in (
+        "compose",
+        "subscribers",
+        "delivery",
+        "web",
+        "preview",
+        "schedule",
+        "report",
+        "admin",
+        "bounces",
+    ):
         try:
             importlib.import_module(f"newsletter.cli.{name}")
         except ModuleNotFoundError as exc:

@@ -21,6 +21,7 @@ from newsletter.errors import TokenError
 from newsletter.inbound.model import Report, ReportKind
 from newsletter.inbound.reports import parse_report, unsubscribe_token
 from newsletter.states import EventSource
+from newsletter.store.analytics import attribute_unsubscribe
 from newsletter.store.events import record_unsubscribe
 from newsletter.store.subscribers import find_by_uid, list_ids, unsubscribe
 from newsletter.tokens import TokenPurpose, read_token
@@ -61,12 +62,15 @@ def unsubscribe_request(
     now = now or datetime.now(UTC)
     if report.kind is not ReportKind.UNSUBSCRIBE or report.unsubscribe_token is None:
         return MailOutcome(MailRequest.NOT_A_REQUEST)
-    outcome, subscriber_id, list_id, changed = _act(conn, keys, report.unsubscribe_token, now)
+    outcome, subscriber_id, list_id, changed, issue_id = _act(
+        conn, keys, report.unsubscribe_token, now
+    )
     record_unsubscribe(
         conn,
         report,
         subscriber_id=subscriber_id,
         list_id=list_id,
+        issue_id=issue_id,
         changed=changed,
         source=source,
         now=now,
@@ -77,21 +81,33 @@ def unsubscribe_request(
 
 def _act(
     conn: Connection, keys: bytes | Sequence[bytes], token: str, now: datetime
-) -> tuple[MailOutcome, int | None, int | None, bool]:
+) -> tuple[MailOutcome, int | None, int | None, bool, int | None]:
     try:
         data = read_token(keys, token, TokenPurpose.UNSUBSCRIBE)
     except TokenError:
-        return MailOutcome(MailRequest.INVALID), None, None, False
+        return MailOutcome(MailRequest.INVALID), None, None, False, None
     slugs = {lid: slug for slug, lid in list_ids(conn).items()}
     if data.list_id not in slugs:
-        return MailOutcome(MailRequest.INVALID), None, None, False
+        return MailOutcome(MailRequest.INVALID), None, None, False, None
     subscriber = find_by_uid(conn, data.subscriber_uid)
     slug = slugs[data.list_id]
     if subscriber is None:
-        return MailOutcome(MailRequest.ALREADY, slug), None, None, False
+        return MailOutcome(MailRequest.ALREADY, slug), None, None, False, None
     changed = unsubscribe(conn, subscriber.id, data.list_id, now=now)
+    issue_id: int | None = None
+    if changed:
+        # counted against the issue whose copy carried the link (analytics)
+        issue_id = attribute_unsubscribe(
+            conn,
+            subscriber_id=subscriber.id,
+            subscriber_uid=subscriber.uid,
+            list_id=data.list_id,
+            issued_at=data.issued_at,
+            now=now,
+        )
     result = MailRequest.UNSUBSCRIBED if changed else MailRequest.ALREADY
-    return MailOutcome(result, slug, subscriber.email), subscriber.id, data.list_id, changed
+    outcome = MailOutcome(result, slug, subscriber.email)
+    return outcome, subscriber.id, data.list_id, changed, issue_id
 
 
 def handle_unsubscribe_mail(

@@ -365,8 +365,11 @@ def record_unsubscribe(
     source: EventSource,
     now: datetime,
     raw: bytes | None = None,
+    issue_id: int | None = None,
 ) -> int | None:
-    """Store a ``mailto:`` unsubscribe request and its event; None when stored already."""
+    """Store a ``mailto:`` unsubscribe request and its event; None when stored already.
+
+    ``issue_id`` is the issue the unsubscribe is attributed to, when analytics found one."""
     outcome = ReportOutcome.APPLIED if subscriber_id is not None else ReportOutcome.REVIEW
     reason = None if subscriber_id is not None else "the unsubscribe token does not verify"
     report_id = record_report(
@@ -380,6 +383,7 @@ def record_unsubscribe(
                 source=source.value,
                 kind=EventKind.UNSUBSCRIBE.value,
                 subscriber_id=subscriber_id,
+                issue_id=issue_id,
                 list_id=list_id,
                 counted=False,
                 effect="unsubscribed" if changed else None,
@@ -553,26 +557,41 @@ class IssueFeedback:
 
 
 def issue_feedback(conn: Connection, issue_id: int) -> IssueFeedback:
-    """Hard and soft bounces, complaints and auto-replies of one issue, per person."""
+    """Hard and soft bounces, complaints and auto-replies of one issue, people counted once.
+
+    Hard bounces are the ledger's ``bounced`` rows: refused during the session (5xx) or
+    reported later (a DSN, a webhook), one per person. Soft ones are the people with a soft
+    event (a late soft bounce or a delay) or a row whose last reply was a 4xx (deferred, or
+    given up after the retries).
+    """
     e = delivery_events.c
     d = deliveries.c
-    sent = conn.execute(
-        select(func.count()).where(
-            d.issue_id == issue_id,
-            d.sent_at.is_not(None) | (d.status == DeliveryStatus.SENT.value),
-        )
-    ).scalar_one()
-    rows = conn.execute(
+    sent, hard = conn.execute(
         select(
-            func.count(func.distinct(case((_hard(), e.subscriber_id)))),
-            func.count(func.distinct(case((_soft(), e.subscriber_id)))),
+            func.count(case((d.sent_at.is_not(None) | (d.status == DeliveryStatus.SENT.value), 1))),
+            func.count(case((d.status == DeliveryStatus.BOUNCED.value, 1))),
+        ).where(d.issue_id == issue_id)
+    ).one()
+    soft_events = select(e.subscriber_id).where(e.issue_id == issue_id, _soft())
+    # deferred on a 4xx (still to be retried) or given up after the retries
+    soft_rows = select(d.subscriber_id).where(
+        d.issue_id == issue_id,
+        d.status != DeliveryStatus.BOUNCED.value,
+        d.last_code >= 400,
+        d.last_code < 500,
+    )
+    soft = conn.execute(
+        select(func.count()).select_from(soft_events.union(soft_rows).subquery())
+    ).scalar_one()
+    complaints, auto = conn.execute(
+        select(
             func.count(func.distinct(case((e.kind == EventKind.COMPLAINT.value, e.subscriber_id)))),
             func.count(
                 func.distinct(case((e.kind == EventKind.AUTO_REPLY.value, e.subscriber_id)))
             ),
         ).where(e.issue_id == issue_id)
     ).one()
-    return IssueFeedback(issue_id, int(sent), *(int(n) for n in rows))
+    return IssueFeedback(issue_id, int(sent), int(hard), int(soft), int(complaints), int(auto))
 
 
 def _hard() -> Any:

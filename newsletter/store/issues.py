@@ -8,7 +8,7 @@ row gives a light :class:`IssueRef`; the bodies (tens of kilobytes) are loaded o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any
@@ -153,8 +153,12 @@ def start_issue(
     now: datetime,
     authors: Sequence[str] = (),
     preheader: str = "",
+    on_create: Callable[[Connection, int], None] | None = None,
 ) -> tuple[IssueRef, int | None]:
     """Record the issue and create its ledger rows, once; ``(issue, rows created)``.
+
+    ``on_create(conn, issue_id)`` runs in the same transaction when the row is new (the
+    send's link table is written there, so the two never disagree).
 
     The ``issues`` row and every recipient's delivery row are written in one transaction,
     the rows by one ``INSERT ... SELECT`` over confirmed, non-suppressed subscribers. When
@@ -185,6 +189,8 @@ def start_issue(
             count: int | None = None
             if created is not None:
                 count = _create_deliveries(conn, created, list_id, now)
+                if on_create is not None:
+                    on_create(conn, created)
             ref = _find(conn, slug, list_slug)
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot record issue {slug!r}: {exc}") from exc

@@ -150,6 +150,124 @@ scheduler_notices = Table(
     ),
 )
 
+
+# --- analytics (docs/analytics.md) ------------------------------------------------------------
+
+# What a send decided to count, recorded with its issue row when it began: a resumed send
+# tracks its remaining copies as it tracked the first, whatever the settings say since.
+issue_tracking = Table(
+    "issue_tracking",
+    metadata,
+    Column("issue_id", Integer, ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True),
+    Column("clicks", Boolean, nullable=False),
+    Column("clicks_in_text", Boolean, nullable=False),
+    Column("opens", Boolean, nullable=False),
+    Column("per_subscriber", Boolean, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+# The issue's tracked links, numbered in the order they appear: a click token names the issue
+# and a position here, never the URL, so the redirect can only go where the issue pointed.
+issue_links = Table(
+    "issue_links",
+    metadata,
+    Column("issue_id", Integer, ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True),
+    Column("position", Integer, primary_key=True, autoincrement=False),
+    # "html" or "text": which part of the message the link is in
+    Column("part", String(10), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("label", String(300), nullable=False),
+)
+
+# Totals per link; they outlive the raw rows below (retention_days).
+link_counts = Table(
+    "link_counts",
+    metadata,
+    Column("issue_id", Integer, ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True),
+    Column("position", Integer, primary_key=True, autoincrement=False),
+    Column("clicks", Integer, nullable=False, default=0),
+    Column("automated", Integer, nullable=False, default=0),
+    # distinct recipients; only counted with per_subscriber
+    Column("unique_clicks", Integer, nullable=False, default=0),
+)
+
+# Totals per issue: opens, and the distinct recipients who clicked anything.
+issue_counts = Table(
+    "issue_counts",
+    metadata,
+    Column("issue_id", Integer, ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True),
+    Column("opens", Integer, nullable=False, default=0),
+    Column("opens_automated", Integer, nullable=False, default=0),
+    Column("unique_opens", Integer, nullable=False, default=0),
+    Column("unique_clickers", Integer, nullable=False, default=0),
+)
+
+# Raw clicks and opens, deleted after retention_days. subscriber_id is NULL unless the send
+# counted per subscriber; erasing the subscriber deletes their rows.
+hits = Table(
+    "hits",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("issue_id", Integer, ForeignKey("issues.id", ondelete="CASCADE"), nullable=False),
+    # "click" or "open"; position is NULL for an open
+    Column("kind", String(10), nullable=False),
+    Column("position", Integer, nullable=True),
+    Column(
+        "subscriber_id",
+        Integer,
+        ForeignKey("subscribers.id", ondelete="CASCADE"),
+        nullable=True,
+    ),
+    Column("automated", Boolean, nullable=False),
+    # why a hit counts as automated: head, scanner, burst, early
+    Column("reason", String(20), nullable=True),
+    Column("at", UtcDateTime(), nullable=False),
+    Index("ix_hits_at", "at"),
+    Index("ix_hits_issue_subscriber", "issue_id", "subscriber_id"),
+)
+
+# Unsubscribes attributed to the issue whose link was used (one per recipient and issue).
+# The uid is the random value the token carried; after an erase it points at nobody.
+issue_unsubscribes = Table(
+    "issue_unsubscribes",
+    metadata,
+    Column("issue_id", Integer, ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True),
+    Column("subscriber_uid", String(32), primary_key=True),
+    Column("at", UtcDateTime(), nullable=False),
+)
+
+# --- the editors' dashboard -------------------------------------------------------------------
+
+admin_users = Table(
+    "admin_users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(320), nullable=False, unique=True),
+    # argon2id, in the PHC string format argon2-cffi writes
+    Column("password_hash", String(200), nullable=False),
+    # list slugs this editor may see; NULL means every list (and person-wide actions)
+    Column("lists", JSON, nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("last_login_at", UtcDateTime(), nullable=True),
+)
+
+# Server-side sessions: the cookie holds a random id, the table only its SHA-256, so a copy
+# of the database logs nobody in.
+admin_sessions = Table(
+    "admin_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("user_id", Integer, ForeignKey("admin_users.id", ondelete="CASCADE"), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("seen_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Index("ix_admin_sessions_user", "user_id"),
+)
+
+
+# --- what comes back (docs/bounces.md) ----------------------------------------------------------
+
 # Everything that came back (a DSN, a complaint, an auto-reply, a webhook event), once each:
 # ``digest`` (SHA-256 of the bytes, or of the provider's event id) makes a repeat a no-op. The
 # raw report is kept, bounded, for ``bounces.raw_days``; the row itself is kept for good.

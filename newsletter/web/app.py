@@ -1,4 +1,5 @@
-"""The Starlette application: subscribe, confirm, unsubscribe, images, and the archive.
+"""The Starlette application: subscribe, confirm, unsubscribe, images, the archive, tracked
+links (``/r``, ``/o``).
 
 :func:`create_app` is the only entry point; ``newsletter serve`` runs it under uvicorn and
 tests drive it through ``TestClient``. Everything it needs comes in as arguments.
@@ -6,12 +7,17 @@ tests drive it through ``TestClient``. Everything it needs comes in as arguments
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount
@@ -21,7 +27,7 @@ from newsletter import urls
 from newsletter.config import Settings
 from newsletter.inbound.sns import SnsVerifier
 from newsletter.store.database import make_engine
-from newsletter.web import archive, join, subscribe, unsubscribe, webhooks
+from newsletter.web import admin, archive, join, redirect, subscribe, unsubscribe, webhooks
 from newsletter.web.context import Mailer, SmtpMailer, WebContext, page_environment
 from newsletter.web.ratelimit import Clock, RateLimiter
 
@@ -66,7 +72,19 @@ def create_app(
         per_address=RateLimiter(*PER_ADDRESS_LIMIT, clock=now),
         per_ip=RateLimiter(*PER_IP_LIMIT, clock=now),
     )
+    hits = redirect.HitBuffer(
+        engine,
+        scanner_window=timedelta(seconds=settings.analytics.scanner_window_seconds),
+        retention_days=settings.analytics.retention_days,
+    )
     routes: list[BaseRoute] = [
+        # first: the redirect is the one hot path, and routes are matched in order
+        *redirect.routes(
+            settings,
+            engine,
+            hits,
+            not_found=lambda: ctx.page("not_found.html", status_code=404, private=True),
+        ),
         *subscribe.routes(ctx),
         *unsubscribe.routes(ctx),
         *join.routes(ctx),
@@ -82,6 +100,8 @@ def create_app(
             name="derived_images",
         )
     )
+    admin_routes, admin_ctx = admin.routes(settings, engine, clock=now)
+    routes += admin_routes
     routes.append(
         Mount(
             urls.IMAGES,
@@ -92,10 +112,36 @@ def create_app(
 
     async def not_found(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
+        in_admin = request.url.path.startswith(urls.ADMIN)
         if exc.status_code == 404:
+            if in_admin:
+                return admin_ctx.page("not_found.html", request, status_code=404)
             return ctx.page("not_found.html", status_code=404)
+        if in_admin and exc.status_code in (403, 413):
+            return admin_ctx.page(
+                "error.html", request, status_code=exc.status_code, message=exc.detail
+            )
         return Response(exc.detail, status_code=exc.status_code, headers=exc.headers)
 
-    app = Starlette(routes=routes, exception_handlers={HTTPException: not_found})
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        flusher = asyncio.create_task(hits.run())
+        try:
+            yield
+        finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            # what is still in memory is written before the process goes
+            await asyncio.to_thread(hits.flush, everything=True)
+
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: not_found},
+        lifespan=lifespan,
+        # the dashboard's headers and session check, for every /admin path
+        middleware=[Middleware(admin.AdminGate, context=admin_ctx)],
+    )
     app.state.context = ctx
+    app.state.hits = hits
     return app

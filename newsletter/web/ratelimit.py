@@ -1,4 +1,4 @@
-"""In-memory sliding-window rate limits for the subscribe form (per address, per client IP).
+"""In-memory sliding-window rate limits: the subscribe form, the dashboard's login.
 
 Memory is bounded: keys whose window has passed are dropped as new ones arrive. One process
 only; behind several workers each has its own counts, which still caps abuse per worker.
@@ -39,6 +39,14 @@ class RateLimiter:
             return False
         hits.append(now)
         return True
+
+    def allowed(self, key: str) -> bool:
+        """True when one more hit for ``key`` would be within the limit (nothing recorded)."""
+        hits = self._hits.get(key)
+        if not hits:
+            return True
+        now = self.clock()
+        return sum(1 for t in hits if now - t < self.window) < self.limit
 
     def _prune(self, now: float) -> None:
         for key in [k for k, v in self._hits.items() if not v or now - v[-1] >= self.window]:

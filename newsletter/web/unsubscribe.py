@@ -10,6 +10,7 @@ that says nothing about why.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
@@ -20,6 +21,7 @@ from starlette.routing import BaseRoute, Route
 from newsletter import urls
 from newsletter.errors import BodyTooLarge, InvalidLink, TokenError
 from newsletter.states import SuppressionReason
+from newsletter.store.analytics import attribute_unsubscribe
 from newsletter.store.subscribers import (
     Subscriber,
     Subscription,
@@ -100,6 +102,17 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
                     unsubscribe(conn, subscriber.id, data.list_id)
                     if current is not None:
                         left.append(current.list_name)
+                came_from = subscriber.subscription(data.list_id)
+                if came_from is not None and came_from.active and came_from.list_name in left:
+                    # they left the list the email came from: that unsubscribe
+                    attribute_unsubscribe(
+                        conn,
+                        subscriber_id=subscriber.id,
+                        subscriber_uid=subscriber.uid,
+                        list_id=data.list_id,
+                        issued_at=data.issued_at,
+                        now=datetime.now(UTC),
+                    )
             return _state(conn, data, tuple(left))
 
     async def page(request: Request) -> Response:

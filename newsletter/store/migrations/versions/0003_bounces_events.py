@@ -1,7 +1,7 @@
 """bounces: inbound reports and delivery events
 
 Revision ID: 0003
-Revises: 0006
+Revises: 0004
 Create Date: 2026-12-01 23:52:00
 """
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 revision = '0003'
-down_revision = '0006'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 
