@@ -274,3 +274,37 @@ def test_events_per_week(engine: Engine, verp: Settings, sent: dict[str, Receive
         weeks = weekly_counts(conn, since=T0 - timedelta(days=7))
     assert [dict(w.counts) for w in weeks] == [{"hard": 1}, {"soft": 1}]
     assert all(w.week.weekday() == 0 for w in weeks)
+
+
+@pytest.mark.parametrize(("status", "late"), [("5.1.1", "bounced"), ("4.2.2", "failed")])
+def test_a_report_that_beats_the_senders_write_keeps_its_outcome(
+    engine: Engine, verp: Settings, project: Path, status: str, late: str
+) -> None:
+    """A fast relay's DSN can come back before the sender's group commit says "sent"."""
+    from newsletter.sending import prepare_issue
+    from newsletter.store.ledger import Outcome, SqlLedger
+
+    add_people(engine, verp, ["quick@example.org"])
+    ref, _, _ = prepare_issue(
+        verp, engine, next((project / "issues").glob("2026-11-20-*.md")), now=T0
+    )
+    ledger = SqlLedger(engine)
+    (row,) = ledger.claim(ref, owner="sender", now=T0, lease_seconds=300, limit=10)
+    address = DeliveryTokens(verp.token_keys).address(
+        DeliveryRef(ref.id, row.subscriber_id), "bounce.test.example"
+    )
+    action = "failed"
+    report = dsn(to=address, recipients=[("quick@example.org", action, status)])
+    applied = intake(verp, engine).take(report, EventSource.SMTP)
+    assert applied.outcome is ReportOutcome.APPLIED
+    # the sender writes its outcome afterwards: the relay accepted the message
+    ledger.record(
+        ref, [Outcome(row.subscriber_id, DeliveryStatus.SENT, 250, "ok")], owner="sender", now=T0
+    )
+    with engine.connect() as conn:
+        found = conn.execute(
+            select(deliveries.c.status, deliveries.c.sent_at, deliveries.c.lease_owner)
+        ).one()
+    assert found.status == late
+    assert found.sent_at is not None
+    assert found.lease_owner is None

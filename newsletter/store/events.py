@@ -467,6 +467,10 @@ def _ledger_row(
 def _write_late_outcomes(conn: Connection, rows: Sequence[dict[str, Any]], now: datetime) -> None:
     """The ledger rows learn how their delivery ended; ``sent_at`` stays as the record of the
     send. A row already bounced stays bounced (a soft failure after a hard one changes nothing).
+
+    A report about a message proves the relay accepted it: a row whose acceptance the sender
+    has not written yet (a fast relay's DSN can come back within the sender's group commit)
+    gets its ``sent_at`` now, and the sender's later write leaves the late outcome alone.
     """
     d = deliveries.c
     conn.execute(
@@ -476,7 +480,14 @@ def _write_late_outcomes(conn: Connection, rows: Sequence[dict[str, Any]], now: 
             d.subscriber_id == bindparam("sid"),
             d.status != DeliveryStatus.BOUNCED.value,
         )
-        .values(status=bindparam("st"), last_reply=bindparam("reply"), updated_at=now),
+        .values(
+            status=bindparam("st"),
+            last_reply=bindparam("reply"),
+            updated_at=now,
+            sent_at=func.coalesce(d.sent_at, now),
+            lease_owner=None,
+            lease_expires_at=None,
+        ),
         list(rows),
     )
 

@@ -23,6 +23,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     func,
+    or_,
     select,
     update,
 )
@@ -278,6 +279,8 @@ class SqlLedger:
                             d.subscriber_id == bindparam("sid"),
                             d.status != DeliveryStatus.SENT.value,
                             d.status != DeliveryStatus.BOUNCED.value,
+                            # a late soft failure (it set sent_at) outlives this write too
+                            or_(d.status != DeliveryStatus.FAILED.value, d.sent_at.is_(None)),
                         )
                         .values(
                             status=DeliveryStatus.SENT.value,
