@@ -236,7 +236,7 @@ def test_index_entries_show_date_summary_and_authors(
         "Council backs the barrier 7–4, and the footbridge opens."
     )
     assert first.find_class("byline")[0].text_content() == "By Ana Brook and Tomasz Vale"
-    # an issue recorded before migration 0006 shows without them, nothing empty left behind
+    # an issue recorded before migration 0003 shows without them, nothing empty left behind
     assert not second.find_class("summary")
     assert not second.find_class("byline")
     assert second.xpath(".//h2/a/text()") == ["Recorded before authors were kept"]

@@ -2,7 +2,7 @@
 attributed unsubscribes, admin users and their sessions
 
 Revision ID: 0004
-Revises: 0006
+Revises: 0003
 Create Date: 2026-11-28 10:00:00
 """
 
@@ -11,8 +11,7 @@ import sqlalchemy as sa
 
 
 revision = '0004'
-# main's head when this was merged (0006, issue 12); the lead renumbers the chain into landing order
-down_revision = '0006'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 

@@ -1,6 +1,6 @@
 """issues: authors and preheader, for the archive's index
 
-Revision ID: 0006
+Revision ID: 0003
 Revises: 0002
 Create Date: 2026-12-02 10:00:00
 """
@@ -9,7 +9,7 @@ from alembic import op  # noqa: I001
 import sqlalchemy as sa
 
 
-revision = '0006'
+revision = '0003'
 down_revision = '0002'
 branch_labels = None
 depends_on = None

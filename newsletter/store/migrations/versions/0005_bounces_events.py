@@ -1,6 +1,6 @@
 """bounces: inbound reports and delivery events
 
-Revision ID: 0003
+Revision ID: 0005
 Revises: 0004
 Create Date: 2026-12-01 23:52:00
 """
@@ -9,7 +9,7 @@ from alembic import op  # noqa: I001
 import sqlalchemy as sa
 
 
-revision = '0003'
+revision = '0005'
 down_revision = '0004'
 branch_labels = None
 depends_on = None
