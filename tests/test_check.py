@@ -358,7 +358,9 @@ def test_build_refuses_a_broken_issue_before_writing(settings: Settings, tmp_pat
     out_dir = tmp_path / "out"
     result = run_cli(settings.source, "build", str(good), str(bad), "-o", str(out_dir))
     assert result.exit_code == 1
-    assert f"error: {bad}:7: section 'Empty' is empty" in result.stderr
+    # the same lines as `check`, then why nothing was written
+    assert f"{bad}:7: error: section 'Empty' is empty" in result.stderr
+    assert "nothing built" in result.stderr
     assert not out_dir.exists()
 
 
