@@ -132,18 +132,20 @@ def read_issue_text(path: Path) -> str:
         raise IssueError(f"cannot read: {exc.strerror}", path=path) from None
     except ValueError:  # a NUL in the name
         raise IssueError("cannot read: the name holds a NUL character", path=path) from None
-    with os.fdopen(fd, "rb") as file:
-        try:
-            mode = os.fstat(fd).st_mode
-            if stat.S_ISDIR(mode):
-                raise IssueError("is a directory, not an issue file", path=path)
-            if not stat.S_ISREG(mode):
-                raise IssueError("is not a regular file (a pipe or a device?)", path=path)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IssueError("is a directory, not an issue file", path=path)
+        if not stat.S_ISREG(mode):
+            raise IssueError("is not a regular file (a pipe or a device?)", path=path)
+        with os.fdopen(fd, "rb", closefd=False) as file:
             # one byte more than allowed tells a file at the limit from one over it, even
             # one that grows while it is read
             raw = file.read(MAX_ISSUE_BYTES + 1)
-        except OSError as exc:
-            raise IssueError(f"cannot read: {exc.strerror}", path=path) from None
+    except OSError as exc:
+        raise IssueError(f"cannot read: {exc.strerror}", path=path) from None
+    finally:
+        os.close(fd)
     if len(raw) > MAX_ISSUE_BYTES:
         raise IssueError(
             f"too large (over {MAX_ISSUE_BYTES // (1024 * 1024)} MB; an issue is text of a "
