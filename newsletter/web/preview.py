@@ -474,7 +474,7 @@ async def image(request: Request) -> Response:
 
 
 def _encode(html: str) -> bytes:
-    """UTF-8 for the browser; a lone surrogate that got this far becomes U+FFFD, not a 500."""
+    """UTF-8 for the browser; a lone surrogate that got this far becomes ``?``, not a 500."""
     return html.encode("utf-8", errors="replace")
 
 
