@@ -352,10 +352,12 @@ class _IssueParser:
         own text cannot hold, so the check on the raw text does not see them.
         """
         if isinstance(value, dict):
-            return {
-                self.clean_value(k, key): self.clean_value(v, (*key, str(k)))
-                for k, v in value.items()
-            }
+            cleaned: dict[Any, Any] = {}
+            for name, item in value.items():
+                # the clean name in the path: it goes into messages, which must print
+                name = self.clean_value(name, key)
+                cleaned[name] = self.clean_value(item, (*key, str(name)))
+            return cleaned
         if isinstance(value, list):
             return [self.clean_value(v, (*key, index)) for index, v in enumerate(value)]
         if not isinstance(value, str):

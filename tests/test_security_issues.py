@@ -177,3 +177,15 @@ def test_the_ends_of_the_date_range_are_fine(settings: Settings, tmp_path: Path)
         assert check_issue(path, settings) == [], day
         result = run_cli(settings.source, "build", str(path), "-o", str(tmp_path / "out"))
         assert result.exit_code == 0, result.stderr
+
+
+def test_a_surrogate_in_a_key_still_gives_messages_that_print(settings: Settings) -> None:
+    front = FRONT.replace("status: ready\n", 'status: ready\nhero:\n  "src\\ud800": x\n')
+    path = issue_from(settings, "## News\n\nText.\n", front=front)
+    errors = [p for p in check_issue(path, settings) if p.is_error]
+    assert any("half of a UTF-16 pair" in p.message for p in errors), errors
+    for problem in errors:
+        str(problem).encode("utf-8")
+    result = run_cli(settings.source, "check", str(path))
+    assert result.exit_code == 1
+    assert "Traceback" not in result.stdout + result.stderr
