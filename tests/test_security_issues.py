@@ -10,6 +10,9 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from newsletter.checks import Severity, check_issue
 from newsletter.config import Settings
@@ -189,3 +192,32 @@ def test_a_surrogate_in_a_key_still_gives_messages_that_print(settings: Settings
     result = run_cli(settings.source, "check", str(path))
     assert result.exit_code == 1
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def _escaped(text: str) -> str:
+    """``text`` as a YAML double-quoted scalar of escapes: any code point, surrogates too."""
+    return '"' + "".join(f"\\U{ord(c):08x}" for c in text) + '"'
+
+
+_ANY_CHARS = st.text(
+    st.characters(min_codepoint=0, max_codepoint=0x10FFFF, categories=None), min_size=1, max_size=12
+)
+
+
+@hypothesis_settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(title=_ANY_CHARS, author=_ANY_CHARS)
+def test_any_character_in_front_matter_is_reported_before_rendering(
+    settings: Settings, title: str, author: str
+) -> None:
+    front = FRONT.replace("title: Test issue", f"title: {_escaped(title)}").replace(
+        "authors: [Ana Brook]", f"authors: [{_escaped(author)}]"
+    )
+    path = issue_from(settings, "## News\n\nText.\n", front=front)
+    problems = check_issue(path, settings)
+    for problem in problems:
+        str(problem).encode("utf-8")  # prints anywhere
+        assert "cannot render" not in problem.message, problem
+    if not any(p.is_error for p in problems):
+        html = Renderer(settings).render(load_issue(path, settings)).html
+        html.encode("utf-8")
+        assert not re.search("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]", html)
