@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from newsletter.checks import Inspection
 from newsletter.config import Settings
 from newsletter.diagnostics import Problem, Severity
 from newsletter.web import preview as preview_module
@@ -128,14 +129,14 @@ def test_a_crash_on_one_file_leaves_the_others_listed(
 ) -> None:
     bad = settings.issues_dir / "2026-11-20-crash.md"
     bad.write_text(FRONT.format(title="Crash", date="2026-11-20"), encoding="utf-8")
-    real = preview_module.check_issue
+    real = preview_module.inspect_issue
 
-    def check(path: Path, *args: Any, **kwargs: Any) -> list[Problem]:
+    def check(path: Path, *args: Any, **kwargs: Any) -> Inspection:
         if path == bad:
             raise RuntimeError("a bug \ud800 in check")
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(preview_module, "check_issue", check)
+    monkeypatch.setattr(preview_module, "inspect_issue", check)
     client = TestClient(create_preview_app(settings, watch_files=False), base_url=LOCAL)
     page = client.get("/")
     assert page.status_code == 200
@@ -151,10 +152,10 @@ def test_a_lone_surrogate_that_reaches_a_page_is_replaced_not_a_500(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # whatever the parser lets through, the page is still sent (UnicodeEncodeError was a 500)
-    def check(path: Path, *args: Any, **kwargs: Any) -> list[Problem]:
-        return [Problem(path, 1, Severity.ERROR, "odd \udcff here")]
+    def check(path: Path, *args: Any, **kwargs: Any) -> Inspection:
+        return Inspection((Problem(path, 1, Severity.ERROR, "odd \udcff here"),))
 
-    monkeypatch.setattr(preview_module, "check_issue", check)
+    monkeypatch.setattr(preview_module, "inspect_issue", check)
     client = TestClient(create_preview_app(settings, watch_files=False), base_url=LOCAL)
     for url in ("/", f"/issues/{GOOD}"):
         page = client.get(url)

@@ -34,13 +34,12 @@ from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from newsletter import urls
-from newsletter.checks import check_issue
+from newsletter.checks import inspect_issue
 from newsletter.config import Settings
 from newsletter.diagnostics import Problem, Severity
 from newsletter.emails import PREVIEW_TOKEN, preview_copy, test_copy
 from newsletter.errors import NewsletterError
 from newsletter.images import DERIVED_URL_PATH, derive_images
-from newsletter.issues import load_issue
 from newsletter.model import (
     JOIN_URL_PLACEHOLDER,
     UNSUBSCRIBE_URL_PLACEHOLDER,
@@ -154,7 +153,7 @@ def preview_recipient(settings: Settings) -> str:
 class PreviewRenderer(Renderer):
     """A renderer that remembers its last HTML.
 
-    ``check_issue`` renders an issue to measure its size and the preview renders the same
+    ``inspect_issue`` renders an issue to measure its size and the preview renders the same
     issue right after; the second MJML and inlining pass would only repeat the first. The
     context is a function of the issue and the settings, so an equal issue gives equal HTML.
     """
@@ -268,16 +267,14 @@ class PreviewState:
         settings = self.settings
         renderer: Renderer | None = None
         with contextlib.suppress(NewsletterError):
-            # a template that does not compile shows up as a problem from check_issue
+            # a template that does not compile shows up as a problem from inspect_issue
             renderer = self.renderer
-        problems = tuple(check_issue(path, settings, renderer=renderer))
-        if any(p.severity is Severity.ERROR for p in problems):
-            issue = None
-            with contextlib.suppress(NewsletterError):
-                issue = load_issue(path, settings)
+        # the file is read and parsed once: what is rendered is what was checked
+        inspection = inspect_issue(path, settings, renderer=renderer)
+        problems, issue = inspection.problems, inspection.issue
+        if inspection.errors or issue is None:
             return IssuePreview(name, path, problems, issue=issue)
         try:
-            issue = load_issue(path, settings)
             rendered = self.renderer.render(issue, derive_images(issue, settings))
             message = preview_copy(rendered, settings, to=preview_recipient(settings))
         except NewsletterError as exc:
