@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from email.utils import formataddr
+from email.headerregistry import Address
 from pathlib import Path
 
 from newsletter.errors import ScaffoldError
@@ -46,7 +46,7 @@ name = {name_toml}
 sender = {sender_toml}
 reply_to = "editors@{domain}"
 # the postal address every issue shows in its footer (required by anti-spam law)
-postal_address = "{name_plain}, 1 High Street, Yourtown"
+postal_address = {postal_toml}
 # where `newsletter serve` is reached: links in the email point here (https in production)
 base_url = "http://127.0.0.1:8000"
 lang = "en-GB"
@@ -163,10 +163,11 @@ def _check_name(name: str) -> str:
 def config_text(name: str) -> str:
     """The commented ``newsletter.toml`` for a publication called ``name``."""
     name = _check_name(name)
-    sender = formataddr((name, f"newsletter@{PLACEHOLDER_DOMAIN}"))
+    # quoted where the name needs it, and left in Unicode (the message encodes it when sent)
+    sender = str(Address(display_name=name, addr_spec=f"newsletter@{PLACEHOLDER_DOMAIN}"))
     return CONFIG.format(
         name=name,
-        name_plain=name.replace('"', ""),
+        postal_toml=_toml_string(f"{name}, 1 High Street, Yourtown"),
         name_toml=_toml_string(name),
         sender_toml=_toml_string(sender),
         domain=PLACEHOLDER_DOMAIN,
