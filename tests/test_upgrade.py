@@ -11,7 +11,14 @@ still holds and an unsubscribe link signed for a 0.1.0 subscriber still works.
 
 from __future__ import annotations
 
+import email
+import email.policy
 import hashlib
+import io
+import re
+import subprocess
+import sys
+import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,7 +40,7 @@ from newsletter.rendering import Renderer
 from newsletter.store.database import alembic_config, make_engine
 from newsletter.tokens import TokenPurpose, make_token
 from newsletter.web.app import create_app
-from tests.conftest import TEST_SECRET, run_cli, write_config
+from tests.conftest import REPO, TEST_CONFIG, TEST_SECRET, run_cli, write_config
 from tests.smtpd import SMTPServer
 
 # the head revision of the last release (CHANGELOG.md, 0.1.0): what a database out there is at
@@ -119,14 +126,14 @@ def build_previous_release(engine: Engine, *, html: str, text: str) -> dict[str,
             conn, lists, {"slug": "weekly", "name": "The Test Weekly", "created_at": T0}
         )
         ids: dict[str, int] = {"weekly": weekly}
-        for n, email, status in PEOPLE:
-            ids[email] = insert(
+        for n, address, status in PEOPLE:
+            ids[address] = insert(
                 conn,
                 subscribers,
                 {
                     "uid": uid(n),
-                    "email": email.capitalize(),
-                    "email_normalized": email,
+                    "email": address.capitalize(),
+                    "email_normalized": address,
                     "name": f"Reader {n}",
                     "source": "import",
                     "attributes": {"city": "Millbrook", "n": n},
@@ -136,7 +143,7 @@ def build_previous_release(engine: Engine, *, html: str, text: str) -> dict[str,
             )
             conn.execute(
                 sa.insert(subscriptions).values(
-                    subscriber_id=ids[email],
+                    subscriber_id=ids[address],
                     list_id=weekly,
                     status=status,
                     created_at=T0,
@@ -238,8 +245,8 @@ def build_previous_release(engine: Engine, *, html: str, text: str) -> dict[str,
         conn.execute(
             sa.insert(deliveries),
             [
-                {**row, "issue_id": ids[slug], "subscriber_id": ids[email]}
-                for slug, email, row in rows
+                {**row, "issue_id": ids[slug], "subscriber_id": ids[address]}
+                for slug, address, row in rows
             ],
         )
         insert(
@@ -343,7 +350,7 @@ def test_the_current_code_carries_on_from_the_old_data(
             ).all()
         )
     people = ("ada@example.org", "grace@example.org", "edsger@example.org")
-    assert states == {ids[email]: "sent" for email in people}
+    assert states == {ids[address]: "sent" for address in people}
 
     result = run_cli(config, "subscribers", "count")
     assert result.exit_code == 0, result.output
@@ -381,3 +388,129 @@ def test_an_unsubscribe_link_to_a_0_1_0_subscriber_still_works(
             )
         ).scalar_one()
     assert status == "unsubscribed"
+
+
+# -- the real thing: the 0.1.0 code itself makes the database -------------------------------
+
+# the last commit of 0.1.0 (CHANGELOG.md); its code runs from `git archive`, on this venv
+RELEASE_0_1_0 = "cd44cf9a70c54e2eca995bcfc961479866b3d7b0"
+
+
+@pytest.fixture
+def release_0_1_0(tmp_path: Path) -> Path:
+    """The 0.1.0 source tree (package, templates, issues), from this repository's history."""
+    if not (REPO / ".git").exists():
+        pytest.skip("needs the repository's git history (0.1.0 is read from it)")
+    target = tmp_path / "release-0.1.0"
+    target.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", RELEASE_0_1_0, "newsletter", "templates", "issues"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(target, filter="data")
+    return target
+
+
+@pytest.mark.slow
+def test_a_database_made_by_0_1_0_itself(
+    release_0_1_0: Path, project: Path, database_url: str, smtpd: SMTPServer, tmp_path: Path
+) -> None:
+    old = tmp_path / "old"
+    old.mkdir()
+    old_config = old / "newsletter.toml"
+    old_config.write_text(
+        TEST_CONFIG.format(
+            database_url=database_url,
+            smtp_url=smtpd.url,
+            templates=str(release_0_1_0 / "templates"),
+        ).replace('issues_dir = "issues"', f'issues_dir = "{release_0_1_0 / "issues"}"'),
+        encoding="utf-8",
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "PYTHONPATH": str(release_0_1_0),
+        "NEWSLETTER_SECRET_KEY": TEST_SECRET,
+    }
+
+    def newsletter_0_1_0(*args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "newsletter", "--config", str(old_config), *args],
+            cwd=old,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, f"{args}: {result.stdout}{result.stderr}"
+        return result.stdout
+
+    where = subprocess.run(
+        [sys.executable, "-c", "import newsletter; print(newsletter.__file__)"],
+        cwd=old,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert Path(where).is_relative_to(release_0_1_0), where
+
+    newsletter_0_1_0("init")
+    for address in ("ada@example.org", "grace@example.org", "alan@example.org"):
+        newsletter_0_1_0("subscribers", "add", address, "--name", address.split("@")[0].title())
+    out = newsletter_0_1_0("send", str(release_0_1_0 / "issues" / ISSUE), "--no-progress")
+    assert "3 sent now" in out, out
+    assert len(smtpd.handler.messages) == 3
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            assert MigrationContext.configure(conn).get_current_revision() == PREVIOUS_RELEASE_HEAD
+        before = snapshot(engine)
+
+        # this version: init upgrades, and everything 0.1.0 wrote is still there
+        config = write_config(project, database_url=database_url, smtp_url=smtpd.url)
+        result = run_cli(config, "init")
+        assert result.exit_code == 0, result.output
+        head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+        with engine.connect() as conn:
+            assert MigrationContext.configure(conn).get_current_revision() == head
+        after = snapshot(engine)
+        assert [r[1] for r in after["lists"]] == [r[1] for r in before["lists"]]
+        assert after == before
+
+        result = run_cli(config, "status", "flood-barrier-vote")
+        assert "flood-barrier-vote to weekly: finished, 3 recipients" in result.output
+        result = run_cli(config, "send", str(project / "issues" / ISSUE), "--no-progress")
+        assert result.exit_code == 0, result.output
+        assert "already sent" in result.output
+        assert len(smtpd.handler.messages) == 3
+
+        # the one-click unsubscribe link in a copy 0.1.0 sent still works
+        message = next(m for m in smtpd.handler.messages if "ada@example.org" in m.rcpt_tos)
+        parsed = email.message_from_bytes(message.data, policy=email.policy.default)
+        link = re.search(r"<(https://[^>]+)>", str(parsed["List-Unsubscribe"]))
+        assert link is not None, parsed["List-Unsubscribe"]
+        settings = load_settings(config, environ={"NEWSLETTER_SECRET_KEY": TEST_SECRET})
+        app = create_app(settings, engine=engine)
+        with TestClient(app, base_url="https://news.test.example", follow_redirects=False) as c:
+            page = c.post(link.group(1), data={"List-Unsubscribe": "One-Click"})
+        assert page.status_code == 200, page.text
+        with engine.connect() as conn:
+            left = (
+                conn.execute(
+                    sa.select(subscribers.c.email_normalized)
+                    .join_from(
+                        subscribers,
+                        subscriptions,
+                        subscribers.c.id == subscriptions.c.subscriber_id,
+                    )
+                    .where(subscriptions.c.status == "unsubscribed")
+                )
+                .scalars()
+                .all()
+            )
+        assert left == ["ada@example.org"]
+    finally:
+        engine.dispose()
