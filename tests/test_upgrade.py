@@ -414,6 +414,7 @@ def release_0_1_0(tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_a_database_made_by_0_1_0_itself(
     release_0_1_0: Path, project: Path, database_url: str, smtpd: SMTPServer, tmp_path: Path
 ) -> None:
