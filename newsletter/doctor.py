@@ -568,6 +568,7 @@ def check_site(
             status, body = response.status, response.read(4096)
     except urllib.error.HTTPError as exc:
         status, body = exc.code, b""
+        exc.close()
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         findings.append(
