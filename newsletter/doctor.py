@@ -202,7 +202,7 @@ def diagnose(
     ``--dns``; ``https_context`` verifies the public site (default: the system's CAs)."""
     where = settings.source or Path("newsletter.toml")
     findings = [Finding("config", Status.OK, f"{where} loads")]
-    findings.append(check_database(settings))
+    findings.append(check_database(settings, timeout=timeout))
     findings += asyncio.run(check_smtp(settings, timeout=timeout))
     findings += check_dkim(settings, dns)
     findings += check_sender_records(settings, dns)
@@ -213,7 +213,7 @@ def diagnose(
     return findings
 
 
-def check_database(settings: Settings) -> Finding:
+def check_database(settings: Settings, *, timeout: float = 10.0) -> Finding:
     """Reachable, and migrated to the newest revision (what ``newsletter init`` does)."""
     shown = display_url(settings.database_url)
     url = make_url(settings.database_url)
@@ -228,7 +228,13 @@ def check_database(settings: Settings) -> Finding:
     from alembic.script import ScriptDirectory
 
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    engine = make_engine(settings.database_url)
+    # a server that drops packets would otherwise hold the doctor for minutes
+    options = (
+        {"connect_args": {"connect_timeout": max(1, round(timeout))}}
+        if url.get_backend_name() == "postgresql"
+        else {}
+    )
+    engine = make_engine(settings.database_url, **options)
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))

@@ -408,6 +408,34 @@ def test_untrusted_relay_certificate_blocks_sending(deployment: Deployment, tmp_
     assert "smtp.login" not in lines(result)
 
 
+def test_a_relay_without_starttls_never_gets_the_password(deployment: Deployment) -> None:
+    login = Login(USER, PASSWORD)
+    plain = SMTPServer(RecordingHandler(), authenticator=login, auth_require_tls=False)
+    plain.start()
+    try:
+        result = deployment.doctor(deployment.config(smtp_url=f"smtp://{USER}@{plain.url[7:]}"))
+    finally:
+        plain.stop()
+    assert result.exit_code == 1
+    assert lines(result)["smtp.tls"] == ["fail"]
+    assert f"offers no STARTTLS, and the password for {USER} is never sent" in result.output
+    assert login.attempts == []
+
+
+def test_a_local_relay_without_tls_or_login_is_fine(deployment: Deployment) -> None:
+    # the embedded default: a sink or a local Postfix on loopback, no TLS, no login
+    local = SMTPServer(RecordingHandler())
+    local.start()
+    try:
+        result = deployment.doctor(deployment.config(smtp_url=local.url))
+    finally:
+        local.stop()
+    assert result.exit_code == 0, result.output
+    assert lines(result)["smtp.tls"] == ["ok"]
+    assert "no TLS: the relay is on this machine" in result.output
+    assert "no login configured" in result.output
+
+
 def test_unpublished_spf_and_dmarc_warn_but_do_not_block(deployment: Deployment) -> None:
     del deployment.zone.records["bounces.test.example."]
     del deployment.zone.records["_dmarc.test.example."]
