@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from sqlalchemy import Engine
 
+from newsletter.cli.doctor import parse_nameserver
 from newsletter.config import Settings, load_settings
 from newsletter.doctor import (
     DnsLookupError,
@@ -604,6 +605,26 @@ def test_dns_that_does_not_answer_is_a_lookup_error() -> None:
 )
 def test_dkim_matches(published: str, matches: bool) -> None:
     assert dkim_matches(published, "v=DKIM1; k=rsa; p=MIIBIjAN") is matches
+
+
+@pytest.mark.parametrize(
+    ("value", "parsed"),
+    [
+        ("ns1.example.net", ("ns1.example.net", 53)),
+        ("192.0.2.53:5353", ("192.0.2.53", 5353)),
+        ("[2001:db8::53]:5353", ("2001:db8::53", 5353)),
+        ("2001:db8::53", ("2001:db8::53", 53)),
+        ("::1", ("::1", 53)),
+    ],
+)
+def test_nameserver_option(value: str, parsed: tuple[str, int]) -> None:
+    assert parse_nameserver(value) == parsed
+
+
+@pytest.mark.parametrize("value", ["", ":53", "host:", "host:http", "host:70000", "[::1]:x"])
+def test_nameserver_option_refuses(value: str) -> None:
+    with pytest.raises(ValueError):
+        parse_nameserver(value)
 
 
 def test_tags() -> None:

@@ -21,16 +21,27 @@ from newsletter.errors import ConfigError
 _COLOURS = {Status.OK: "green", Status.WARN: "yellow", Status.FAIL: "red"}
 
 
+def parse_nameserver(value: str) -> tuple[str, int]:
+    """``HOST``, ``HOST:PORT``, ``[IPv6]:PORT`` or a bare IPv6 address, as (host, port)."""
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port = rest.removeprefix(":") or "53"
+    elif value.count(":") == 1:
+        host, _, port = value.partition(":")
+    else:  # a name, an IPv4 address, or a bare IPv6 address
+        host, port = value, "53"
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(value)
+    return host, int(port)
+
+
 def _nameserver(
     ctx: click.Context, param: click.Parameter, value: str | None
 ) -> tuple[str, int] | None:
     if value is None:
         return None
-    host, sep, port = value.rpartition(":")
-    if not sep or "]" in port:  # no port, or a bare IPv6 address
-        return value.strip("[]"), 53
     try:
-        return host.strip("[]"), int(port)
+        return parse_nameserver(value)
     except ValueError:
         raise click.BadParameter(f"expected HOST or HOST:PORT, got {value!r}") from None
 
