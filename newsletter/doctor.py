@@ -35,6 +35,8 @@ from newsletter.transport import close_session, endpoint_from_settings
 
 #: the path ``newsletter serve`` answers health checks on (newsletter.web.app.healthz_route)
 HEALTHZ = "/healthz"
+# the embedded default relay: `newsletter sink`, a Maildir on this machine
+DEFAULT_SMTP_URL = Settings.__dataclass_fields__["smtp_url"].default
 
 
 class Status(enum.Enum):
@@ -315,13 +317,14 @@ async def check_smtp(settings: Settings, *, timeout: float) -> list[Finding]:
                     Finding("smtp", Status.OK, f"the relay at {where} answers (implicit TLS)"),
                     _tls_failed(where, exc),
                 ]
-            return [
-                Finding(
-                    "smtp",
-                    Status.FAIL,
-                    f"cannot reach the relay at {where}: {exc}",
-                    "check smtp_url, that the relay runs, and that this host may connect to it",
+            advice = "check smtp_url, that the relay runs, and that this host may connect to it"
+            if settings.smtp_url == DEFAULT_SMTP_URL:
+                advice = (
+                    "smtp_url is the embedded default, the local sink: point it at your relay "
+                    "(or start `newsletter sink` to try things on this machine)"
                 )
+            return [
+                Finding("smtp", Status.FAIL, f"cannot reach the relay at {where}: {exc}", advice)
             ]
         findings.append(
             Finding("smtp", Status.OK, f"the relay at {where} answers: {response.code}")
@@ -421,7 +424,7 @@ def check_dkim(settings: Settings, dns: TxtLookup | None) -> list[Finding]:
                 "and one-click unsubscribe counts only under one",
                 "make a key (openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 "
                 "-out /etc/newsletter/dkim.pem) and set [dkim] key_path, selector and "
-                f"domain = {domain!r}; the doctor then prints the record to publish",
+                f'domain = "{domain}"; the doctor then prints the record to publish',
             )
         ]
     try:
