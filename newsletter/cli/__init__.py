@@ -73,6 +73,7 @@ def _register() -> None:
         "report",
         "admin",
         "bounces",
+        "doctor",
     ):
         try:
             importlib.import_module(f"newsletter.cli.{name}")
