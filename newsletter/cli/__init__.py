@@ -73,6 +73,7 @@ def _register() -> None:
         "report",
         "admin",
         "bounces",
+        "doctor",
         "new",
     ):
         try:
