@@ -130,6 +130,7 @@ images in `issues/images/`) and `templates/` (your changes to the theme).
     newsletter check         # every mistake in the issues, as path:line: message
     newsletter preview       # the issues in the browser at desktop and phone width
     newsletter build         # build/<slug>.html, .txt and a sample .eml
+    newsletter doctor        # before the first real send: relay, DKIM, DNS, base_url, secrets
     newsletter send ISSUE    # send an issue to its list (configure smtp_url first)
 
 Write an issue by copying the sample in `issues/` to `issues/YYYY-MM-DD-slug.md`: YAML front
