@@ -74,6 +74,7 @@ def _register() -> None:
         "admin",
         "bounces",
         "doctor",
+        "new",
     ):
         try:
             importlib.import_module(f"newsletter.cli.{name}")
