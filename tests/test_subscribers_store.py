@@ -117,11 +117,14 @@ def test_leaving_a_list_is_not_undone_by_the_operator(
 ) -> None:
     with engine.begin() as conn:
         s = add_subscriber(conn, "l@example.org", list_ids=[lists["weekly"]])
+        # still on a list of theirs: leaving the other is leaving one list, not everything
+        add_subscriber(conn, "l@example.org", list_ids=[lists["business"]])
         assert unsubscribe(conn, s.id, lists["weekly"])
         assert not unsubscribe(conn, s.id, lists["weekly"])  # already done
+        assert not is_suppressed(conn, "l@example.org")
         with pytest.raises(StoreError, match="only they can re-join"):
             add_subscriber(conn, "l@example.org", list_ids=[lists["weekly"]])
-        # other lists are fine
+        # lists they are on are fine
         add_subscriber(conn, "l@example.org", list_ids=[lists["business"]])
 
 
