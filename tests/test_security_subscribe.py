@@ -19,6 +19,9 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 from sqlalchemy import Connection, Engine, func, select, update
 from starlette.testclient import TestClient
 
@@ -110,6 +113,28 @@ def test_mailbox_key_folds_what_the_provider_ignores() -> None:
     assert mailbox_key("a.b@outlook.com") != mailbox_key("ab@outlook.com")
     # a local part that is all dots or all tag is kept rather than emptied
     assert mailbox_key("+only@gmail.com") == "+only@gmail.com"
+
+
+_NAME = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=20)
+
+
+@hyp_settings(max_examples=200, deadline=None)
+@given(
+    name=_NAME,
+    dots=st.sets(st.integers(min_value=1, max_value=19)),
+    tag=st.text(alphabet="abcxyz.-_+0123456789", max_size=8),
+    domain=st.sampled_from(["gmail.com", "googlemail.com", "GMail.com"]),
+)
+def test_every_dotted_or_tagged_gmail_spelling_is_one_mailbox(
+    name: str, dots: set[int], tag: str, domain: str
+) -> None:
+    dotted = "".join(
+        ("." if i in dots and 0 < i < len(name) else "") + c for i, c in enumerate(name)
+    )
+    address = f"{dotted}+{tag}@{domain}" if tag else f"{dotted}@{domain}"
+    assert mailbox_key(address) == f"{name}@gmail.com"
+    # elsewhere the dots stay: only the tag goes
+    assert mailbox_key(f"{dotted}+{tag}@example.org") == f"{dotted}@example.org"
 
 
 def test_dotted_gmail_variants_get_one_mailbox_allowance_stored_as_typed(
