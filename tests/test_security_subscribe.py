@@ -40,6 +40,7 @@ from newsletter.store.subscribers import (
     find_by_email,
     request_subscription,
     suppression_reason,
+    unsubscribe,
 )
 from newsletter.tokens import TokenPurpose, make_token
 from newsletter.urls import unsubscribe_mailto
@@ -546,6 +547,51 @@ def test_leaving_every_list_by_mail_suppresses(
             outcome = handle_unsubscribe_mail(conn, SECRET, message)
         assert outcome.result is MailRequest.UNSUBSCRIBED
     _assert_left_everything(engine, client, smtpd)
+
+
+def test_leaving_both_lists_at_the_same_moment_still_suppresses(
+    database_url: str, engine: Engine, lists: dict[str, int]
+) -> None:
+    # two one-click requests at once (a mail client acting on two emails): each sees the
+    # other's list as left, not as still joined
+    people = []
+    with engine.begin() as conn:
+        for i in range(6):
+            person = add_subscriber(conn, f"two{i}@example.org", list_ids=list(lists.values()))
+            people.append(person)
+    engines = [make_engine(database_url) for _ in range(2)]
+    errors: list[BaseException] = []
+    try:
+        for person in people:
+            start = threading.Barrier(2)
+
+            def leave(
+                list_id: int,
+                eng: Engine,
+                person_id: int = person.id,
+                start: threading.Barrier = start,
+            ) -> None:
+                try:
+                    start.wait()
+                    with eng.begin() as conn:
+                        unsubscribe(conn, person_id, list_id)
+                except BaseException as exc:  # reported below
+                    errors.append(exc)
+
+            threads = [
+                threading.Thread(target=leave, args=(lid, eng))
+                for lid, eng in zip(lists.values(), engines, strict=True)
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=60)
+    finally:
+        for eng in engines:
+            eng.dispose()
+    assert errors == []
+    for person in people:
+        assert reason(engine, person.email) is SuppressionReason.UNSUBSCRIBED
 
 
 def test_a_list_waiting_for_confirmation_is_still_a_list(

@@ -648,12 +648,16 @@ def unsubscribe(
     ``subscribers remove --list``) comes through here.
     """
     now = now or _now()
-    if _end_subscriptions(conn, subscriber_id, list_id, now) == 0:
+    # the person's row locked first (PostgreSQL; SQLite serialises writers anyway): leaving
+    # two lists at once, each request would otherwise see the other list still joined
+    email = conn.execute(
+        select(subscribers.c.email_normalized)
+        .where(subscribers.c.id == subscriber_id)
+        .with_for_update()
+    ).scalar_one_or_none()
+    if email is None or _end_subscriptions(conn, subscriber_id, list_id, now) == 0:
         return False
     if left_everything(_statuses(conn, subscriber_id).values()):
-        email = conn.execute(
-            select(subscribers.c.email_normalized).where(subscribers.c.id == subscriber_id)
-        ).scalar_one()
         suppress(conn, email, SuppressionReason.UNSUBSCRIBED, "left every list", now=now)
     return True
 
