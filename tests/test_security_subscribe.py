@@ -27,7 +27,6 @@ from starlette.testclient import TestClient
 
 from newsletter.addresses import check_sendable, mailbox_key
 from newsletter.config import MailingList, Settings, Subscribe, load_settings
-from newsletter.consent import left_everything, link_confirms
 from newsletter.errors import InvalidAddressError
 from newsletter.inbound.mailto import MailRequest, handle_unsubscribe_mail
 from newsletter.states import SubscriptionStatus, SuppressionReason
@@ -442,29 +441,6 @@ def test_a_join_link_confirms_only_its_own_list(
     }
 
 
-def test_link_confirms_is_the_rule() -> None:
-    t = datetime(2026, 12, 1, tzinfo=UTC)
-    waiting = SubscriptionStatus.UNCONFIRMED
-
-    def rule(status: SubscriptionStatus, requested_in: int | None, link: int) -> bool:
-        return link_confirms(
-            status=status,
-            requested_in=requested_in,
-            link=link,
-            created_at=t,
-            unsubscribed_at=None,
-            issued_before=t + timedelta(seconds=1),
-        )
-
-    assert rule(waiting, 5, 5)
-    assert rule(waiting, 4, 5)
-    assert not rule(waiting, 6, 5)  # asked for after the link was mailed
-    assert not rule(waiting, None, 5)  # not asked for through the form
-    assert not rule(SubscriptionStatus.UNSUBSCRIBED, 5, 5)
-    assert rule(waiting, None, 0)  # an unnumbered link, a subscription older than it
-    assert not rule(waiting, 3, 0)  # ... and nothing numbered
-
-
 # --- leaving every list -------------------------------------------------------------------------
 
 
@@ -609,8 +585,6 @@ def test_a_list_waiting_for_confirmation_is_still_a_list(
     assert r.status_code == 200
     assert reason(engine, "r@example.org") is None
     assert "Business Brief" in r.text
-    assert not left_everything([SubscriptionStatus.UNSUBSCRIBED, SubscriptionStatus.UNCONFIRMED])
-    assert left_everything([SubscriptionStatus.UNSUBSCRIBED])
 
 
 # --- /subscribe validates before it answers ----------------------------------------------------
