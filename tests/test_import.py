@@ -212,7 +212,10 @@ def test_suppressed_and_departed_are_rejected_not_resubscribed(
 ) -> None:
     with engine.begin() as conn:
         suppress(conn, "bounced@example.org", SuppressionReason.BOUNCED)
-        left = add_subscriber(conn, "left@example.org", list_ids=[lists["weekly"]])
+        # still on business: leaving the last list would be leaving everything (suppressed)
+        left = add_subscriber(
+            conn, "left@example.org", list_ids=[lists["weekly"], lists["business"]]
+        )
         unsubscribe(conn, left.id, lists["weekly"])
         add_subscriber(conn, "other@example.org", list_ids=[lists["business"]])
     path = tmp_path / "back.csv"
