@@ -32,6 +32,7 @@ _SAMPLE = 64 * 1024
 # a cell shown in the rejects file is cut here (the file must stay readable next to the input)
 _SHOWN_CELL = 1000
 _QUOTE = '"'
+_NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]{3,}")
 # what the first cell of a swallowed line looks like when it is a row of its own
 ADDRESS_LIKE = re.compile(r"[^\s@\"',;<>()\[\]]+@[^\s@\"',;<>()\[\]]+\.[^\s@\"',;<>()\[\]]+")
 
@@ -145,13 +146,31 @@ def check_encoding(
 
 
 def _reads_as_cp1252(sample: bytes) -> bool:
-    # charset-normalizer keeps a decoding only when it does not read as a mess (the symbol
-    # runs and odd letters that CJK or Cyrillic bytes make in Windows-1252); Latin-1 is the
-    # fallback of the five bytes Windows-1252 leaves undefined, as Lines reads them
+    # Latin-1 for the five bytes Windows-1252 leaves undefined, as Lines reads them
+    text = "".join(
+        line.decode("cp1252") if _is_cp1252(line) else line.decode("latin-1")
+        for line in io.BytesIO(sample)
+    )
+    # Western text has a letter with an accent here and there among ASCII ones; the bytes of
+    # CJK, Cyrillic or Greek text read as Windows-1252 are runs of them ("ÍõÎ°", "Èâàí")
+    outside = sum(1 for ch in text if ord(ch) > 127)
+    in_runs = sum(len(run) for run in _NON_ASCII_RUN.findall(text))
+    if in_runs >= 3 and in_runs * 2 >= outside:
+        return False
+    # charset-normalizer keeps a decoding only when it does not read as a mess (symbols
+    # among letters, odd letter pairs)
     return any(
         len(from_bytes(sample, cp_isolation=[name], explain=False)) > 0
         for name in ("cp1252", "latin_1")
     )
+
+
+def _is_cp1252(line: bytes) -> bool:
+    try:
+        line.decode("cp1252")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 class Lines:
@@ -273,6 +292,10 @@ def records(
             or (error is None and not _well_formed(taken, delimiter))
         ):
             pending.extendleft(reversed(taken[1:]))
+            # a fresh reader over them: the old one may have seen the end of the input (csv
+            # keeps nothing between records, so nothing is lost)
+            feeder = feed()
+            reader = csv.reader(feeder, delimiter=delimiter, strict=False)
             yield Record(
                 _alone(taken[0], delimiter),
                 line,
