@@ -201,7 +201,7 @@ def test_unbalanced_quote_is_reported_with_the_lines_it_swallowed(
     report, rejects = run(engine, path, lists["weekly"])
     (reject,) = rejects
     assert (reject.line, reject.end, reject.lines) == (3, 4, "3-4")
-    assert reject.reason.startswith('unbalanced quote ("): a value opened on line 3')
+    assert reject.reason.startswith('unbalanced quote ("): the value opened on line 3')
     assert reject.row == ["b@example.org,B"]
     assert report.problems == [reject]
     # the line it swallowed is read again as the row it is

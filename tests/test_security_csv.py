@@ -73,7 +73,7 @@ def test_unbalanced_quote_rejects_its_row_and_keeps_the_rows_after_it(
     assert confirmed(store) == {"b@example.org": "B", "c@example.org": "C"}
     ((lines, reason, *row),) = rejects_of(path)
     assert lines == "2-4"
-    assert reason.startswith('unbalanced quote ("): a value opened on line 2')
+    assert reason.startswith('unbalanced quote ("): the value opened on line 2')
     assert row == ["a@example.org", "Oops"]
     store.dispose()
 
@@ -243,13 +243,13 @@ def test_a_bad_byte_late_in_the_file_is_refused_before_anything_is_written(
 ) -> None:
     # past the first 1 MiB block and the first batch: before, the rows above were committed
     path = tmp_path / "late.csv"
-    big_file(path, 30_000, {})
+    big_file(path, 50_000, {})
     with path.open("ab") as fh:
         fh.write(b"late@example.org," + "山田".encode("shift_jis") + b"\n")
         fh.write(b"nul@example.org,\x00\n")
     result = run_cli(config, "subscribers", "import", str(path))
     assert result.exit_code == 1
-    assert "late.csv:30003: contains NUL bytes" in result.output
+    assert "late.csv:50003: contains NUL bytes" in result.output
     assert confirmed(store) == {}
     store.dispose()
 
