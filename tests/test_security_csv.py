@@ -99,11 +99,17 @@ def test_unbalanced_quote_rejects_its_row_and_keeps_the_rows_after_it(
             {},
             ["2-3", "3"],
         ),
-        # nested: the re-read lines open another quote
+        # the swallowed line has a quote of its own: read again alone, it reaches no further
         (
             'email,name\na@example.org,"A\nb@example.org,"B\nc@example.org,C\n',
-            {"c@example.org": "C"},
-            ["2-3", "3-4"],
+            {"b@example.org": "B", "c@example.org": "C"},
+            ["2-3"],
+        ),
+        # a value over the field limit that swallowed rows: they are read again
+        (
+            'email,name\na@example.org,"' + "x" * 140_000 + "\nb@example.org,B\nc@example.org,C\n",
+            {"b@example.org": "B", "c@example.org": "C"},
+            ["2-4"],
         ),
     ],
 )

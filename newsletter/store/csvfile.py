@@ -255,22 +255,17 @@ def records(
     CSV (the quote is never closed, or closed in the middle of a value) or a line it swallowed
     is a row of its own (``looks_like_row``: an address where the email column is), the quote
     was left open by mistake: its first line is rejected with the lines the quote ran over,
-    and the lines after it are read again as rows, so nothing valid disappears into a name.
-    A value over :data:`FIELD_LIMIT` rejects its record with its lines; reading goes on.
+    and each of those lines is read again as a row on its own (so a quote in one of them
+    reaches no further than its line, and no line is read more than twice), so nothing valid
+    disappears into a name. A value over :data:`FIELD_LIMIT` rejects its record with its
+    lines; reading goes on.
     """
-    pending: deque[str] = deque()  # lines handed back to be read again
+    pending: deque[str] = deque()  # swallowed lines, to be read again one by one
     taken: list[str] = []  # the lines of the record being read
     source = iter(lines)
 
     def feed() -> Iterator[str]:
-        while True:
-            if pending:
-                text = pending.popleft()
-            else:
-                following = next(source, None)
-                if following is None:
-                    return
-                text = following
+        for text in source:
             taken.append(text)
             yield text
 
@@ -278,6 +273,15 @@ def records(
     reader = csv.reader(feeder, delimiter=delimiter, strict=False)
     line = first_line
     while True:
+        if pending:
+            text = pending.popleft()
+            alone = _parse_alone(text, delimiter)
+            if alone is None:
+                yield Record(_shown(text, delimiter), line, line, _TOO_LARGE)
+            else:
+                yield Record(alone, line, line)
+            line += 1
+            continue
         taken.clear()
         error: str | None = None
         try:
@@ -288,18 +292,22 @@ def records(
             # in non-strict mode, in practice the field limit; csv drops the rest of the line
             error = str(exc)
             cells = []
+        if error is not None and "".join(taken).count(_QUOTE) % 2:
+            # the quoted value that overflowed is still open: it ends at its closing quote,
+            # or (no closing quote in sight) the quote was left open and swallowed what follows
+            size = 0
+            for text in feeder:
+                size += len(text)
+                if text.count(_QUOTE) % 2 or size > FIELD_LIMIT:
+                    break
         end = line + len(taken) - 1
         if len(taken) > 1 and (
-            any(looks_like_row(_alone(text, delimiter)) for text in taken[1:])
+            any(looks_like_row(_parse_alone(text, delimiter) or ()) for text in taken[1:])
             or (error is None and not _well_formed(taken, delimiter))
         ):
-            pending.extendleft(reversed(taken[1:]))
-            # a fresh reader over them: the old one may have seen the end of the input (csv
-            # keeps nothing between records, so nothing is lost)
-            feeder = feed()
-            reader = csv.reader(feeder, delimiter=delimiter, strict=False)
+            pending.extend(taken[1:])
             yield Record(
-                _alone(taken[0], delimiter),
+                _shown(taken[0], delimiter),
                 line,
                 end,
                 f'unbalanced quote ("): the value opened on line {line} runs over lines '
@@ -310,23 +318,18 @@ def records(
             line += 1
             continue
         if error is not None:
-            if "".join(taken).count(_QUOTE) % 2:
-                # the quoted value that overflowed is still open: it ends at its closing quote
-                for text in feeder:
-                    if text.count(_QUOTE) % 2:
-                        break
-                end = line + len(taken) - 1
             yield Record(
-                _alone(taken[0], delimiter),
+                _shown(taken[0], delimiter),
                 line,
                 end,
-                f"a value longer than {FIELD_LIMIT:,} characters (128 KiB)"
-                if "field larger" in error
-                else f"cannot be read as CSV: {error}",
+                _TOO_LARGE if "field larger" in error else f"cannot be read as CSV: {error}",
             )
         else:
             yield Record(cells, line, end)
         line = end + 1
+
+
+_TOO_LARGE = f"a value longer than {FIELD_LIMIT:,} characters (128 KiB)"
 
 
 def _well_formed(taken: list[str], delimiter: str) -> bool:
@@ -338,13 +341,19 @@ def _well_formed(taken: list[str], delimiter: str) -> bool:
     return len(rows) == 1
 
 
-def _alone(text: str, delimiter: str) -> list[str]:
-    """The cells of one physical line read on its own (for a reject, or to test it is a row)."""
-    text = text.rstrip("\r\n")
+def _parse_alone(text: str, delimiter: str) -> list[str] | None:
+    """The cells of one physical line read on its own; None when a value is too large."""
     try:
-        cells = next(csv.reader([text], delimiter=delimiter, strict=False), [])
+        return next(csv.reader([text.rstrip("\r\n")], delimiter=delimiter, strict=False), [])
     except csv.Error:
-        cells = text.split(delimiter)
+        return None
+
+
+def _shown(text: str, delimiter: str) -> list[str]:
+    """The cells of one line for the rejects file, a long value cut."""
+    cells = _parse_alone(text, delimiter)
+    if cells is None:
+        cells = text.rstrip("\r\n").split(delimiter)
     return [
         c if len(c) <= _SHOWN_CELL else f"{c[:_SHOWN_CELL]}... ({len(c):,} characters)"
         for c in cells
