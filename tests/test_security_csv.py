@@ -395,3 +395,55 @@ def test_property_export_then_import_is_exact(
     finally:
         source.dispose()
         target.dispose()
+
+
+SIMPLE_NAME = st.text(st.sampled_from("abcdefghij ABC-é"), min_size=1, max_size=10).map(str.strip)
+
+
+@hyp_settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    names=st.lists(SIMPLE_NAME, min_size=1, max_size=12),
+    stray=st.data(),
+    width=st.sampled_from([2, 3]),
+)
+@pytest.mark.slow
+def test_property_a_stray_quote_loses_no_other_row(
+    tmp_path_factory: pytest.TempPathFactory,
+    settings: Settings,
+    names: list[str],
+    stray: st.DataObject,
+    width: int,
+) -> None:
+    tmp = tmp_path_factory.mktemp("stray")
+    rows = [[f"u{n}@example.org", name or "x", "city"][:width] for n, name in enumerate(names)]
+    # a quote at the start of one row's second or third cell: it opens and never closes there
+    victim = stray.draw(st.integers(0, len(rows) - 1))
+    column = stray.draw(st.integers(1, width - 1))
+    rows[victim][column] = '"' + rows[victim][column]
+    header = ["email", "name", "city"][:width]
+    path = tmp / "stray.csv"
+    path.write_text("\n".join(",".join(r) for r in [header, *rows]) + "\n", encoding="utf-8")
+    engine = make_engine(f"sqlite:///{tmp / 's.db'}")
+    try:
+        migrate(engine)
+        with engine.begin() as conn:
+            weekly = ensure_lists(conn, settings)["weekly"]
+        rejects: list[Reject] = []
+        report = import_csv(
+            engine, path, list_id=weekly, list_slug="weekly", on_reject=rejects.append
+        )
+        got = confirmed(engine)
+    finally:
+        engine.dispose()
+    others = {f"u{n}@example.org" for n in range(len(rows)) if n != victim}
+    assert others <= set(got)
+    # the stray row itself is imported (its quote closed at the end of the file) or rejected
+    # with its line, never silently merged into another
+    assert set(got) - others <= {f"u{victim}@example.org"}
+    assert [r.line for r in rejects] in ([], [victim + 2])
+    assert report.rows == len(rows)
+    assert report.added == len(got)
