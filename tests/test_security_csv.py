@@ -447,3 +447,55 @@ def test_property_a_stray_quote_loses_no_other_row(
     assert [r.line for r in rejects] in ([], [victim + 2])
     assert report.rows == len(rows)
     assert report.added == len(got)
+
+
+# bytes that look enough like a CSV to get past the header, with the odd shapes of the run
+PIECE = st.sampled_from(
+    [
+        *(b",", b";", b'"', b'""', b"\n", b"\r\n", b"\r", b"a@example.org", b"b@example.org"),
+        *(b"\xe9", b"\x82\xa0", b"\xff", b"\xef\xbb\xbf", b"=1+1", b" ", b"\t", b"{}", b"x" * 200),
+    ]
+)
+
+
+@hyp_settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    header=st.sampled_from([b"email,name\n", b"Email Address;First Name\r\n", b"e-mail\n"]),
+    body=st.lists(PIECE, max_size=60).map(b"".join),
+)
+@pytest.mark.slow
+def test_property_odd_bytes_never_raise_anything_but_a_file_error(
+    tmp_path_factory: pytest.TempPathFactory, settings: Settings, header: bytes, body: bytes
+) -> None:
+    tmp = tmp_path_factory.mktemp("odd")
+    path = tmp / "odd.csv"
+    path.write_bytes(header + body)
+    engine = make_engine(f"sqlite:///{tmp / 'o.db'}")
+    try:
+        migrate(engine)
+        with engine.begin() as conn:
+            weekly = ensure_lists(conn, settings)["weekly"]
+        rejects: list[Reject] = []
+        error: ImportFileError | None = None
+        try:
+            report = import_csv(
+                engine, path, list_id=weekly, list_slug="weekly", on_reject=rejects.append
+            )
+        except ImportFileError as exc:
+            error = exc
+        got = confirmed(engine)
+    finally:
+        engine.dispose()
+    if error is not None:
+        assert str(error).startswith(f"{path}:")
+        assert got == {}  # refused before anything was written
+        return
+    assert report.added == len(got)
+    assert report.rows == report.added + report.duplicates + report.already + len(rejects)
+    for reject in rejects:
+        assert reject.line >= 2
+        assert reject.reason
