@@ -384,12 +384,19 @@ def test_mailchimp_export(engine: Engine, lists: dict[str, int]) -> None:
     assert report.header[0] == "Email Address"
 
 
-def test_mailchimp_unsubscribed_export_subscribes_nobody(
-    engine: Engine, lists: dict[str, int]
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("mailchimp_unsubscribed.csv", "UNSUB_TIME: 2024-01-15 07:45:12"),
+        ("mailchimp_cleaned.csv", "CLEAN_TIME: 2023-07-02 11:12:13"),
+    ],
+)
+def test_mailchimp_unsubscribed_and_cleaned_exports_subscribe_nobody(
+    engine: Engine, lists: dict[str, int], name: str, reason: str
 ) -> None:
-    report, rejects = run(engine, EXPORTS / "mailchimp_unsubscribed.csv", lists["weekly"])
+    report, rejects = run(engine, EXPORTS / name, lists["weekly"])
     assert [(r.line, r.reason) for r in rejects] == [
-        (2, "the file marks them as not subscribed (UNSUB_TIME: 2024-01-15 07:45:12)")
+        (2, f"the file marks them as not subscribed ({reason})")
     ]
     assert report.added == 0
     assert subscribers_of(engine, lists["weekly"]) == {}
