@@ -33,6 +33,7 @@ from newsletter.store.subscribers import (
     counts_by_status,
     erase,
     find_by_email,
+    is_suppressed,
     iter_subscribers,
     resolve_lists,
     suppress,
@@ -335,7 +336,11 @@ def remove(app: AppContext, email: str, list_slug: str | None, erase_data: bool)
                 subscriber = find_by_email(conn, normalized)
                 if subscriber is None or not unsubscribe(conn, subscriber.id, list_id):
                     raise StoreError(f"{normalized} is not subscribed to {slug}")
-                click.echo(f"{normalized}: unsubscribed from {slug}")
+                if is_suppressed(conn, normalized):
+                    # that was the last list: leaving everything suppresses (store.unsubscribe)
+                    click.echo(f"{normalized}: unsubscribed from {slug}, the last list; suppressed")
+                else:
+                    click.echo(f"{normalized}: unsubscribed from {slug}")
                 return
             suppress(conn, normalized, SuppressionReason.UNSUBSCRIBED, "removed with the CLI")
             click.echo(f"{normalized}: unsubscribed from all lists and suppressed")
