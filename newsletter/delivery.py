@@ -406,7 +406,11 @@ class DeliveryEngine:
         try:
             data = job.data
             if job.signature is not None:
-                data = await asyncio.wrap_future(job.signature) + data
+                # usually made by now (the queue runs ahead of the senders): no loop wake-up
+                signature = job.signature
+                if not signature.done():
+                    await asyncio.wrap_future(signature)
+                data = signature.result() + data
             result = await self.transport.send(
                 job.sender, [job.recipient], data, prepared=job.prepared, envid=job.envid
             )

@@ -658,8 +658,10 @@ class IssueSigner:
         self._threads = threads or min(4, os.cpu_count() or 1)
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        # per template, per tuple of header names: the signing template and which header
+        # lines (by index) fill which of its slots
         self._templates: weakref.WeakKeyDictionary[
-            MessageTemplate, dict[tuple[str, ...], SigningTemplate]
+            MessageTemplate, dict[tuple[str, ...], tuple[SigningTemplate, list[tuple[int, str]]]]
         ] = weakref.WeakKeyDictionary()
 
     @classmethod
@@ -674,12 +676,11 @@ class IssueSigner:
         to come: put those in front of it. Bad data (a header that cannot be written) raises
         here; a key that fails to sign is a :class:`ConfigError` from the future."""
         signable = template.signable(person)
-        signing = self._template_for(template, signable.headers)
+        headers = signable.headers
+        signing, personal = self._template_for(template, headers)
         values: dict[str, bytes] = dict(signable.values)
-        for name, line in signable.headers:
-            slot = _HEADER_SLOT + name.lower()
-            if slot in signing.slots:
-                values[slot] = line
+        for index, slot in personal:
+            values[slot] = headers[index][1]
         return signable.data, self._pool().submit(_signature, signing, values)
 
     def close(self) -> None:
@@ -697,11 +698,15 @@ class IssueSigner:
 
     def _template_for(
         self, template: MessageTemplate, headers: Sequence[tuple[str, bytes]]
-    ) -> SigningTemplate:
-        names = tuple(name.lower() for name, _ in headers)
-        shapes = self._templates.setdefault(template, {})
-        signing = shapes.get(names)
-        if signing is None:
+    ) -> tuple[SigningTemplate, list[tuple[int, str]]]:
+        """The signing template for copies with these header names, and which header lines
+        (by index) fill which slot."""
+        names = tuple(name for name, _ in headers)
+        shapes = self._templates.get(template)
+        if shapes is None:
+            shapes = self._templates[template] = {}
+        found = shapes.get(names)
+        if found is None:
             layout, body = template.signing_layout(headers)
             header_pieces: list[HeaderPiece] = [
                 (name, Slot(_HEADER_SLOT + name.lower()) if line is None else line)
@@ -710,8 +715,13 @@ class IssueSigner:
             body_pieces: list[BodyPiece] = [
                 Slot(piece) if isinstance(piece, str) else piece for piece in body
             ]
-            signing = shapes[names] = self.signer.template(header_pieces, body_pieces)
-        return signing
+            personal = [
+                (index, _HEADER_SLOT + name.lower())
+                for index, (name, line) in enumerate(layout)
+                if line is None
+            ]
+            found = shapes[names] = (self.signer.template(header_pieces, body_pieces), personal)
+        return found
 
 
 # header slots are named apart from the bodies' placeholders
