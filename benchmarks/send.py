@@ -24,6 +24,7 @@ import os
 import secrets
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -244,9 +245,10 @@ engine = make_engine({database_url!r})
 start = time.perf_counter()
 report = run_send(settings, engine, ISSUE)
 elapsed = time.perf_counter() - start
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+usage = resource.getrusage(resource.RUSAGE_SELF)
+rss = usage.ru_maxrss / 1024
 print(json.dumps({{"sent": report.sent, "seconds": elapsed, "rss_mb": rss,
-                   "finished": report.finished}}))
+                   "cpu_s": usage.ru_utime + usage.ru_stime, "finished": report.finished}}))
 """
     out = subprocess.run(
         [sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=REPO
@@ -350,15 +352,18 @@ def bench_dkim(
                 ours = send_child(root, url, smtp_url, connections, dkim=dkim)
                 reference = bench_source(sink.port, connections, recipients, size)
             rates[mode].append(ours["rate"])
+            # CPU of the whole sending process (loop, signer and ledger threads, start-up)
+            cpu_ms = ours["cpu_s"] / ours["sent"] * 1000
             print(
                 f"  round {round_ + 1} {mode:>8} ({kind if dkim else 'no DKIM'}), "
                 f"{connections} connections: {ours['rate']:6.0f} msg/s "
                 f"(smtp-source {reference:6.0f} msg/s, ratio {ours['rate'] / reference:.2f}), "
-                f"{ours['sent']:.0f} sent in {ours['seconds']:.1f} s",
+                f"{ours['sent']:.0f} sent in {ours['seconds']:.1f} s, "
+                f"CPU {cpu_ms:.2f} ms/message, load {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
-    signed = sorted(rates["signed"])[len(rates["signed"]) // 2]
-    unsigned = sorted(rates["unsigned"])[len(rates["unsigned"]) // 2]
+    signed = statistics.median(rates["signed"])
+    unsigned = statistics.median(rates["unsigned"])
     pairs = [s / u for s, u in zip(rates["signed"], rates["unsigned"], strict=True)]
     print(
         f"  median signed {signed:.0f} msg/s / unsigned {unsigned:.0f} msg/s = "
