@@ -305,9 +305,10 @@ def bench_throughput(work: Path, recipients: int, size: int) -> list[dict[str, f
 # --- 3. DKIM: signed against unsigned ------------------------------------------------------
 
 
-def bench_signing(settings: Settings, kind: str, n: int = 400) -> float:
-    """Milliseconds the signer spends per message on one thread: the copy rendered for it
-    and its signature made (``IssueSigner.sign`` and the future's result, one at a time)."""
+def bench_signing(settings: Settings, kind: str, n: int = 400) -> tuple[float, float]:
+    """Milliseconds per message, wall clock and CPU (the process's, all threads), to render a
+    copy and have its signature made (``IssueSigner.sign`` and the future's result, one at a
+    time). CPU time says what signing costs even on a machine busy with other work."""
     from newsletter.dkim import IssueSigner
 
     rendered = rendered_issue(settings)
@@ -326,10 +327,11 @@ def bench_signing(settings: Settings, kind: str, n: int = 400) -> float:
     ]
     try:
         signer.sign(template, people[0])[1].result()  # the per-issue template, not timed
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for person in people:
             signer.sign(template, person)[1].result()
-        return (time.perf_counter() - start) / n * 1000
+        wall_ms = (time.perf_counter() - start) / n * 1000
+        return wall_ms, (time.process_time() - cpu) / n * 1000
     finally:
         signer.close()
 
@@ -436,7 +438,11 @@ def main() -> None:
             signing = settings_for(
                 keys, f"sqlite:///{keys / 'x.db'}", "smtp://127.0.0.1:1", 1, dkim=kind
             )
-            print(f"DKIM ({kind}): signer {bench_signing(signing, kind):.3f} ms/message")
+            wall_ms, cpu_ms = bench_signing(signing, kind)
+            print(
+                f"DKIM ({kind}): render + sign {wall_ms:.3f} ms/message wall clock, "
+                f"{cpu_ms:.3f} ms CPU (goal <= 0.5 ms)"
+            )
             print(
                 f"DKIM: signed and unsigned sends into smtp-sink, {args.dkim_recipients} "
                 f"messages, {args.dkim_rounds} rounds:"
