@@ -666,7 +666,9 @@ class IssueSigner:
 
     @classmethod
     def from_config(cls, config: Dkim) -> IssueSigner | None:
-        signer = Signer.from_config(config)
+        """The issue signer for ``[dkim]`` (None when it is not configured); the keys are
+        read once per process and again when a key file changes (:func:`signer_for`)."""
+        signer = signer_for(config)
         return None if signer is None else cls(signer)
 
     def sign(
