@@ -309,7 +309,7 @@ def bench_signing(settings: Settings, kind: str, n: int = 400) -> tuple[float, f
     """Milliseconds per message, wall clock and CPU (the process's, all threads), to render a
     copy and have its signature made (``IssueSigner.sign`` and the future's result, one at a
     time). CPU time says what signing costs even on a machine busy with other work."""
-    from newsletter.dkim import IssueSigner
+    from newsletter.dkim_signers import IssueSigner
 
     rendered = rendered_issue(settings)
     template = MessageTemplate(rendered, settings, settings.mailing_list(None))

@@ -54,7 +54,7 @@ ProgressCallback = Callable[[int, int], None]
 
 
 class MessageSigner(Protocol):
-    """What the engine needs from DKIM (``dkim.IssueSigner``): a recipient's copy, ready for
+    """What the engine needs from DKIM (``dkim_signers.IssueSigner``): a recipient's copy, ready for
     DATA (leading dots doubled), and its signature header(s), made off the event loop."""
 
     def sign(

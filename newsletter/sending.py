@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine
 
 from newsletter.config import MailingList, Settings
 from newsletter.delivery import Clock, DeliveryEngine, DeliveryRun, Policy, Transport
-from newsletter.dkim import IssueSigner
+from newsletter.dkim_signers import IssueSigner
 from newsletter.errors import QuotaReachedError
 from newsletter.joins import JoinLinks, join_names, placeholders
 from newsletter.message import MessageContent, MessageTemplate, feedback_id

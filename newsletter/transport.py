@@ -28,7 +28,7 @@ from aiosmtplib.email import extract_recipients, extract_sender
 from aiosmtplib.protocol import normalize_message_line_endings
 
 from newsletter.config import Settings
-from newsletter.dkim import sign_single
+from newsletter.dkim_signers import sign_single
 from newsletter.errors import (
     ConfigError,
     DeliveryError,

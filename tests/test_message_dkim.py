@@ -29,9 +29,10 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine
 from starlette.testclient import TestClient
 
-from newsletter import dkim as dkim_module
+from newsletter import dkim_signers
 from newsletter.config import Dkim, Settings, load_settings
-from newsletter.dkim import OVERSIGNED, IssueSigner, Signer, SigningTemplate, sign_single
+from newsletter.dkim import OVERSIGNED, Signer, SigningTemplate
+from newsletter.dkim_signers import IssueSigner, sign_single
 from newsletter.errors import ConfigError
 from newsletter.message import MessageTemplate, Personalization
 from newsletter.sending import engine_for, prepare_issue, run_send
@@ -372,8 +373,8 @@ def test_a_rotated_key_file_is_read_again(
     path = tmp_path / "rsa.pem"
     path.write_bytes(key_files.key_path.read_bytes())  # type: ignore[union-attr]
     config = Dkim(key_path=path, selector="news", domain=DOMAIN)
-    first = dkim_module.signer_for(config)
-    assert dkim_module.signer_for(config) is first
+    first = dkim_signers.signer_for(config)
+    assert dkim_signers.signer_for(config) is first
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     path.write_bytes(
         other.private_bytes(
@@ -384,7 +385,7 @@ def test_a_rotated_key_file_is_read_again(
     )
     later = time.time() + 5
     os.utime(path, (later, later))
-    second = dkim_module.signer_for(config)
+    second = dkim_signers.signer_for(config)
     assert second is not None
     assert second is not first
     assert second.dns_records()[0].value != first.dns_records()[0].value  # type: ignore[union-attr]
