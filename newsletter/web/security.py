@@ -38,7 +38,7 @@ PAGE_CSP = (
     "font-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 # What a picture is allowed to do when opened on its own: nothing (an SVG may hold a script).
-IMAGE_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'"
+IMAGE_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
 HSTS = "max-age=31536000"
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
@@ -263,6 +263,11 @@ class MalformedRequests:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b""):
+            # no URL of ours holds a NUL, and PostgreSQL refuses one in any text it is given
+            response = PlainTextResponse("malformed request\n", status_code=400)
+            await response(scope, receive, send)
+            return
         started = False
 
         async def watch(message: Message) -> None:
@@ -332,6 +337,11 @@ class ImageFiles(StaticFiles):
     def __init__(self, *, directory: Path, immutable: bool = False) -> None:
         super().__init__(directory=directory, check_dir=False)
         self.immutable = immutable
+
+    async def check_config(self) -> None:
+        # the folder may come later (the first `build` makes var/images): until then, 404s
+        if self.directory is not None and Path(self.directory).is_dir():
+            await super().check_config()
 
     async def get_response(self, path: str, scope: Scope) -> Response:
         media_type = IMAGE_TYPES.get(PurePosixPath(path).suffix.lower())
