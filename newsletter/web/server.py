@@ -47,14 +47,7 @@ class DeadlineProtocol(H11Protocol):
         self._watch()
 
     def handle_events(self) -> None:
-        try:
-            super().handle_events()
-        except UnicodeDecodeError:
-            # a request target with bytes beyond ASCII: h11 lets them through, uvicorn
-            # decodes the path as ASCII
-            log.info("refused a request whose target is not ASCII")
-            self.send_400_response("Invalid HTTP request received.")
-            return
+        super().handle_events()
         if self._fresh and self.conn.their_state is not h11.IDLE:
             self._fresh = False
 
