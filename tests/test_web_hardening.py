@@ -8,6 +8,7 @@ import dataclasses
 import logging
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +16,8 @@ from sqlalchemy import Engine
 from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
-from newsletter.config import Serve, Settings
+from newsletter.config import Serve, Settings, load_settings
+from newsletter.errors import ConfigError
 from newsletter.states import SubscriptionStatus
 from newsletter.store.subscribers import (
     add_subscriber,
@@ -450,3 +452,54 @@ def test_a_client_that_hangs_up_mid_body_is_not_an_error(
     assert not any(m["type"] == "http.response.start" and m["status"] >= 500 for m in sent)
     _no_tracebacks(caplog)
     assert "went away" in caplog.text
+
+
+# --- the [serve] settings ---------------------------------------------------------------------
+
+SERVE_CONFIG = """
+[publication]
+name = "Weekly"
+sender = "Weekly <w@example.org>"
+postal_address = "1 Street"
+base_url = "https://news.example.org"
+"""
+
+
+def _load_serve(tmp_path: Path, table: str = "", **env: str) -> Serve:
+    path = tmp_path / "newsletter.toml"
+    path.write_text(SERVE_CONFIG + ("\n[serve]\n" + table if table else ""), encoding="utf-8")
+    return load_settings(path, environ={"NEWSLETTER_SECRET_KEY": TEST_SECRET, **env}).serve
+
+
+def test_serve_settings_have_safe_defaults_and_read_lists(tmp_path: Path) -> None:
+    assert _load_serve(tmp_path) == Serve()
+    assert Serve().trusted_proxies == ()  # nobody's X-Forwarded-For is believed by default
+    serve = _load_serve(
+        tmp_path,
+        'trusted_proxies = ["127.0.0.1", "10.0.0.0/8", "::1"]\n'
+        'form_origins = ["https://www.example.org"]\nheader_timeout = 5\nmax_connections = 50\n',
+    )
+    assert serve.trusted_proxies == ("127.0.0.1", "10.0.0.0/8", "::1")
+    assert serve.form_origins == ("https://www.example.org",)
+    assert (serve.header_timeout, serve.body_timeout, serve.max_connections) == (5.0, 30.0, 50)
+    from_env = _load_serve(tmp_path, NEWSLETTER_SERVE_TRUSTED_PROXIES="192.0.2.1, 192.0.2.2")
+    assert from_env.trusted_proxies == ("192.0.2.1", "192.0.2.2")
+
+
+@pytest.mark.parametrize(
+    ("table", "key"),
+    [
+        ('trusted_proxies = ["proxy.example"]\n', "serve.trusted_proxies"),
+        ("trusted_proxies = [1]\n", "serve.trusted_proxies"),
+        ('form_origins = ["www.example.org"]\n', "serve.form_origins"),
+        ('form_origins = ["https://www.example.org/page"]\n', "serve.form_origins"),
+        ("header_timeout = 0\n", "serve.header_timeout"),
+        ("body_timeout = -1\n", "serve.body_timeout"),
+        ("max_connections = 0\n", "serve.max_connections"),
+        ("trusted_proxy = []\n", "serve.trusted_proxy"),
+    ],
+)
+def test_bad_serve_settings_name_their_key(tmp_path: Path, table: str, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        _load_serve(tmp_path, table)
+    assert info.value.key == key
