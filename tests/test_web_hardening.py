@@ -111,9 +111,9 @@ def test_hsts_only_when_the_site_is_https(web_settings: Settings, engine: Engine
 
 
 def test_a_route_keeps_the_headers_it_set(client: TestClient) -> None:
-    # the preferences page keeps its no-referrer (its URL holds a token); the archive its CSP
+    # the preferences page keeps its own policy (its URL holds a token: never sent off-site)
     page = client.get("/unsubscribe/not-a-token")
-    assert page.headers["referrer-policy"] == "no-referrer"
+    assert page.headers["referrer-policy"] == "same-origin"
     assert page.headers["cache-control"] == "no-store"
     assert client.get("/subscribe").headers["referrer-policy"] == "strict-origin-when-cross-origin"
 
@@ -199,7 +199,7 @@ def test_subscribe_form_from_another_site_is_refused(
     data = {"email": "csrf@example.org", "lists": "weekly"}
     for headers in (
         {"origin": FOREIGN},
-        {"origin": "null"},  # what a page with Referrer-Policy: no-referrer makes it say
+        {"origin": "null"},  # what a page under Referrer-Policy: no-referrer makes it say
         {"referer": f"{FOREIGN}/page"},
         {"origin": "http://news.test.example"},  # same host, other scheme: another origin
         {"origin": f"{BASE}:8443"},
