@@ -41,6 +41,9 @@ PAGE_CSP = (
 IMAGE_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
 HSTS = "max-age=31536000"
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+# answered whatever the Host: a load balancer's health check asks by the machine's address,
+# and nothing in the answer is built from the request
+HOST_EXEMPT = frozenset({"/healthz"})
 
 
 def security_headers(settings: Settings) -> dict[str, str]:
@@ -105,12 +108,15 @@ class TrustedHosts:
     request's URL, and a DNS name pointed at this server could read its pages.
     """
 
-    def __init__(self, app: ASGIApp, *, hosts: Iterable[str]) -> None:
+    def __init__(
+        self, app: ASGIApp, *, hosts: Iterable[str], exempt: Iterable[str] = HOST_EXEMPT
+    ) -> None:
         self.app = app
         self.hosts = frozenset(hosts)
+        self.exempt = frozenset(exempt)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and scope.get("path") not in self.exempt:
             host = Headers(scope=scope).get("host", "")
             if host_name(host) not in self.hosts:
                 log.info("refused a request for host %r", host[:100])
