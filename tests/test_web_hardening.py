@@ -205,6 +205,9 @@ def test_subscribe_form_from_another_site_is_refused(
         {"referer": f"{FOREIGN}/page"},
         {"origin": "http://news.test.example"},  # same host, other scheme: another origin
         {"origin": f"{BASE}:8443"},
+        {"origin": "https://news.test.example.evil.example"},
+        {"origin": "https://user@evil.example"},
+        {"origin": "https://news.test.example:99999"},
     ):
         response = client.post("/subscribe", data=data, headers=headers)
         assert response.status_code == 403, headers
@@ -216,6 +219,8 @@ def test_subscribe_form_from_another_site_is_refused(
 
     for headers in (
         {"origin": BASE},
+        {"origin": f"{BASE}:443"},  # the default port, spelt out
+        {"origin": "HTTPS://News.Test.Example"},
         {"referer": f"{BASE}/subscribe?list=weekly"},
         {},  # not a browser: curl, a server-side integration
     ):
