@@ -262,7 +262,7 @@ def test_unsubscribe_page_escapes_what_the_subscriber_chose(
     assert "&•••" not in r.text
     assert "&amp;•••&#39;@example.org" in r.text
     assert r.headers["Cache-Control"] == "no-store"
-    assert r.headers["Referrer-Policy"] == "no-referrer"
+    assert r.headers["Referrer-Policy"] == "same-origin"
     assert "set-cookie" not in r.headers
 
     r = client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"})
