@@ -7,11 +7,14 @@ from the environment. A missing, unknown or mistyped key is a :class:`ConfigErro
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
+import ipaddress
 import os
 import re
 import secrets
+import tempfile
 import tomllib
 import types
 import typing
@@ -20,14 +23,19 @@ from dataclasses import dataclass, field
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from newsletter.errors import ConfigError
 
 ENV_PREFIX = "NEWSLETTER_"
 DEFAULT_CONFIG = "newsletter.toml"
-# shorter signing keys are refused (32 random characters recommended)
+# shorter webhook secrets and old signing keys are refused
 MIN_SECRET_LENGTH = 16
+# the signing key (NEWSLETTER_SECRET_KEY or var/secret.key): shorter ones are refused
+MIN_SIGNING_KEY_BYTES = 32
+# random bytes in a generated key file (written URL-safe base64: 43 characters)
+GENERATED_KEY_BYTES = 32
 
 
 @dataclass(frozen=True)
@@ -233,6 +241,32 @@ class Admin:
 
 
 @dataclass(frozen=True)
+class Serve:
+    """How ``newsletter serve`` meets the network: proxies, other sites' forms, time limits."""
+
+    # addresses (or CIDR networks) of the reverse proxies in front: X-Forwarded-For and
+    # X-Forwarded-Proto are believed only from these; from anyone else they are ignored
+    trusted_proxies: tuple[str, ...] = ()
+    # other sites whose pages may post the subscribe form here ("https://example.org"),
+    # beside base_url's own origin
+    form_origins: tuple[str, ...] = ()
+    # seconds a client has to send a request's headers, and then its body, before the
+    # connection is closed (slow clients tie up a connection each)
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    # connections at once; beyond it requests are answered 503
+    max_connections: int = 256
+
+
+@dataclass(frozen=True)
+class Subscribe:
+    """The subscribe form's limits on confirmation emails (docs/subscribers.md)."""
+
+    # per mailbox (Gmail's dotted and +tagged variants are one) in a rolling day; 0: no cap
+    confirmations_per_day: int = 3
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the package needs to know, loaded once per process."""
 
@@ -247,6 +281,8 @@ class Settings:
     bounces: Bounces = field(default_factory=Bounces)
     analytics: Analytics = field(default_factory=Analytics)
     admin: Admin = field(default_factory=Admin)
+    serve: Serve = field(default_factory=Serve)
+    subscribe: Subscribe = field(default_factory=Subscribe)
     # may hold a database password: kept out of repr like the secrets below
     database_url: str = field(default="sqlite:///newsletter.db", repr=False)
     smtp_url: str = "smtp://127.0.0.1:8025"
@@ -313,6 +349,8 @@ _SECTIONS: dict[str, type[Any]] = {
     "bounces": Bounces,
     "analytics": Analytics,
     "admin": Admin,
+    "serve": Serve,
+    "subscribe": Subscribe,
 }
 _TOP_LEVEL = (
     "database_url",
@@ -407,6 +445,7 @@ def load_settings(
     _check_dkim(sections["dkim"], publication, src)
     _check_bounces(sections["bounces"], sections["smtp"], src)
     _check_analytics(sections["analytics"], sections["admin"], src)
+    _check_serve(sections["serve"], src)
 
     return Settings(
         **sections,
@@ -563,6 +602,31 @@ def _check_analytics(analytics: Analytics, admin: Admin, src: str) -> None:
         raise ConfigError("admin.login_attempts", "must be at least 1", source=src)
 
 
+def _check_serve(serve: Serve, src: str) -> None:
+    for proxy in serve.trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ConfigError(
+                "serve.trusted_proxies",
+                f"{proxy!r} is not an IP address or network (203.0.113.7, 10.0.0.0/8)",
+                source=src,
+            ) from None
+    for origin in serve.form_origins:
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+            raise ConfigError(
+                "serve.form_origins",
+                f"{origin!r} is not an origin (scheme and host, as https://example.org)",
+                source=src,
+            )
+    for key in ("header_timeout", "body_timeout"):
+        if getattr(serve, key) <= 0:
+            raise ConfigError(f"serve.{key}", "must be positive (seconds)", source=src)
+    if serve.max_connections < 1:
+        raise ConfigError("serve.max_connections", "must be at least 1", source=src)
+
+
 def _idna(domain: str) -> str:
     domain = domain.strip().rstrip(".").lower()
     return domain if domain.isascii() else domain.encode("idna").decode("ascii")
@@ -609,6 +673,12 @@ def _build(
 
 def _cast(hint: Any, value: Any, key: str, where: str, root: Path) -> Any:
     optional = False
+    if typing.get_origin(hint) is tuple:
+        # a list of strings: a TOML array, or comma-separated in an environment variable
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+            raise ConfigError(key, f"expected a list of strings, got {value!r}", source=where)
+        return tuple(item.strip() for item in items if item.strip())
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         optional = True
@@ -678,23 +748,77 @@ def _secret_key(env: Mapping[str, str], root: Path) -> bytes:
     """The HMAC key for tokens: ``NEWSLETTER_SECRET_KEY``, else a generated local key file.
 
     The local file (``var/secret.key``, mode 0600, git-ignored) keeps the embedded default
-    working with nothing configured; production sets the environment variable.
+    working with nothing configured; production sets the environment variable. Either way a
+    key shorter than :data:`MIN_SIGNING_KEY_BYTES` is refused: with a short (or empty) key
+    anyone could forge unsubscribe and confirmation links.
     """
     value = env.get(ENV_PREFIX + "SECRET_KEY")
     if value:
-        if len(value) < MIN_SECRET_LENGTH:
+        key = value.encode()
+        if len(key) < MIN_SIGNING_KEY_BYTES:
             raise ConfigError(
-                "NEWSLETTER_SECRET_KEY", "too short; use at least 32 random characters"
+                "NEWSLETTER_SECRET_KEY",
+                f"too short ({len(key)} bytes); use at least {MIN_SIGNING_KEY_BYTES} random "
+                "characters (python3 -c 'import secrets; print(secrets.token_urlsafe(32))')",
             )
-        return value.encode()
-    key_file = root / "var" / "secret.key"
-    if key_file.exists():
-        return key_file.read_bytes().strip()
-    key_file.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(32).encode()
-    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key)
+        return key
+    return _key_file(root / "var" / "secret.key")
+
+
+def _key_file(path: Path) -> bytes:
+    """The key in ``path``, made first if there is none: whole or not at all.
+
+    Several processes may start together on a fresh checkout (the web app, the scheduler, a
+    worker): each writes its own candidate to a temporary file and hard-links it into place;
+    exactly one link succeeds and everybody reads that one, complete, file.
+    """
+    try:
+        return _read_key(path)
+    except FileNotFoundError:
+        pass
+    var = path.parent
+    try:
+        var.mkdir(mode=0o700)
+        # mkdir's mode is filtered through the umask; the directory holds the signing key
+        var.chmod(0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise ConfigError(
+            "NEWSLETTER_SECRET_KEY", f"not set, and {var} cannot be created: {exc.strerror}"
+        ) from None
+    candidate = secrets.token_urlsafe(GENERATED_KEY_BYTES).encode()
+    fd, temp = tempfile.mkstemp(prefix=".secret.key.", dir=var)  # mode 0600
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(candidate)
+            fh.flush()
+            os.fsync(fh.fileno())
+        # another process may have been first: then its key is the key
+        with contextlib.suppress(FileExistsError):
+            os.link(temp, path)
+    finally:
+        os.unlink(temp)
+    return _read_key(path)
+
+
+def _read_key(path: Path) -> bytes:
+    # O_NOFOLLOW and a bounded read: the key file is a few dozen bytes, never a link or a device
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot be read: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as fh:
+        key = fh.read(4096).strip()
+    if len(key) < MIN_SIGNING_KEY_BYTES:
+        raise ConfigError(
+            str(path),
+            f"holds {len(key)} bytes where a signing key needs at least {MIN_SIGNING_KEY_BYTES}; "
+            "remove the file to have a new key made (links signed with the old one stop "
+            "working) or set NEWSLETTER_SECRET_KEY",
+        )
     return key
 
 

@@ -176,7 +176,7 @@ def test_the_public_app_serves_the_archive(settings: Settings, engine: Engine, w
     from newsletter.web.app import create_app
 
     add_issue(engine, weekly, "first", "First issue", 0)
-    client = TestClient(create_app(settings, engine=engine))
+    client = TestClient(create_app(settings, engine=engine), base_url=settings.publication.base_url)
     assert "First issue" in client.get("/archive").text
     # the "view in browser" link the renderer puts in every email: /archive/<slug>
     page = client.get("/archive/first")

@@ -86,7 +86,7 @@ def test_email_links_the_derivatives_and_serve_serves_them(
     url = f"{settings.publication.base_url}/images/_derived/{hero.name}"
     assert f'src="{url}"' in html
     assert f'width="{SLOTS.hero.width}"' in html
-    client = TestClient(create_app(settings, engine=engine))  # type: ignore[arg-type]
+    client = TestClient(create_app(settings, engine=engine), base_url=settings.publication.base_url)  # type: ignore[arg-type]
     response = client.get(f"/images/_derived/{hero.name}")
     assert response.status_code == 200
     assert response.headers["content-type"] == "image/png"

@@ -77,7 +77,7 @@ def test_the_page_asks_and_only_the_button_joins(
     assert "reader@example.org" not in page.text
     assert '<form method="post">' in page.text
     assert page.headers["cache-control"] == "no-store"
-    assert page.headers["referrer-policy"] == "no-referrer"
+    assert page.headers["referrer-policy"] == "same-origin"
     assert status(engine, "business") is None  # opening the link changes nothing
     joined = client.post(url)
     assert joined.status_code == 200

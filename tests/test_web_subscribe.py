@@ -132,9 +132,11 @@ def test_rate_limits_per_address_and_per_ip(
         r = client.post("/subscribe", data={"email": "flood@example.org"})
         assert r.status_code == 200  # per-address limit is silent: same answer
     assert len(sent(smtpd)) == 3
+    # an hour on, the hourly limit lets the address in again, but the mailbox has had its
+    # three confirmation emails of the day (the daily cap: tests/test_security_subscribe.py)
     clock.now += 3601
     client.post("/subscribe", data={"email": "flood@example.org"})
-    assert len(sent(smtpd)) == 4
+    assert len(sent(smtpd)) == 3
 
     codes = [
         client.post("/subscribe", data={"email": f"a{i}@example.org"}).status_code
@@ -197,10 +199,12 @@ def test_confirm_token_tampering_and_suppression(
     client.post("/subscribe", data={"email": "t@example.org"})
     link = confirm_link(sent(smtpd)[0])
     token = link.rsplit("/", 1)[1]
-    for bad in (token[:-2], token[:-1] + ("A" if token[-1] != "A" else "B"), "x" * 200, "%00"):
+    for bad in (token[:-2], token[:-1] + ("A" if token[-1] != "A" else "B"), "x" * 200):
         r = client.get(f"/confirm/{bad}")
         assert r.status_code == 400
         assert "not valid" in r.text
+    # a NUL is in no URL of ours: refused before any route (newsletter.web.security)
+    assert client.get("/confirm/%00").status_code == 400
     # an unsubscribe token is not a confirmation
     with engine.begin() as conn:
         sub = find_by_email(conn, "t@example.org")

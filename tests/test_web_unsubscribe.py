@@ -62,7 +62,7 @@ def test_page_shows_one_button_and_lists_without_changing_anything(
     # the address is masked; the page carries no address in a form field
     assert "reader@example.org" not in r.text.lower()
     assert 'name="email"' not in r.text
-    assert r.headers["referrer-policy"] == "no-referrer"
+    assert r.headers["referrer-policy"] == "same-origin"
     assert "set-cookie" not in r.headers
     assert statuses(engine) == {
         "weekly": SubscriptionStatus.CONFIRMED,

@@ -7,6 +7,7 @@ import uvicorn
 
 from newsletter.cli import AppContext, main, pass_app
 from newsletter.cli.subscribers import open_store
+from newsletter.web import server
 from newsletter.web.app import create_app
 
 
@@ -19,12 +20,5 @@ def serve(app: AppContext, host: str, port: int) -> None:
     settings = app.settings
     with open_store(settings) as engine:
         click.echo(f"Serving {settings.publication.name} on http://{host}:{port}/ (Ctrl-C stops)")
-        uvicorn.run(
-            create_app(settings, engine=engine),
-            host=host,
-            port=port,
-            proxy_headers=True,
-            forwarded_allow_ips="127.0.0.1",
-            server_header=False,
-            log_level="info",
-        )
+        web = create_app(settings, engine=engine)
+        uvicorn.Server(server.config(web, settings.serve, host=host, port=port)).run()

@@ -9,27 +9,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount
-from starlette.staticfiles import StaticFiles
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
 
 from newsletter import urls
 from newsletter.config import Settings
 from newsletter.inbound.sns import SnsVerifier
 from newsletter.store.database import make_engine
-from newsletter.web import admin, archive, join, redirect, subscribe, unsubscribe, webhooks
+from newsletter.web import (
+    admin,
+    archive,
+    join,
+    redirect,
+    security,
+    subscribe,
+    unsubscribe,
+    webhooks,
+)
 from newsletter.web.context import Mailer, SmtpMailer, WebContext, page_environment
 from newsletter.web.ratelimit import Clock, RateLimiter
+from newsletter.web.security import ImageFiles
 
 __all__ = ["Mailer", "SmtpMailer", "create_app"]
 
@@ -38,14 +49,34 @@ __all__ = ["Mailer", "SmtpMailer", "create_app"]
 PER_ADDRESS_LIMIT = (3, 3600.0)
 PER_IP_LIMIT = (20, 600.0)
 
+logger = logging.getLogger(__name__)
 
-class ImmutableFiles(StaticFiles):
-    """Static files that never change under their name: cached for a year, never revalidated."""
 
-    def file_response(self, *args: Any, **kwargs: Any) -> Response:
-        response = super().file_response(*args, **kwargs)
-        response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
-        return response
+def healthz_route(engine: Engine) -> Route:
+    """``GET /healthz`` for the proxy, the load balancer and ``newsletter doctor``.
+
+    200 ``{"status": "ok"}`` when the database answers ``SELECT 1``, else 503; the body never
+    says why (no URL, no driver message): the reason goes to the server's log.
+    """
+
+    def database_answers() -> bool:
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            logger.warning("healthz: the database does not answer: %s", type(exc).__name__)
+            return False
+        return True
+
+    async def healthz(request: Request) -> Response:
+        ok = await run_in_threadpool(database_answers)
+        return JSONResponse(
+            {"status": "ok" if ok else "unavailable"},
+            status_code=200 if ok else 503,
+            headers={"Cache-Control": "no-store"},
+        )
+
+    return Route("/healthz", healthz, methods=["GET", "HEAD"], name="healthz")
 
 
 def create_app(
@@ -90,13 +121,14 @@ def create_app(
         *join.routes(ctx),
         *archive.routes(settings, engine),
         *webhooks.routes(ctx, sns_verifier=sns_verifier, clock=webhook_clock or time.time),
+        healthz_route(engine),
     ]
     # the resized copies first: their names carry a digest of what they were made from, so
     # a cache may keep them for good
     routes.append(
         Mount(
             urls.DERIVED_IMAGES,
-            app=ImmutableFiles(directory=settings.derived_images_dir, check_dir=False),
+            app=ImageFiles(directory=settings.derived_images_dir, immutable=True),
             name="derived_images",
         )
     )
@@ -105,7 +137,7 @@ def create_app(
     routes.append(
         Mount(
             urls.IMAGES,
-            app=StaticFiles(directory=settings.issues_dir / "images", check_dir=False),
+            app=ImageFiles(directory=settings.issues_dir / "images"),
             name="images",
         )
     )
@@ -114,6 +146,9 @@ def create_app(
         assert isinstance(exc, HTTPException)
         in_admin = request.url.path.startswith(urls.ADMIN)
         if exc.status_code == 404:
+            moved = security.slash_redirect(request.scope, routes, settings.publication.base_url)
+            if moved is not None:
+                return moved
             if in_admin:
                 return admin_ctx.page("not_found.html", request, status_code=404)
             return ctx.page("not_found.html", status_code=404)
@@ -139,9 +174,22 @@ def create_app(
         routes=routes,
         exception_handlers={HTTPException: not_found},
         lifespan=lifespan,
-        # the dashboard's headers and session check, for every /admin path
-        middleware=[Middleware(admin.AdminGate, context=admin_ctx)],
+        middleware=[
+            # outermost: whatever goes wrong parsing a request below is the client's 400
+            Middleware(security.MalformedRequests),
+            Middleware(security.SecurityHeaders, headers=security.security_headers(settings)),
+            Middleware(
+                security.ForwardedHeaders,
+                trusted=security.parse_networks(settings.serve.trusted_proxies),
+            ),
+            Middleware(security.TrustedHosts, hosts=security.allowed_hosts(settings)),
+            Middleware(security.FormOrigins, origins=security.allowed_origins(settings)),
+            # the dashboard's headers and session check, for every /admin path
+            Middleware(admin.AdminGate, context=admin_ctx),
+        ],
     )
+    # the trailing-slash redirect is the 404 handler's (Location from base_url, not Host)
+    app.router.redirect_slashes = False
     app.state.context = ctx
     app.state.hits = hits
     return app

@@ -237,6 +237,8 @@ def routes(settings: Settings, engine: Engine) -> list[BaseRoute]:
 
     async def index(request: Request) -> Response:
         list_slug = request.query_params.get("list") or None
+        if list_slug not in settings.lists:
+            list_slug = None  # only the configured lists have an archive of their own
         issues = await run_in_threadpool(archive.latest, list_slug=list_slug)
         return templates.TemplateResponse(
             request,

@@ -27,8 +27,10 @@ log = logging.getLogger(__name__)
 # Every page: no MIME sniffing, never framed by another site (clickjacking the buttons).
 PAGE_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY"}
 # Pages with a token in their URL: the token must not leak through Referer to the brand's
-# logo host, nor sit in a shared cache.
-PRIVATE_HEADERS = {**PAGE_HEADERS, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+# logo host, nor sit in a shared cache. "same-origin", not "no-referrer": under no-referrer a
+# browser says "Origin: null" when the page posts its own form, and the form check
+# (newsletter.web.security) could not tell the page's button from another site's.
+PRIVATE_HEADERS = {**PAGE_HEADERS, "Cache-Control": "no-store", "Referrer-Policy": "same-origin"}
 # Forms here are a few fields; uvicorn sets no limit and Starlette reads bodies into memory.
 MAX_BODY_BYTES = 16 * 1024
 

@@ -33,6 +33,7 @@ from newsletter.store.subscribers import (
 )
 from newsletter.tokens import TokenData, TokenPurpose, read_token
 from newsletter.web.context import WebContext, parse_form, read_body
+from newsletter.web.security import allowed_origins, origin_allowed, refused_origin
 
 ONE_CLICK_FIELD = "List-Unsubscribe"
 ONE_CLICK_VALUE = "One-Click"
@@ -64,6 +65,8 @@ def mask_email(email: str) -> str:
 
 
 def routes(ctx: WebContext) -> list[BaseRoute]:
+    origins = allowed_origins(ctx.settings)
+
     def verify(token: str) -> TokenData:
         try:
             return read_token(ctx.settings.token_keys, token, TokenPurpose.UNSUBSCRIBE)
@@ -141,6 +144,10 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
             # anything else that is not the preferences form still means "take me off":
             # unsubscribing is the safe direction to err in
             action = str(form.get("action") or "one-click")
+        if action != "one-click" and not origin_allowed(request.headers, origins):
+            # the preferences form, posted from another site's page; RFC 8058's one-click
+            # POST comes from mail clients and providers from anywhere, and stays exempt
+            return refused_origin()
         keep = frozenset(str(v) for v in form.getlist("keep"))
         try:
             outcome = await run_in_threadpool(act, data, action, keep)
