@@ -9,19 +9,28 @@ problem like any other.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from newsletter.config import Settings
 from newsletter.diagnostics import Problem, Severity
 from newsletter.errors import IssueError, NewsletterError
 from newsletter.i18n import language_problems
-from newsletter.images import plan_images, read_original
+from newsletter.images import ImageSet, plan_images, read_original
 from newsletter.issues import parse_issue, read_issue_text
 from newsletter.layout import displayed_images
 from newsletter.model import JOIN_URL_PLACEHOLDER, UNSUBSCRIBE_URL_PLACEHOLDER, Issue
 from newsletter.rendering import Renderer
 
-__all__ = ["Problem", "Severity", "check_issue", "email_size", "image_width"]
+__all__ = [
+    "Inspection",
+    "Problem",
+    "Severity",
+    "check_issue",
+    "email_size",
+    "image_width",
+    "inspect_issue",
+]
 
 # Gmail hides everything after the first 102 KB of HTML behind "[Message clipped]" -- and the
 # footer with the unsubscribe link is at the end.
@@ -32,14 +41,40 @@ IMAGE_WARNING_BYTES = 400 * 1024
 _SAMPLE_UNSUBSCRIBE_URL = "https://news.example.org/unsubscribe/" + "x" * 64
 
 
+@dataclass(frozen=True)
+class Inspection:
+    """What ``check`` found in one file, and what it made on the way.
+
+    ``issue`` is None when the file does not parse; ``images`` and ``html`` (the email as
+    :meth:`Renderer.render_html` makes it, with ``images`` linked) are None when it was not
+    rendered in full. ``build`` writes from them instead of rendering a second time.
+    """
+
+    problems: tuple[Problem, ...]
+    issue: Issue | None = None
+    images: ImageSet | None = None
+    html: str | None = None
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.is_error]
+
+
 def check_issue(
     path: Path, settings: Settings, *, renderer: Renderer | None = None
 ) -> list[Problem]:
     """All problems with the issue at ``path``, errors and warnings, ordered by line."""
+    return list(inspect_issue(path, settings, renderer=renderer).problems)
+
+
+def inspect_issue(
+    path: Path, settings: Settings, *, renderer: Renderer | None = None
+) -> Inspection:
+    """:func:`check_issue`, keeping the parsed issue and the rendered HTML."""
     try:
         text = read_issue_text(path)
     except IssueError as exc:
-        return [Problem(path, exc.line or 1, Severity.ERROR, exc.message)]
+        return Inspection((Problem(path, exc.line or 1, Severity.ERROR, exc.message),))
     result = parse_issue(text, path=path, settings=settings)
     problems = list(result.problems)
     # the fixed text's language is the publication's, but an editor checks issues: say it here
@@ -47,11 +82,15 @@ def check_issue(
         Problem(path, 1, Severity.WARNING, message)
         for message in language_problems(settings.publication.lang)
     ]
+    images = html = None
     if result.issue is not None:
         problems.extend(_check_images(result.issue, settings))
     if result.issue is not None and not any(p.is_error for p in problems):
-        problems.extend(_check_render(result.issue, settings, renderer))
-    return sorted(problems, key=lambda p: (p.line, p.severity is not Severity.ERROR))
+        images = plan_images(result.issue, settings)
+        found, html = _check_render(result.issue, settings, renderer, images)
+        problems.extend(found)
+    problems.sort(key=lambda p: (p.line, p.severity is not Severity.ERROR))
+    return Inspection(tuple(problems), result.issue, images if html else None, html)
 
 
 def email_size(html: str) -> int:
@@ -114,25 +153,33 @@ def _check_images(issue: Issue, settings: Settings) -> Iterator[Problem]:
             )
 
 
-def _check_render(issue: Issue, settings: Settings, renderer: Renderer | None) -> list[Problem]:
+def _check_render(
+    issue: Issue, settings: Settings, renderer: Renderer | None, images: ImageSet
+) -> tuple[list[Problem], str | None]:
+    """Problems of the finished email (its size), and its HTML if it was finished."""
     renderer = renderer or Renderer(settings)
     try:
         # the same image links the email will have, without writing the copies
-        context = renderer.context(issue, plan_images(issue, settings))
-        html = renderer.render_html(issue, context)
+        context = renderer.context(issue, images)
+        # MJML and the inliner only add to the template's output, and they cost nearly all of
+        # the render (the inliner half a second per thousand sections): an email far past the
+        # clip before them is not measured to the byte.
+        floor = email_size(renderer.render_mjml(issue, context))
+        html = None if floor >= 2 * GMAIL_CLIP_BYTES else renderer.render_html(issue, context)
     except NewsletterError as exc:
-        return [Problem(issue.path, 1, Severity.ERROR, f"cannot render: {exc}")]
-    size = email_size(html)
+        return [Problem(issue.path, 1, Severity.ERROR, f"cannot render: {exc}")], None
+    size = floor if html is None else email_size(html)
     if size >= GMAIL_CLIP_BYTES:
+        at_least = "at least " if html is None else ""
         return [
             Problem(
                 issue.path,
                 1,
                 Severity.ERROR,
-                f"the email is {size / 1024:.0f} KB; Gmail clips messages over "
+                f"the email is {at_least}{size / 1024:.0f} KB; Gmail clips messages over "
                 f"{GMAIL_CLIP_BYTES // 1024} KB and hides the unsubscribe link. Shorten it.",
             )
-        ]
+        ], html
     if size >= SIZE_WARNING_BYTES:
         return [
             Problem(
@@ -142,5 +189,5 @@ def _check_render(issue: Issue, settings: Settings, renderer: Renderer | None) -
                 f"the email is {size / 1024:.0f} KB, close to Gmail's "
                 f"{GMAIL_CLIP_BYTES // 1024} KB clipping limit",
             )
-        ]
-    return []
+        ], html
+    return [], html

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import difflib
 import html
+import os
 import re
+import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -73,6 +75,13 @@ BLOCK_ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "newsletters": ("lists",),
 }
 HEADLINES_MIN, HEADLINES_MAX = 3, 6
+# The dates an issue may carry. Email exists since the 1970s; the far ends of Python's range
+# (year 1, year 9999) break on the first conversion (a timestamp, a time zone, a week ahead).
+EARLIEST_DATE = date(1970, 1, 1)
+LATEST_DATE = date(9998, 12, 31)
+# The largest issue file read. A whole issue is a few dozen KB; past this size it is not an
+# issue but a mistake (or an attack), and the render would take minutes and gigabytes.
+MAX_ISSUE_BYTES = 2 * 1024 * 1024
 PREHEADER_MAX = 140
 # What a related-story card holds at 15-16 px in its half of the 600 px layout before it
 # grows taller than the card beside it (about four lines of teaser, two of title).
@@ -82,6 +91,9 @@ CARD_TITLE_MAX = 80
 # Control characters (and the noncharacters U+FFFE/U+FFFF) cannot appear in HTML or XML
 # and make the inliner fail; they only ever arrive by accident.
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
+# Half of a UTF-16 pair on its own stands for no character: no file decodes to one, but a
+# YAML escape ("\\ud800") makes one, and no encoder (UTF-8, the database's) will take it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _FILE_NAME = re.compile(r"^(?P<date>\d{4}-\d{2}-\d{2})-(?P<slug>.+)$")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -104,15 +116,42 @@ def slug_for(path: Path) -> str:
 
 
 def read_issue_text(path: Path) -> str:
-    """The file's text, or an :class:`IssueError` saying why it cannot be read."""
+    """The file's text, or an :class:`IssueError` saying why it cannot be read.
+
+    Only a regular file of at most :data:`MAX_ISSUE_BYTES` is read: a FIFO named ``*.md``
+    would block forever and a link to ``/dev/zero`` never ends.
+    """
     try:
-        raw = path.read_bytes()
+        # O_NONBLOCK: opening a FIFO with no writer returns at once instead of waiting for one
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise IssueError("no such file", path=path) from None
     except IsADirectoryError:
         raise IssueError("is a directory, not an issue file", path=path) from None
     except OSError as exc:
         raise IssueError(f"cannot read: {exc.strerror}", path=path) from None
+    except ValueError:  # a NUL in the name
+        raise IssueError("cannot read: the name holds a NUL character", path=path) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IssueError("is a directory, not an issue file", path=path)
+        if not stat.S_ISREG(mode):
+            raise IssueError("is not a regular file (a pipe or a device?)", path=path)
+        with os.fdopen(fd, "rb", closefd=False) as file:
+            # one byte more than allowed tells a file at the limit from one over it, even
+            # one that grows while it is read
+            raw = file.read(MAX_ISSUE_BYTES + 1)
+    except OSError as exc:
+        raise IssueError(f"cannot read: {exc.strerror}", path=path) from None
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_ISSUE_BYTES:
+        raise IssueError(
+            f"too large (over {MAX_ISSUE_BYTES // (1024 * 1024)} MB; an issue is text of a "
+            "few dozen KB)",
+            path=path,
+        )
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -176,6 +215,7 @@ class _IssueParser:
         self.banner: CallToAction | None = None
         self.features: dict[str, int] = {}  # feature block -> line of the first one
         self.anchors: dict[str, int] = {}  # section anchor -> line of its heading
+        self.suffixes: dict[str, int] = {}  # anchor base -> the last "-N" tried for it
         self.first_text: str | None = None
 
     # -- problems -----------------------------------------------------------------------------
@@ -297,7 +337,47 @@ class _IssueParser:
         assert node is not None or not data
         if node is not None:
             self.record_lines(node, ())
-        return self.fields({str(k): v for k, v in data.items()})
+        try:
+            cleaned = self.clean_value(data, ())
+        except RecursionError:
+            self.error(2, "the front matter is nested too deeply to read")
+            return None
+        assert isinstance(cleaned, dict)
+        return self.fields({str(k): v for k, v in cleaned.items()})
+
+    def clean_value(self, value: Any, key: tuple[str | int, ...]) -> Any:
+        """``value`` without control characters (a warning) or lone surrogates (an error).
+
+        YAML escapes (``"\\e"``, ``"\\uffff"``, ``"\\ud800"``) make characters the file's
+        own text cannot hold, so the check on the raw text does not see them.
+        """
+        if isinstance(value, dict):
+            cleaned: dict[Any, Any] = {}
+            for name, item in value.items():
+                # the clean name in the path: it goes into messages, which must print
+                name = self.clean_value(name, key)
+                cleaned[name] = self.clean_value(item, (*key, str(name)))
+            return cleaned
+        if isinstance(value, list):
+            return [self.clean_value(v, (*key, index)) for index, v in enumerate(value)]
+        if not isinstance(value, str):
+            return value
+        name = ".".join(map(str, key)) or "a key"
+        surrogate = _SURROGATE.search(value)
+        if surrogate:
+            self.error(
+                self.key_line(*key),
+                f"{name} holds \\u{ord(surrogate.group()):04x}, half of a UTF-16 pair that stands "
+                "for no character on its own; write the character itself",
+            )
+            value = _SURROGATE.sub("\ufffd", value)
+        if _CONTROL.search(value):
+            self.warn(
+                self.key_line(*key),
+                f"invisible control characters were removed from {name}",
+            )
+            value = _CONTROL.sub("", value)
+        return value
 
     def record_lines(self, node: yaml.Node, prefix: tuple[str | int, ...]) -> None:
         if isinstance(node, yaml.MappingNode):
@@ -384,6 +464,9 @@ class _IssueParser:
         except ValueError:
             self.error(self.key_line("date"), f"bad date {text!r}; write it as YYYY-MM-DD")
             return None
+        if not EARLIEST_DATE <= parsed <= LATEST_DATE:
+            self.error(self.key_line("date"), _out_of_range("date", text))
+            return None
         match = _FILE_NAME.match(self.path.stem)
         if match and match.group("date") != text:
             self.warn(
@@ -461,6 +544,9 @@ class _IssueParser:
                 self.key_line("send_at"),
                 f"bad send_at {text!r}; write it as YYYY-MM-DD HH:MM (optionally +02:00)",
             )
+            return None
+        if not EARLIEST_DATE <= parsed.date() <= LATEST_DATE:
+            self.error(self.key_line("send_at"), _out_of_range("send_at", text))
             return None
         if parsed.tzinfo is None:
             # A bare time means the publication's own clock, not the server's.
@@ -574,10 +660,16 @@ class _IssueParser:
         anchor = explicit.group("anchor") if explicit else anchor_for(text)
         if explicit and anchor in self.anchors:
             self.error(line, f"two sections have the anchor #{anchor}; give this one another")
-        base, number = anchor, 0
+        # the first free "-N" after the base: taken anchors only accumulate, so the search for
+        # a base resumes where it last stopped (from 0 every time, twenty thousand "## News"
+        # headings took twenty thousand steps each)
+        base, number = anchor, self.suffixes.get(anchor, 0)
+        if number:
+            anchor = f"{base}-{number}"
         while anchor in self.anchors:
             number += 1
             anchor = f"{base}-{number}"
+        self.suffixes[base] = number
         self.anchors[anchor] = line
         return text, anchor
 
@@ -989,6 +1081,13 @@ class _IssueParser:
             self.error(line, "'::: newsletters' holds at most a short paragraph of text")
         intro = join(paragraphs) if paragraphs else None
         return OtherLists(lists=slugs, heading=heading or None, intro=intro, line=line)
+
+
+def _out_of_range(key: str, text: str) -> str:
+    return (
+        f"{key} {text} is out of range; an issue is dated between {EARLIEST_DATE.year} and "
+        f"{LATEST_DATE.year}"
+    )
 
 
 def _block_name(token: Token) -> str:

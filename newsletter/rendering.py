@@ -288,6 +288,14 @@ class Renderer:
             result = str(inliner.transform())
         except Exception as exc:  # premailer wraps cssutils and lxml, which raise freely
             raise RenderError(f"CSS inlining failed: {exc}") from None
+        if len(result) < len(html) * _INLINED_MIN_RATIO:
+            # lxml drops, without a word, a run of text over 10 MB (libxml2's limit on one
+            # text node): the HTML would lack what the plain text has
+            raise RenderError(
+                f"CSS inlining lost part of the email ({len(html) // 1024} KB in, "
+                f"{len(result) // 1024} KB out); a paragraph of many megabytes is past what "
+                "the HTML parser takes: split or shorten it"
+            )
         # premailer drops the marker from the styles it skipped, except those with a media
         # attribute, which it skips before it looks at the marker
         result = result.replace(_IGNORE_ATTRIBUTE, "")
@@ -351,6 +359,9 @@ class _Inliner(premailer.Premailer):  # type: ignore[misc]
 
 
 _IGNORE_ATTRIBUTE = ' data-premailer="ignore"'
+# Inlining adds style attributes (the samples grow 4-7 %); output much smaller than its input
+# means the parser dropped something.
+_INLINED_MIN_RATIO = 0.9
 # A <style> tag outside Outlook's conditional comments (those premailer cannot see anyway).
 _MJML_STYLE = re.compile(r"(<!--\[if.*?<!\[endif\]-->)|<style\b", re.DOTALL)
 

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
+import gc
 import math
+import os
 import random
+import threading
+import time
+from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from PIL import Image as PILImage
@@ -23,9 +30,13 @@ from newsletter.checks import (
     image_width,
 )
 from newsletter.config import Settings
-from newsletter.issues import load_issue
+from newsletter.errors import IssueError, RenderError
+from newsletter.images import plan_images
+from newsletter.issues import MAX_ISSUE_BYTES, load_issue, parse_issue
 from newsletter.rendering import Renderer
 from tests.conftest import run_cli
+
+T = TypeVar("T")
 
 GOOD_FRONT = """---
 title: Test issue
@@ -358,7 +369,9 @@ def test_build_refuses_a_broken_issue_before_writing(settings: Settings, tmp_pat
     out_dir = tmp_path / "out"
     result = run_cli(settings.source, "build", str(good), str(bad), "-o", str(out_dir))
     assert result.exit_code == 1
-    assert f"error: {bad}:7: section 'Empty' is empty" in result.stderr
+    # the same lines as `check`, then why nothing was written
+    assert f"{bad}:7: error: section 'Empty' is empty" in result.stderr
+    assert "nothing built" in result.stderr
     assert not out_dir.exists()
 
 
@@ -408,3 +421,173 @@ def test_a_heavy_photo_is_not_a_warning_when_a_copy_is_sent(settings: Settings) 
     assert photo.stat().st_size > IMAGE_WARNING_BYTES
     text = GOOD_FRONT + "## News\n\n![Static on a screen](images/photo.png)\n"
     assert check_issue(write(settings, text), settings) == []
+
+
+# -- files that are not issue files -----------------------------------------------------------
+
+
+def _within(seconds: float, func: Callable[[], T]) -> T:
+    """``func()``, failing the test (not hanging it) if it takes longer than ``seconds``."""
+    outcome: list[T] = []
+    worker = threading.Thread(target=lambda: outcome.append(func()), daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), f"still running after {seconds} s"
+    return outcome[0]
+
+
+@pytest.fixture
+def fifo(settings: Settings) -> Iterator[Path]:
+    path = settings.issues_dir / "2026-11-20-pipe.md"
+    os.mkfifo(path)
+    yield path
+    # a reader still blocked in open() (the bug) gets its writer, and its thread ends
+    with contextlib.suppress(OSError):
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+
+
+def test_a_fifo_named_md_is_reported_not_waited_on(settings: Settings, fifo: Path) -> None:
+    problems = _within(10, lambda: check_issue(fifo, settings))
+    assert [str(p) for p in problems] == [
+        f"{fifo}:1: error: is not a regular file (a pipe or a device?)"
+    ]
+    result = _within(10, lambda: run_cli(settings.source, "build", str(fifo)))
+    assert result.exit_code == 1
+    assert "is not a regular file" in result.stderr
+    # with no file named, every *.md is checked: the pipe among them does not hang it
+    result = _within(20, lambda: run_cli(settings.source, "check"))
+    assert result.exit_code == 1
+    assert f"{fifo.name}:1: error: is not a regular file" in result.stdout
+
+
+def test_a_link_to_a_device_is_not_read(settings: Settings) -> None:
+    link = settings.issues_dir / "2026-11-20-zero.md"
+    link.symlink_to("/dev/zero")
+    (problem,) = _within(10, lambda: check_issue(link, settings))
+    assert problem.message == "is not a regular file (a pipe or a device?)"
+    result = _within(10, lambda: run_cli(settings.source, "build", str(link)))
+    assert result.exit_code == 1
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_file_over_two_megabytes_is_too_large(settings: Settings) -> None:
+    path = settings.issues_dir / "2026-11-20-huge.md"
+    text = GOOD_FRONT + GOOD_BODY
+    path.write_text(text + "x" * (MAX_ISSUE_BYTES + 1 - len(text)), encoding="utf-8")
+    (problem,) = check_issue(path, settings)
+    assert str(problem).startswith(f"{path}:1: error: too large")
+    with pytest.raises(IssueError, match="too large"):
+        load_issue(path, settings)
+    # one byte less is read (and is then only an email Gmail clips)
+    path.write_text(text + "x" * (MAX_ISSUE_BYTES - len(text)), encoding="utf-8")
+    assert not any("too large" in p.message for p in check_issue(path, settings))
+
+
+def test_a_directory_named_md_is_a_problem(settings: Settings) -> None:
+    folder = settings.issues_dir / "2026-11-20-folder.md"
+    folder.mkdir()
+    (problem,) = check_issue(folder, settings)
+    assert problem.message == "is a directory, not an issue file"
+
+
+# -- build says what check says ---------------------------------------------------------------
+
+
+def test_build_prints_checks_warnings_and_still_builds(settings: Settings, tmp_path: Path) -> None:
+    text = GOOD_FRONT.replace("2026-11-20", "2026-11-21") + GOOD_BODY
+    path = write(settings, text)
+    out_dir = tmp_path / "out"
+    result = run_cli(settings.source, "build", str(path), "-o", str(out_dir))
+    assert result.exit_code == 0
+    assert f"{path}:3: warning: date 2026-11-21 does not match the file name" in result.stderr
+    assert (out_dir / "test.html").is_file()
+
+
+def test_build_refuses_an_issue_gmail_would_clip(settings: Settings, tmp_path: Path) -> None:
+    # check said error, build wrote it without a word
+    text = GOOD_FRONT + "## News\n\n" + ("Words " * 150 + "\n\n") * 200
+    path = write(settings, text)
+    errors = [p.message for p in check_issue(path, settings) if p.is_error]
+    assert errors[0].startswith("the email is")
+    out_dir = tmp_path / "out"
+    result = run_cli(settings.source, "build", str(path), "-o", str(out_dir))
+    assert result.exit_code == 1
+    assert f"{path}:1: error: the email is" in result.stderr
+    assert "Gmail clips" in result.stderr
+    assert not out_dir.exists()
+
+
+def test_built_html_is_the_one_check_rendered(settings: Settings, tmp_path: Path) -> None:
+    source = settings.issues_dir / "2026-11-20-flood-barrier-vote.md"
+    result = run_cli(settings.source, "build", str(source), "-o", str(tmp_path))
+    assert result.exit_code == 0
+    issue = load_issue(source, settings)
+    rendered = Renderer(settings).render(issue, plan_images(issue, settings))
+    assert (tmp_path / "flood-barrier-vote.html").read_text(encoding="utf-8") == rendered.html
+    assert (tmp_path / "flood-barrier-vote.txt").read_text(encoding="utf-8") == rendered.text
+
+
+# -- what the text has, the HTML has ---------------------------------------------------------
+
+
+def test_a_paragraph_near_the_size_cap_reaches_the_html(settings: Settings) -> None:
+    paragraph = "START " + "words " * ((MAX_ISSUE_BYTES - 4096) // 6) + "END"
+    path = write(settings, GOOD_FRONT + "## News\n\n" + paragraph + "\n")
+    errors = [p for p in check_issue(path, settings) if p.is_error]
+    # check says why the reader will not see all of it: Gmail clips it
+    assert len(errors) == 1
+    assert "Gmail clips" in errors[0].message
+    rendered = Renderer(settings).render(load_issue(path, settings))
+    assert "END" in rendered.text
+    assert "START" in rendered.html
+    assert "END" in rendered.html
+
+
+def test_html_that_loses_text_is_a_render_error(settings: Settings) -> None:
+    # past the file cap, but the renderer takes issues from elsewhere too: lxml drops a text
+    # over 10 MB without a word, and the HTML part lacked what the text part had
+    text = GOOD_FRONT + "## News\n\nSTART " + "words " * 1_750_000 + "END\n"
+    result = parse_issue(text, path=Path("2026-11-20-test.md"), settings=settings)
+    assert result.issue is not None
+    renderer = Renderer(settings)
+    assert "END" in renderer.render_text(result.issue)
+    with pytest.raises(RenderError, match="CSS inlining lost part of the email"):
+        renderer.render_html(result.issue)
+
+
+# -- linear in the size of the issue --------------------------------------------------------
+
+
+def _parse_seconds(settings: Settings, sections: int) -> float:
+    """The least CPU time of three parses of ``sections`` sections all headed "## News"."""
+    text = GOOD_FRONT + "".join(f"## News\n\nParagraph {i}.\n\n" for i in range(sections))
+    times = []
+    for _ in range(3):
+        start = time.process_time()
+        result = parse_issue(text, path=Path("2026-11-20-x.md"), settings=settings)
+        times.append(time.process_time() - start)
+        assert result.issue is not None
+        assert result.issue.sections[-1].anchor == f"news-{sections - 1}"
+    return min(times)
+
+
+def test_same_named_sections_parse_in_linear_time(settings: Settings) -> None:
+    # every "## News" searched news-1, news-2, ... from the start: 20,000 took 20 s
+    _parse_seconds(settings, 200)  # warm
+    gc.disable()  # collections scan the whole test process's heap: not what is measured
+    try:
+        small, large = _parse_seconds(settings, 1000), _parse_seconds(settings, 8000)
+    finally:
+        gc.enable()
+    assert large / small < 16, (small, large)  # 8 when linear; it was over 30
+
+
+def test_anchor_suffixes_skip_taken_ones(settings: Settings) -> None:
+    body = (
+        "## News\n\nA.\n\n## News {#news-2}\n\nB.\n\n## News\n\nC.\n\n## News\n\nD.\n\n"
+        "## News\n\nE.\n\n## Other {#news-5}\n\nF.\n\n## News\n\nG.\n\n## News\n\nH.\n"
+    )
+    result = parse_issue(GOOD_FRONT + body, path=Path("2026-11-20-x.md"), settings=settings)
+    assert result.issue is not None
+    anchors = [s.anchor for s in result.issue.sections]
+    assert anchors == ["news", "news-2", "news-1", "news-3", "news-4", "news-5", "news-6", "news-7"]

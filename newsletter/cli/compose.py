@@ -7,14 +7,13 @@ from pathlib import Path
 
 import click
 
-from newsletter.checks import check_issue
+from newsletter.checks import check_issue, inspect_issue
 from newsletter.cli import AppContext, main, pass_app
 from newsletter.config import Settings
 from newsletter.emails import sample_copy
 from newsletter.errors import IssueError
-from newsletter.images import ImageSet, plan_images, write_derivatives
-from newsletter.issues import load_issue
-from newsletter.model import Issue
+from newsletter.images import ImageSet, write_derivatives
+from newsletter.model import Issue, RenderedIssue
 from newsletter.rendering import Renderer
 
 ISSUES_ARGUMENT = click.argument(
@@ -55,20 +54,37 @@ def _shorter(path: Path) -> Path:
 def build(app: AppContext, paths: tuple[Path, ...], output: Path | None) -> None:
     """Render issues to <slug>.html, <slug>.txt and a sample <slug>.eml.
 
-    With no ISSUE, builds every issue in the issues folder.
+    Says what `check` finds first (on stderr), and builds nothing if that is an error. With no
+    ISSUE, builds every issue in the issues folder.
     """
     settings = app.settings
-    # Read everything first: a mistake in the third file should not leave two built.
-    issues = [load_issue(path, settings) for path in issue_paths(settings, paths)]
+    renderer = Renderer(settings)
+    # Check everything first, saying what `check` says: a mistake in the third file should
+    # not leave two built, and an issue Gmail would clip is not built without a word.
+    files = issue_paths(settings, paths)
+    inspections = [inspect_issue(path, settings, renderer=renderer) for path in files]
+    errors = 0
+    for inspection in inspections:
+        errors += len(inspection.errors)
+        for problem in inspection.problems:
+            click.secho(str(problem), fg="red" if problem.is_error else "yellow", err=True)
+    if errors:
+        click.secho(f"{errors} error(s); nothing built", fg="red", err=True)
+        raise SystemExit(1)
     out_dir = output or settings.root / "build"
     out_dir.mkdir(parents=True, exist_ok=True)
-    renderer = Renderer(settings)
-    for issue in issues:
-        images = plan_images(issue, settings)
+    for inspection in inspections:
+        issue, images = inspection.issue, inspection.images
+        # no errors: it parsed and rendered
+        assert issue is not None
+        assert images is not None
         for made in write_derivatives(images):
             click.echo(f"made {_shorter(made)}")
-        for written in write_issue(issue, renderer, settings, out_dir, images=images):
-            click.echo(f"wrote {written}")
+        written = write_issue(
+            issue, renderer, settings, out_dir, images=images, html=inspection.html
+        )
+        for path in written:
+            click.echo(f"wrote {path}")
 
 
 def write_issue(
@@ -78,12 +94,26 @@ def write_issue(
     out_dir: Path,
     *,
     images: ImageSet | None = None,
+    html: str | None = None,
 ) -> list[Path]:
     """Write the three files for ``issue``; returns their paths.
 
-    ``images`` are its derivatives, made already (:func:`newsletter.images.derive_images`).
+    ``images`` are its derivatives, made already (:func:`newsletter.images.derive_images`);
+    ``html`` its email HTML when ``check`` rendered it already, with these ``images``.
     """
-    rendered = renderer.render(issue, images)
+    if html is None:
+        rendered = renderer.render(issue, images)
+    else:
+        context = renderer.context(issue, images)
+        text = renderer.render_text(issue, context)
+        rendered = RenderedIssue(
+            issue=issue,
+            subject=issue.subject,
+            preheader=issue.preheader,
+            html=html,
+            text=text,
+            archive_url=context["archive_url"],
+        )
     message = sample_copy(rendered, settings)
     html_path = out_dir / f"{issue.slug}.html"
     text_path = out_dir / f"{issue.slug}.txt"

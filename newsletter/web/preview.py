@@ -34,13 +34,12 @@ from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from newsletter import urls
-from newsletter.checks import check_issue
+from newsletter.checks import inspect_issue
 from newsletter.config import Settings
 from newsletter.diagnostics import Problem, Severity
 from newsletter.emails import PREVIEW_TOKEN, preview_copy, test_copy
 from newsletter.errors import NewsletterError
 from newsletter.images import DERIVED_URL_PATH, derive_images
-from newsletter.issues import load_issue
 from newsletter.model import (
     JOIN_URL_PLACEHOLDER,
     UNSUBSCRIBE_URL_PLACEHOLDER,
@@ -154,7 +153,7 @@ def preview_recipient(settings: Settings) -> str:
 class PreviewRenderer(Renderer):
     """A renderer that remembers its last HTML.
 
-    ``check_issue`` renders an issue to measure its size and the preview renders the same
+    ``inspect_issue`` renders an issue to measure its size and the preview renders the same
     issue right after; the second MJML and inlining pass would only repeat the first. The
     context is a function of the issue and the settings, so an equal issue gives equal HTML.
     """
@@ -236,10 +235,11 @@ class PreviewState:
         directory = self.settings.issues_dir
         if not directory.is_dir():
             return {}
+        # not only regular files: a pipe or a device named *.md is listed with its error
         found = {
             p.stem: p
             for p in directory.glob("*.md")
-            if p.is_file() and _NAME.match(p.stem) and not p.name.startswith(".")
+            if _NAME.match(p.stem) and not p.name.startswith(".") and not p.is_dir()
         }
         return dict(sorted(found.items(), reverse=True))
 
@@ -253,7 +253,13 @@ class PreviewState:
             cached = self._cache.get(path)
             if cached is not None and cached[0] == key:
                 return cached[1]
-            result = self._build(name, path)
+            try:
+                result = self._build(name, path)
+            except Exception as exc:
+                # one hostile file must not take the index (and every other issue) down with it
+                log.exception("previewing %s failed", path)
+                problem = Problem(path, 1, Severity.ERROR, f"cannot preview: {_describe(exc)}")
+                result = IssuePreview(name, path, (problem,))
             self._cache[path] = (key, result)
             return result
 
@@ -261,16 +267,14 @@ class PreviewState:
         settings = self.settings
         renderer: Renderer | None = None
         with contextlib.suppress(NewsletterError):
-            # a template that does not compile shows up as a problem from check_issue
+            # a template that does not compile shows up as a problem from inspect_issue
             renderer = self.renderer
-        problems = tuple(check_issue(path, settings, renderer=renderer))
-        if any(p.severity is Severity.ERROR for p in problems):
-            issue = None
-            with contextlib.suppress(NewsletterError):
-                issue = load_issue(path, settings)
+        # the file is read and parsed once: what is rendered is what was checked
+        inspection = inspect_issue(path, settings, renderer=renderer)
+        problems, issue = inspection.problems, inspection.issue
+        if inspection.errors or issue is None:
             return IssuePreview(name, path, problems, issue=issue)
         try:
-            issue = load_issue(path, settings)
             rendered = self.renderer.render(issue, derive_images(issue, settings))
             message = preview_copy(rendered, settings, to=preview_recipient(settings))
         except NewsletterError as exc:
@@ -278,9 +282,7 @@ class PreviewState:
         except Exception as exc:
             # a bug in a template or the renderer: the editor sees one line, the console more
             log.exception("rendering %s failed", path)
-            return IssuePreview(
-                name, path, problems, failure=f"rendering failed: {type(exc).__name__}: {exc}"
-            )
+            return IssuePreview(name, path, problems, failure=f"rendering failed: {_describe(exc)}")
         return IssuePreview(name, path, problems, issue=issue, rendered=rendered, message=message)
 
     def previews(self) -> list[IssuePreview]:
@@ -311,7 +313,7 @@ class PreviewApp:
             "form-action 'self'; frame-ancestors 'self'"
         )
         return HTMLResponse(
-            html,
+            _encode(html),
             status_code=status_code,
             headers={
                 "Content-Security-Policy": csp,
@@ -390,7 +392,8 @@ async def issue_email(request: Request) -> Response:
             "see the problems listed beside it.</p>",
             headers=headers,
         )
-    return HTMLResponse(display_html(preview.rendered.html, app.state.settings), headers=headers)
+    html = display_html(preview.rendered.html, app.state.settings)
+    return HTMLResponse(_encode(html), headers=headers)
 
 
 async def issue_eml(request: Request) -> Response:
@@ -456,11 +459,26 @@ async def image(request: Request) -> Response:
         path = path.removeprefix(derived)
     else:
         base = app.state.images_dir.resolve()
-    target = (base / path).resolve()
-    if not target.is_relative_to(base) or not target.is_file():
+    try:
+        target = (base / path).resolve()
+        found = target.is_relative_to(base) and target.is_file()
+    except (OSError, ValueError):  # a NUL in the path, a name too long for the file system
+        found = False
+    if not found:
         return Response("not found\n", status_code=404, media_type="text/plain")
     # revalidate every time: an image the editor just replaced must show on the next reload
     return FileResponse(target, headers={"Cache-Control": "no-cache"})
+
+
+def _encode(html: str) -> bytes:
+    """UTF-8 for the browser; a lone surrogate that got this far becomes ``?``, not a 500."""
+    return html.encode("utf-8", errors="replace")
+
+
+def _describe(exc: Exception) -> str:
+    # repr-like escapes keep an odd character in the message from breaking the page again
+    text = str(exc).encode("utf-8", errors="backslashreplace").decode("utf-8")
+    return f"{type(exc).__name__}: {text}"
 
 
 def create_preview_app(
