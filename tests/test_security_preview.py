@@ -169,3 +169,18 @@ def test_a_lone_surrogate_that_reaches_a_page_is_replaced_not_a_500(
 def test_odd_image_paths_are_not_found_not_a_500(settings: Settings, raw_path: str) -> None:
     status, _body = _get(create_preview_app(settings, watch_files=False), raw_path, HOST)
     assert status == 404
+
+
+def test_every_preview_page_carries_the_headers_a_local_tool_can(
+    settings: Settings,
+    issue_file: Path,  # noqa: F811
+) -> None:
+    name = issue_file.stem
+    with TestClient(create_preview_app(settings, watch_files=False), base_url=LOCAL) as client:
+        for url in ("/", f"/issues/{name}", f"/issues/{name}/email", f"/issues/{name}/message.eml"):
+            answer = client.get(url)
+            assert answer.status_code == 200, url
+            for header, value in preview_module.PREVIEW_HEADERS.items():
+                assert answer.headers[header] == value, (url, header)
+        # the page frames its own email: same origin, never another site
+        assert answer.headers["X-Frame-Options"] == "SAMEORIGIN"

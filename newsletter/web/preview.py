@@ -51,6 +51,7 @@ from newsletter.templating import Templates, environment
 from newsletter.transport import send_single
 from newsletter.urls import unsubscribe_url
 from newsletter.web.reload import ReloadHub, events_endpoint, reload_script, watch
+from newsletter.web.security import SecurityHeaders
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,13 @@ def allowed_hosts_for(bind: str) -> tuple[str, ...]:
 
 DESKTOP_WIDTH = 640
 MOBILE_WIDTH = 375
+# the editor's own pages, on loopback: what still makes sense without a CSP
+PREVIEW_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "SAMEORIGIN",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _DATE_PREFIX = re.compile(r"^(\d{4})-(\d{2})-(\d{2})")
 
@@ -530,7 +538,12 @@ def create_preview_app(
             Route(urls.PREVIEW_IMAGE, image, name="image"),
         ],
         lifespan=lifespan,
-        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))],
+        middleware=[
+            Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)),
+            # no CSP: the live-reload script and the email's own styles; SAMEORIGIN, since the
+            # page frames its own /issues/<name>/email
+            Middleware(SecurityHeaders, headers=PREVIEW_HEADERS),
+        ],
     )
     app.state.preview = preview
     return app
