@@ -265,7 +265,8 @@ class DeliveryEngine:
             if job is not None:
                 run.released.append(job.row.subscriber_id)
 
-    def _on_signal(self, signum: int) -> None:
+    def on_signal(self, signum: int) -> None:
+        """A stop signal arrived: the first stops the run cleanly, a second exits at once."""
         if self.stop_signal is not None:
             # a second signal: out at once. Accepted messages are in the journal and this
             # process's leases are reclaimed by the next run, so the ledger loses nothing
@@ -301,7 +302,7 @@ class DeliveryEngine:
         wait_for = self.policy.max_wait if max_wait is None else max_wait
         loop = asyncio.get_running_loop()
         for signum in self.policy.stop_signals:
-            loop.add_signal_handler(signum, self._on_signal, signum)
+            loop.add_signal_handler(signum, self.on_signal, signum)
         try:
             return await self._deliver(issue, template, run, on_progress, joins, on_wait, wait_for)
         finally:

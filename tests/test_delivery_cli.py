@@ -79,11 +79,28 @@ def test_bounce_is_listed_and_status_shows_last_error(
 
 
 def test_deferred_retry_exits_incomplete(store: tuple[Path, Engine], smtpd: SMTPServer) -> None:
+    # the retry comes due after delivery.max_wait_minutes: send does not stay for it
     config, _ = store
+    config.write_text(config.read_text() + "\n[delivery]\nmax_wait_minutes = 0.01\n")
     smtpd.handler.faults.rcpt["r2@example.org"] = ["451 4.3.0 later"]
     result = run_cli(config, "send", ISSUE, "--no-progress")
     assert result.exit_code == 75
     assert "1 deferred after temporary failures" in result.output
+    assert len(smtpd.handler.messages) == 3
+
+
+def test_send_stays_for_a_retry_due_within_max_wait(
+    store: tuple[Path, Engine], smtpd: SMTPServer
+) -> None:
+    config, _ = store
+    config.write_text(
+        config.read_text() + "\n[delivery]\nretry_base_seconds = 1\nmax_wait_minutes = 1\n"
+    )
+    smtpd.handler.faults.rcpt["r2@example.org"] = ["451 4.3.0 later", "451 4.3.0 later"]
+    result = run_cli(config, "send", ISSUE, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert smtpd.handler.by_recipient() == {f"r{i}@example.org": 1 for i in range(4)}
+    assert "deferred" not in result.output
 
 
 def test_dry_run_sends_and_records_nothing(store: tuple[Path, Engine], smtpd: SMTPServer) -> None:
