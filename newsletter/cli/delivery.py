@@ -225,7 +225,9 @@ def _print_report(report: SendReport, *, rerun: str, held: Sequence[str] = ()) -
         )
     if report.pending:
         if not deferred:
-            click.secho(f"Run `{rerun}` again then to finish the send.", fg="yellow", err=True)
+            click.secho(
+                f"Run `{rerun}` again after that to finish the send.", fg="yellow", err=True
+            )
         sys.exit(EXIT_INCOMPLETE)
 
 
