@@ -194,7 +194,7 @@ def journal_directory(engine: Engine) -> Path:
     url = engine.url
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         database = Path(url.database)
-        return database.with_name(database.name + ".journal")
+        return database.with_name(database.name + ".delivery-journal")
     key = hashlib.sha256(url.render_as_string(hide_password=True).encode()).hexdigest()[:16]
     return Path(tempfile.gettempdir()) / f"newsletter-journal-{key}"
 
