@@ -629,6 +629,9 @@ class SmtpPool:
 
     async def _slot(self) -> _Connection:
         """An idle connection; waits while every slot is busy or resting, up to the deadline."""
+        if not self._idle.empty():
+            # the usual case, without a task per message
+            return self._idle.get_nowait()
         while True:
             left = self._last_ok + self.unreachable_after - time.monotonic()
             if left <= 0 and not self._idle.qsize():
