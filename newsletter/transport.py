@@ -552,8 +552,8 @@ class SmtpPool:
         self.unreachable_after = unreachable_after
         # slots in use (retired ones are not): a relay's connection limit shrinks it
         self.active = self.connections
-        # when a connection last opened or the relay last answered a transaction
-        self._last_ok = time.monotonic()
+        # when connections began failing to open with none opening since; None: they open
+        self._failing_since: float | None = None
         self._last_error: RelayConnectError | None = None
         self._returns: set[asyncio.TimerHandle] = set()
         self.timeout = timeout
@@ -623,27 +623,20 @@ class SmtpPool:
             return result
 
     def _answered(self, conn: _Connection) -> None:
-        self._last_ok = time.monotonic()
+        self._failing_since = None
         conn.failures = 0
         self._idle.put_nowait(conn)
 
     async def _slot(self) -> _Connection:
-        """An idle connection; waits while every slot is busy or resting, up to the deadline."""
+        """An idle connection; waits while every slot is busy or resting.
+
+        Every resting slot comes back after its backoff (at most ``BACKOFF_MAX``), and the
+        outage is declared where a connection fails (:meth:`_take_out`), so no deadline here.
+        """
         if not self._idle.empty():
-            # the usual case, without a task per message
+            # the usual case, without a waiter per message
             return self._idle.get_nowait()
-        while True:
-            left = self._last_ok + self.unreachable_after - time.monotonic()
-            if left <= 0 and not self._idle.qsize():
-                raise self._unreachable_now()
-            getter = asyncio.ensure_future(self._idle.get())
-            done, _ = await asyncio.wait({getter}, timeout=max(left, 0.01))
-            if getter not in done:
-                getter.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await getter
-            if not getter.cancelled():
-                return getter.result()
+        return await self._idle.get()
 
     def _unreachable_now(self) -> TransportUnavailableError:
         opened = f"no connection opened for {self.unreachable_after:g} s"
@@ -656,7 +649,10 @@ class SmtpPool:
     def _take_out(self, conn: _Connection, exc: RelayConnectError) -> None:
         conn.drop()
         self._last_error = exc
-        if time.monotonic() - self._last_ok >= self.unreachable_after:
+        now = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since = now
+        if now - self._failing_since >= self.unreachable_after:
             self._idle.put_nowait(conn)
             raise self._unreachable_now() from exc
         others_open = any(

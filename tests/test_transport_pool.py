@@ -189,6 +189,27 @@ def test_no_connection_for_unreachable_after_is_an_outage(smtpd: SMTPServer) -> 
     assert smtpd.handler.messages == []
 
 
+def test_a_pool_idle_for_long_still_counts_an_outage_from_the_first_failure(
+    smtpd: SMTPServer,
+) -> None:
+    # a worker's pool sits idle between sends; one refused connect after that is no outage
+    p = pool(smtpd, connections=2, unreachable_after=0.3)
+
+    async def go() -> None:
+        try:
+            await p.send("a@test.example", ["first@example.org"], DATA)
+            await asyncio.sleep(0.5)
+            smtpd.handler.faults.greetings = ["close"]
+            await asyncio.gather(
+                *(p.send("a@test.example", [f"m{i}@example.org"], DATA) for i in range(6))
+            )
+        finally:
+            await p.close()
+
+    asyncio.run(go())
+    assert len(smtpd.handler.messages) == 7
+
+
 def test_too_many_connections_shrinks_the_pool(smtpd: SMTPServer) -> None:
     # the relay takes one connection from us and answers 421 to a second one
     smtpd.handler.faults.greetings = ["", "421 4.7.0 too many connections from your IP"]
