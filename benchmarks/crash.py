@@ -3,9 +3,10 @@
     python benchmarks/crash.py                       # 20,000 recipients, 10 kills, 4 connections
     python benchmarks/crash.py --recipients 5000 --kills 5
 
-Each round starts ``newsletter send`` in a child process against a counting aiosmtpd sink,
-waits a random moment once mail flows, and kills it with SIGKILL; half the rounds rerun while
-the killed sender is still a zombie (not reaped). A last run finishes the send. Printed: lost
+Each round starts ``newsletter send`` in a child process against a counting aiosmtpd sink and
+kills it with SIGKILL at a random moment: once the sink has received a random number of
+messages (the kill points spread over the whole send), plus up to 50 ms. Every other round
+reruns while the killed sender is still a zombie (not reaped). A last run finishes. Printed: lost
 (recipients who never got the issue or whose row is not ``sent``; must be 0), duplicates per
 kill (the copies the next run repeated; bounded by the connections in DATA at the kill) and the
 connections the sink saw.
@@ -133,13 +134,13 @@ def main() -> None:
         per_kill: list[int] = []
         snapshot = 0
         kills = 0
-        for k in range(args.kills):
+        margin = max(1, args.recipients // 50)
+        points = sorted(rng.sample(range(margin, args.recipients - margin), args.kills))
+        for k, point in enumerate(points):
             proc = start_send(config, log)
-            before = handler.received
-            while handler.received == before and proc.poll() is None:
-                time.sleep(0.01)
-            # a random moment while mail flows (sends get shorter as the list runs out)
-            time.sleep(rng.uniform(0.1, 3.0))
+            while handler.received < point and proc.poll() is None:
+                time.sleep(0.002)
+            time.sleep(rng.uniform(0, 0.05))
             if proc.poll() is not None:
                 print(f"  round {k + 1}: the send finished before the kill", flush=True)
                 break
