@@ -4,6 +4,12 @@ Needs Debian's postfix for ``/usr/sbin/smtp-sink`` and ``/usr/sbin/smtp-source``
 
     python benchmarks/send.py                 # build + throughput (1, 8, 32 connections) + 100k
     python benchmarks/send.py --scale 1000000 # also a million recipients (about 15 minutes)
+    python benchmarks/send.py --dkim-only     # DKIM: signed and unsigned sends, same run
+
+The DKIM rows send the same issue unsigned and signed (``[dkim]`` with a fresh RSA-2048 key,
+``--ed25519`` adds the second signature), alternating round by round so machine load hits both
+alike, each next to ``smtp-source`` into the same sink; they print msg/s, the signed/unsigned
+ratio (goal >= 0.8) and the ms per message the signer costs on one thread.
 
 Figures are printed next to a reference measured in the same run: ``build_email_message`` for
 the build, ``smtp-source`` into the same ``smtp-sink`` with the same message size for throughput.
@@ -18,6 +24,7 @@ import os
 import secrets
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,7 +44,11 @@ SMTP_SOURCE = "/usr/sbin/smtp-source"
 SECRET = "benchmark-secret-key-0123456789abcdef"
 
 
-def settings_for(root: Path, database_url: str, smtp_url: str, connections: int) -> Settings:
+def settings_for(
+    root: Path, database_url: str, smtp_url: str, connections: int, *, dkim: str = ""
+) -> Settings:
+    """Settings for a run under ``root``; ``dkim`` "rsa" or "rsa+ed25519" signs (keys made in
+    ``root`` once)."""
     config = (REPO / "newsletter.toml").read_text(encoding="utf-8")
     config = config.replace(
         'database_url = "sqlite:///newsletter.db"', f'database_url = "{database_url}"'
@@ -49,9 +60,37 @@ def settings_for(root: Path, database_url: str, smtp_url: str, connections: int)
     )
     config = config.replace("connections = 4", f"connections = {connections}")
     config = config.replace("recycle_after = 1000", "recycle_after = 100000")
+    if dkim:
+        config += dkim_table(root, ed25519="ed25519" in dkim)
     path = root / "newsletter.toml"
     path.write_text(config, encoding="utf-8")
     return load_settings(path, environ={"NEWSLETTER_SECRET_KEY": SECRET})
+
+
+def dkim_table(root: Path, *, ed25519: bool) -> str:
+    """A ``[dkim]`` table for the sample's sender domain, with keys written under ``root``."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519 as ed
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    def write(name: str, make) -> Path:  # type: ignore[no-untyped-def]
+        path = root / name
+        if not path.exists():
+            path.write_bytes(
+                make().private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                )
+            )
+        return path
+
+    key = write("dkim-rsa.pem", lambda: rsa.generate_private_key(65537, 2048))
+    table = f'\n[dkim]\nkey_path = "{key}"\nselector = "news"\ndomain = "millbrook.example"\n'
+    if ed25519:
+        ed_key = write("dkim-ed.pem", ed.Ed25519PrivateKey.generate)
+        table += f'ed25519_key_path = "{ed_key}"\ned25519_selector = "ed"\n'
+    return table
 
 
 def rendered_issue(settings: Settings):  # type: ignore[no-untyped-def]
@@ -188,7 +227,9 @@ def populate(database_url: str, settings: Settings, n: int) -> None:
     engine.dispose()
 
 
-def send_child(root: Path, database_url: str, smtp_url: str, connections: int) -> dict[str, float]:
+def send_child(
+    root: Path, database_url: str, smtp_url: str, connections: int, *, dkim: str = ""
+) -> dict[str, float]:
     """Run the real send in a fresh process; return its duration, rate and peak RSS."""
     code = f"""
 import json, resource, sys, time
@@ -197,14 +238,17 @@ from benchmarks.send import settings_for, ISSUE
 from pathlib import Path
 from newsletter.sending import run_send
 from newsletter.store.database import make_engine
-settings = settings_for(Path({str(root)!r}), {database_url!r}, {smtp_url!r}, {connections})
+settings = settings_for(
+    Path({str(root)!r}), {database_url!r}, {smtp_url!r}, {connections}, dkim={dkim!r}
+)
 engine = make_engine({database_url!r})
 start = time.perf_counter()
 report = run_send(settings, engine, ISSUE)
 elapsed = time.perf_counter() - start
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+usage = resource.getrusage(resource.RUSAGE_SELF)
+rss = usage.ru_maxrss / 1024
 print(json.dumps({{"sent": report.sent, "seconds": elapsed, "rss_mb": rss,
-                   "finished": report.finished}}))
+                   "cpu_s": usage.ru_utime + usage.ru_stime, "finished": report.finished}}))
 """
     out = subprocess.run(
         [sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=REPO
@@ -258,6 +302,80 @@ def bench_throughput(work: Path, recipients: int, size: int) -> list[dict[str, f
     return rows
 
 
+# --- 3. DKIM: signed against unsigned ------------------------------------------------------
+
+
+def bench_signing(settings: Settings, kind: str, n: int = 400) -> tuple[float, float]:
+    """Milliseconds per message, wall clock and CPU (the process's, all threads), to render a
+    copy and have its signature made (``IssueSigner.sign`` and the future's result, one at a
+    time). CPU time says what signing costs even on a machine busy with other work."""
+    from newsletter.dkim_signers import IssueSigner
+
+    rendered = rendered_issue(settings)
+    template = MessageTemplate(rendered, settings, settings.mailing_list(None))
+    signer = IssueSigner.from_config(settings.dkim)
+    assert signer is not None, kind
+    people = [
+        Personalization(
+            to=f"reader{i}@example.org",
+            name=f"Reader {i}",
+            unsubscribe_url=f"https://millbrook.example/unsubscribe/{secrets.token_urlsafe(40)}",
+            unsubscribe_mailto=f"mailto:unsubscribe@millbrook.example?subject={i}",
+            message_id=f"<{i}.{secrets.token_hex(8)}@millbrook.example>",
+        )
+        for i in range(n)
+    ]
+    try:
+        signer.sign(template, people[0])[1].result()  # the per-issue template, not timed
+        start, cpu = time.perf_counter(), time.process_time()
+        for person in people:
+            signer.sign(template, person)[1].result()
+        wall_ms = (time.perf_counter() - start) / n * 1000
+        return wall_ms, (time.process_time() - cpu) / n * 1000
+    finally:
+        signer.close()
+
+
+def bench_dkim(
+    work: Path, recipients: int, size: int, connections: int, rounds: int, kind: str
+) -> dict[str, list[float]]:
+    rates: dict[str, list[float]] = {"unsigned": [], "signed": []}
+    for round_ in range(rounds):
+        order = ("unsigned", "signed") if round_ % 2 == 0 else ("signed", "unsigned")
+        for mode in order:
+            root = work / f"dkim-{mode}-{round_}"
+            root.mkdir()
+            url = f"sqlite:///{root / 'newsletter.db'}"
+            dkim = kind if mode == "signed" else ""
+            with SmtpSink() as sink:
+                smtp_url = f"smtp://127.0.0.1:{sink.port}"
+                settings = settings_for(root, url, smtp_url, connections, dkim=dkim)
+                populate(url, settings, recipients)
+                ours = send_child(root, url, smtp_url, connections, dkim=dkim)
+                reference = bench_source(sink.port, connections, recipients, size)
+            rates[mode].append(ours["rate"])
+            # CPU of the whole sending process (loop, signer and ledger threads, start-up)
+            cpu_ms = ours["cpu_s"] / ours["sent"] * 1000
+            print(
+                f"  round {round_ + 1} {mode:>8} ({kind if dkim else 'no DKIM'}), "
+                f"{connections} connections: {ours['rate']:6.0f} msg/s "
+                f"(smtp-source {reference:6.0f} msg/s, ratio {ours['rate'] / reference:.2f}), "
+                f"{ours['sent']:.0f} sent in {ours['seconds']:.1f} s, "
+                f"CPU {cpu_ms:.2f} ms/message, load {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
+    signed = statistics.median(rates["signed"])
+    unsigned = statistics.median(rates["unsigned"])
+    pairs = [s / u for s, u in zip(rates["signed"], rates["unsigned"], strict=True)]
+    print(
+        f"  median signed {signed:.0f} msg/s / unsigned {unsigned:.0f} msg/s = "
+        f"{signed / unsigned:.2f}x (goal >= 0.8); per round "
+        + ", ".join(f"{r:.2f}x" for r in pairs),
+        flush=True,
+    )
+    return rates
+
+
 def bench_scale(work: Path, n: int, connections: int) -> dict[str, float]:
     root = work / f"scale{n}"
     root.mkdir()
@@ -289,6 +407,14 @@ def main() -> None:
     )
     parser.add_argument("--scale-connections", type=int, default=8)
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--dkim-only", action="store_true", help="only the build and the DKIM rows")
+    parser.add_argument("--dkim-recipients", type=int, default=5000)
+    parser.add_argument("--dkim-connections", type=int, default=8)
+    parser.add_argument("--dkim-rounds", type=int, default=2)
+    parser.add_argument(
+        "--ed25519", action="store_true", help="sign with Ed25519 too, beside RSA-2048"
+    )
+    parser.add_argument("--skip-dkim", action="store_true")
     args = parser.parse_args()
     for tool in (SMTP_SINK, SMTP_SOURCE):
         if not Path(tool).exists():
@@ -305,6 +431,32 @@ def main() -> None:
             f"{build['reference_us']:.0f} µs/message (ratio {ratio:.0f}x); "
             f"message {build['size'] / 1024:.0f} KiB"
         )
+        if not args.skip_dkim:
+            kind = "rsa+ed25519" if args.ed25519 else "rsa"
+            keys = work / "keys"
+            keys.mkdir()
+            signing = settings_for(
+                keys, f"sqlite:///{keys / 'x.db'}", "smtp://127.0.0.1:1", 1, dkim=kind
+            )
+            wall_ms, cpu_ms = bench_signing(signing, kind)
+            print(
+                f"DKIM ({kind}): render + sign {wall_ms:.3f} ms/message wall clock, "
+                f"{cpu_ms:.3f} ms CPU (goal <= 0.5 ms)"
+            )
+            print(
+                f"DKIM: signed and unsigned sends into smtp-sink, {args.dkim_recipients} "
+                f"messages, {args.dkim_rounds} rounds:"
+            )
+            bench_dkim(
+                work,
+                args.dkim_recipients,
+                int(build["size"]),
+                args.dkim_connections,
+                args.dkim_rounds,
+                kind,
+            )
+        if args.dkim_only:
+            return
         if not args.skip_throughput:
             print(f"throughput into smtp-sink, {args.throughput_recipients} messages:")
             bench_throughput(work, args.throughput_recipients, int(build["size"]))

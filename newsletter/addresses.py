@@ -92,14 +92,67 @@ def suppression_key(email: str) -> tuple[str, str]:
     return normalized, email_hash(normalized)
 
 
+# Providers whose mailboxes ignore some characters of the local part, and the domains that
+# reach one and the same mailbox. Gmail drops dots (googlemail.com is the same account); Proton
+# drops dots, hyphens and underscores across its domains. Elsewhere (Outlook, Yahoo, iCloud
+# and most others) a dot is part of the name: ``a.b@`` and ``ab@`` are two people.
+_FOLDED_CHARACTERS: dict[str, tuple[str, str]] = {
+    "gmail.com": ("gmail.com", "."),
+    "googlemail.com": ("gmail.com", "."),
+    "proton.me": ("proton.me", ".-_"),
+    "protonmail.com": ("proton.me", ".-_"),
+    "protonmail.ch": ("proton.me", ".-_"),
+    "pm.me": ("proton.me", ".-_"),
+}
+
+
 def mailbox_key(normalized: str) -> str:
-    """The mailbox an address delivers to, for the per-address limit.
+    """The mailbox an address delivers to, for the limits on confirmation emails.
 
     ``name+anything@domain`` reaches ``name@domain`` at most providers, so the tags must not
-    buy a flooder a fresh allowance of confirmation emails to one person's inbox.
+    buy a flooder a fresh allowance of confirmation emails to one person's inbox; at Gmail
+    ``v.i.c.t.i.m@`` is ``victim@`` too (:data:`_FOLDED_CHARACTERS`). Only for counting: the
+    address is stored and mailed as typed. Folding more than a provider does only makes two
+    people share one allowance, so the tag is dropped everywhere.
     """
-    local, _, domain = normalized.rpartition("@")
-    return f"{local.split('+', 1)[0] or local}@{domain}"
+    local, _, domain = normalized.lower().rpartition("@")
+    local = local.split("+", 1)[0] or local
+    folded = _FOLDED_CHARACTERS.get(domain)
+    if folded is not None:
+        domain, ignored = folded
+        local = local.translate(str.maketrans("", "", ignored)) or local
+    return f"{local}@{domain}"
+
+
+def mailbox_hash(normalized: str) -> str:
+    """SHA-256 hex of :func:`mailbox_key`: what the store counts confirmation emails by."""
+    return email_hash(mailbox_key(normalized))
+
+
+def check_sendable(email: str) -> str:
+    """``email`` as the relay is given it (:func:`ascii_address`), or InvalidAddressError.
+
+    This sender does not use SMTPUTF8, so a non-ASCII local part (``jürgen@``) cannot be
+    delivered: better said at once than discovered when the message is refused.
+    """
+    ascii_form = ascii_address(email)
+    if not ascii_form.isascii():
+        raise InvalidAddressError(
+            email, "letters outside ASCII before the @ cannot be delivered by this newsletter"
+        )
+    return ascii_form
+
+
+def storable(text: str) -> bool:
+    """False when ``text`` holds a lone surrogate (from a JSON ``\\ud800`` escape).
+
+    No database or message can encode one: it has to be refused where it comes in.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def clean_name(name: str | None) -> str | None:

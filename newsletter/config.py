@@ -238,6 +238,14 @@ class Admin:
 
 
 @dataclass(frozen=True)
+class Subscribe:
+    """The subscribe form's limits on confirmation emails (docs/subscribers.md)."""
+
+    # per mailbox (Gmail's dotted and +tagged variants are one) in a rolling day; 0: no cap
+    confirmations_per_day: int = 3
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the package needs to know, loaded once per process."""
 
@@ -252,6 +260,7 @@ class Settings:
     bounces: Bounces = field(default_factory=Bounces)
     analytics: Analytics = field(default_factory=Analytics)
     admin: Admin = field(default_factory=Admin)
+    subscribe: Subscribe = field(default_factory=Subscribe)
     # may hold a database password: kept out of repr like the secrets below
     database_url: str = field(default="sqlite:///newsletter.db", repr=False)
     smtp_url: str = "smtp://127.0.0.1:8025"
@@ -318,6 +327,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "bounces": Bounces,
     "analytics": Analytics,
     "admin": Admin,
+    "subscribe": Subscribe,
 }
 _TOP_LEVEL = (
     "database_url",

@@ -3,12 +3,16 @@
 One decision for every way onto a list (``subscribers add``, a CSV import, the subscribe
 form), so they cannot drift apart: the suppression list is honoured forever, a list the
 person left is rejoined only on their own confirmed request, and the operator's word ("they
-agreed elsewhere") confirms but never overrides the person's own choice.
+agreed elsewhere") confirms but never overrides the person's own choice. Beside it: what a
+confirmation link confirms (:func:`link_confirms`), and when leaving a list is leaving
+everything (:func:`left_everything`).
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
+from datetime import datetime
 
 from newsletter.states import SubscriptionStatus
 
@@ -80,3 +84,45 @@ def decide(
     if current is SubscriptionStatus.UNCONFIRMED and wanted is SubscriptionStatus.CONFIRMED:
         return Verdict.CONFIRM
     return Verdict.KEEP
+
+
+def link_confirms(
+    *,
+    status: SubscriptionStatus,
+    requested_in: int | None,
+    link: int,
+    created_at: datetime,
+    unsubscribed_at: datetime | None,
+    issued_before: datetime | None,
+) -> bool:
+    """Whether pressing confirmation link number ``link`` confirms this subscription.
+
+    A link confirms only what was waiting for confirmation when it was mailed: the
+    subscription went to ``unconfirmed`` in that request or an earlier one
+    (``requested_in``, the number of the request that asked for it, is at most ``link``) and
+    has not left and been asked for again since (that renumbers it). So a list someone else
+    asks for later in the person's name, or one the person left and someone re-requested,
+    needs a link of its own. ``link`` 0 is a link mailed before requests were numbered: it
+    confirms only subscriptions asked for before it, by time (``issued_before``), and none
+    asked for since.
+    """
+    if status is not SubscriptionStatus.UNCONFIRMED:
+        return False
+    if link > 0:
+        return requested_in is not None and requested_in <= link
+    if requested_in is not None or issued_before is None:
+        return False
+    return created_at < issued_before and (
+        unsubscribed_at is None or unsubscribed_at < issued_before
+    )
+
+
+def left_everything(statuses: Iterable[SubscriptionStatus]) -> bool:
+    """Whether someone whose subscriptions now stand at ``statuses`` has left every list.
+
+    Leaving the last list one at a time is leaving everything, as the "unsubscribe from
+    everything" button is: the address goes on the suppression list, so no later import or
+    form brings it back. A list still waiting for confirmation counts as one they are on (the
+    preferences page shows it, and keeps it when asked to).
+    """
+    return all(status is SubscriptionStatus.UNSUBSCRIBED for status in statuses)

@@ -17,6 +17,7 @@ import random
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -42,7 +43,6 @@ from newsletter.message import (
     delivery_message_id,
     envelope_sender,
 )
-from newsletter.signing import DkimSigner
 from newsletter.states import DeliveryStatus
 from newsletter.store.issues import IssueRef
 from newsletter.store.ledger import Claimed, Outcome, new_owner
@@ -58,6 +58,15 @@ PersonalValue = Callable[[int, str], str]
 ProgressCallback = Callable[[int, int], None]
 # the run waits for rows that come due at this time (retries, other senders' leases)
 WaitCallback = Callable[[datetime], None]
+
+
+class MessageSigner(Protocol):
+    """What the engine needs from DKIM (``dkim_signers.IssueSigner``): a recipient's copy, ready for
+    DATA (leading dots doubled), and its signature header(s), made off the event loop."""
+
+    def sign(
+        self, template: MessageTemplate, person: Personalization
+    ) -> tuple[bytes, Future[bytes]]: ...
 
 
 class LedgerStore(Protocol):
@@ -168,6 +177,8 @@ class _Job:
     claimed_at: datetime
     # the delivery token, as RFC 3461 ENVID where the relay offers DSN
     envid: str | None = None
+    # DKIM: the signature header(s) being made off the loop; they go in front of ``data``
+    signature: Future[bytes] | None = None
 
 
 @dataclass
@@ -213,7 +224,7 @@ class DeliveryEngine:
         policy: Policy | None = None,
         clock: Clock | None = None,
         owner: str | None = None,
-        signer: DkimSigner | None = None,
+        signer: MessageSigner | None = None,
         rng: random.Random | None = None,
         values: Mapping[str, PersonalValue] | None = None,
     ) -> None:
@@ -576,15 +587,21 @@ class DeliveryEngine:
         if self.signer is None:
             data = template.render(person, dot_stuffed=True)
             return _Job(row, data, sender, to, True, claimed_at, delivery)
-        # DKIM signs the message as it is, before SMTP's dot doubling
-        data = self.signer.sign(template.render(person))
-        return _Job(row, data, sender, to, False, claimed_at, delivery)
+        data, signature = self.signer.sign(template, person)
+        return _Job(row, data, sender, to, True, claimed_at, delivery, signature)
 
     async def _send_one(self, job: _Job, run: DeliveryRun) -> Outcome | None:
         row = job.row
         try:
+            data = job.data
+            if job.signature is not None:
+                # usually made by now (the queue runs ahead of the senders): no loop wake-up
+                signature = job.signature
+                if not signature.done():
+                    await asyncio.wrap_future(signature)
+                data = signature.result() + data
             result = await self.transport.send(
-                job.sender, [job.recipient], job.data, prepared=job.prepared, envid=job.envid
+                job.sender, [job.recipient], data, prepared=job.prepared, envid=job.envid
             )
         except TransportUnavailableError as exc:
             if run.paused is None:

@@ -13,6 +13,10 @@ Pure: keys in, signature headers out; only :meth:`Signer.from_config` reads key 
 
 Every signature oversigns the headers a forwarder could add a second copy of (:data:`OVERSIGNED`):
 ``h=`` names each once more than it occurs, so an added copy breaks the signature.
+
+How the project's mail uses it (issue copies in threads beside the event loop, every other
+message in ``transport.send_single``, keys read again when their files change):
+:mod:`newsletter.dkim_signers`.
 """
 
 from __future__ import annotations

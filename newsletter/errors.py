@@ -207,3 +207,11 @@ class InvalidLink(WebError):
 
     def __init__(self, message: str = "this link is not valid") -> None:
         super().__init__(message)
+
+
+class ScaffoldError(NewsletterError):
+    """``newsletter new`` cannot create the publication there (the folder is in use)."""
+
+    def __init__(self, message: str, *, path: Path | str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = Path(path)

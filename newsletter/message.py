@@ -279,6 +279,35 @@ class MessageParts:
         return b"".join(self.headers) + b"\r\n" + b"".join(self.body)
 
 
+#: The header lines of an issue copy that differ per recipient (lower case): the rest are the
+#: same in every copy, so a DKIM template canonicalises them once per issue. The relays'
+#: metadata headers (``provider_header``) are per recipient too, and never signed.
+PERSONAL_HEADERS: frozenset[str] = frozenset(
+    {
+        "to",
+        "date",
+        "message-id",
+        DELIVERY_HEADER.lower(),
+        "list-unsubscribe",
+        "x-pm-metadata-newsletter-delivery",
+        "x-mailgun-variables",
+        "x-smtpapi",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Signable:
+    """One recipient's copy of an issue, for DKIM (:meth:`MessageTemplate.signable`)."""
+
+    # the whole message with leading dots doubled: goes after DATA as it is, signature first
+    data: bytes
+    # its header lines in order, (name, raw folded line with CRLF), before any dot doubling
+    headers: tuple[tuple[str, bytes], ...]
+    # the placeholders' values as they stand in the QP bodies, before any dot doubling
+    values: Mapping[str, bytes]
+
+
 class MessageTemplate:
     """One issue as precomputed, already-encoded pieces; :meth:`render` splices a recipient in.
 
@@ -314,12 +343,15 @@ class MessageTemplate:
         self._reply_to = _fold("Reply-To", reply_to) if reply_to else b""
         self._subject = _fold("Subject", subject_prefix + content.subject)
         self._list_id = _fold("List-Id", list_id(settings, mailing_list))
-        self._tail = (
-            b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
-            b"MIME-Version: 1.0\r\n"
-            b'Content-Type: multipart/alternative; boundary="'
-            + self.boundary.encode("ascii")
-            + b'"\r\n'
+        self._tail_lines = (
+            ("List-Unsubscribe-Post", b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"),
+            ("MIME-Version", b"MIME-Version: 1.0\r\n"),
+            (
+                "Content-Type",
+                b'Content-Type: multipart/alternative; boundary="'
+                + self.boundary.encode("ascii")
+                + b'"\r\n',
+            ),
         )
         delimiter = b"--" + self.boundary.encode("ascii") + b"\r\n"
         part_head = (
@@ -369,42 +401,85 @@ class MessageTemplate:
         headers, body = self._pieces(person, date, dot_stuffed)
         return MessageParts(headers, body)
 
+    def signable(self, person: Personalization, *, date: datetime | None = None) -> Signable:
+        """One recipient's message for DKIM: ready for DATA, and as the pieces the signer
+        hashes (:class:`Signable`)."""
+        named = self._named_headers(person, date)
+        encoded = self._encoded(person)
+        body = list(self._body_stuffed)
+        for index, name in self._slots:
+            body[index] = _dot_stuff(encoded[name])
+        headers = [line for _, line in named]
+        headers.append(b"\r\n")
+        headers += body
+        return Signable(b"".join(headers), tuple(named), encoded)
+
+    def signing_layout(
+        self, headers: Sequence[tuple[str, bytes]]
+    ) -> tuple[list[tuple[str, bytes | None]], list[bytes | str]]:
+        """The message as the signer's template sees it, for a recipient whose header lines
+        are ``headers`` (:attr:`Signable.headers`): the header lines the same for everyone as
+        bytes and the per-recipient ones (:data:`PERSONAL_HEADERS`) as None, then the body's
+        static pieces as bytes and its placeholders by name."""
+        layout = [
+            (name, None if name.lower() in PERSONAL_HEADERS else line) for name, line in headers
+        ]
+        body = [
+            piece if name is None else name
+            for piece, name in zip(self._body, self.body_slots, strict=True)
+        ]
+        return layout, body
+
     def _pieces(
         self, person: Personalization, date: datetime | None, dot_stuffed: bool
     ) -> tuple[list[bytes], list[bytes]]:
-        check_header_value(person.unsubscribe_url, "unsubscribe URL")
-        check_header_value(person.unsubscribe_mailto, "unsubscribe mailto")
-        check_header_value(person.message_id, "Message-ID")
-        headers = [
-            self._from,
-            self._to_line(person.to, person.name),
-            self._reply_to,
-            self._subject,
-            self._date(date),
-            b"Message-ID: " + person.message_id.encode("ascii") + b"\r\n",
-            self._feedback,
-            self._delivery(person.delivery_token),
-            self._list_id,
-            _list_unsubscribe(person.unsubscribe_url, person.unsubscribe_mailto),
-            self._tail,
-        ]
-        headers = [line for line in headers if line]
+        headers = [line for _, line in self._named_headers(person, date)]
         body = list(self._body_stuffed if dot_stuffed else self._body)
         if self._slots:
-            encoded = {name: _qp_value(person.value(name), name) for name in self._names}
+            encoded = self._encoded(person)
             if dot_stuffed:
                 encoded = {name: _dot_stuff(value) for name, value in encoded.items()}
             for index, name in self._slots:
                 body[index] = encoded[name]
         return headers, body
 
-    def _delivery(self, token: str | None) -> bytes:
+    def _encoded(self, person: Personalization) -> dict[str, bytes]:
+        return {name: _qp_value(person.value(name), name) for name in self._names}
+
+    def _named_headers(
+        self, person: Personalization, date: datetime | None
+    ) -> list[tuple[str, bytes]]:
+        check_header_value(person.unsubscribe_url, "unsubscribe URL")
+        check_header_value(person.unsubscribe_mailto, "unsubscribe mailto")
+        check_header_value(person.message_id, "Message-ID")
+        headers = [
+            ("From", self._from),
+            ("To", self._to_line(person.to, person.name)),
+            ("Reply-To", self._reply_to),
+            ("Subject", self._subject),
+            ("Date", self._date(date)),
+            ("Message-ID", b"Message-ID: " + person.message_id.encode("ascii") + b"\r\n"),
+            ("Feedback-ID", self._feedback),
+            *self._delivery(person.delivery_token),
+            ("List-Id", self._list_id),
+            (
+                "List-Unsubscribe",
+                _list_unsubscribe(person.unsubscribe_url, person.unsubscribe_mailto),
+            ),
+            *self._tail_lines,
+        ]
+        return [(name, line) for name, line in headers if line]
+
+    def _delivery(self, token: str | None) -> list[tuple[str, bytes]]:
         if not token:
-            return b""
+            return []
         if not is_token(token):
             raise InvalidAddressError(token, "not a delivery token")
         line = DELIVERY_HEADER.encode("ascii") + b": " + token.encode("ascii") + b"\r\n"
-        return line + provider_header(self.provider, token)
+        extra = provider_header(self.provider, token)
+        if not extra:
+            return [(DELIVERY_HEADER, line)]
+        return [(DELIVERY_HEADER, line), (extra.partition(b":")[0].decode("ascii"), extra)]
 
     def _to_line(self, to: str, name: str | None) -> bytes:
         check_header_value(to, "recipient")

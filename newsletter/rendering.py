@@ -43,7 +43,7 @@ from newsletter.model import (
 )
 from newsletter.palette import palette
 from newsletter.plaintext import tidy, underline, wrap
-from newsletter.templating import Templates, environment, template_folder
+from newsletter.templating import Templates, environment, theme_folder
 
 __all__ = [
     "WIDTHS",
@@ -149,9 +149,10 @@ class Renderer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        directory = template_folder(settings, Templates.EMAIL)
+        # the theme's folder must be there; the publication's own (templates_dir) may be absent
+        directory = theme_folder(Templates.EMAIL)
         if not directory.is_dir():
-            raise RenderError(f"template folder {directory} not found; check templates_dir")
+            raise RenderError(f"template folder {directory} not found; reinstall newsletter")
         self.palette = palette(settings.brand)
         self.translations = translations(settings.publication.lang)
         self.env = environment(
@@ -171,7 +172,9 @@ class Renderer:
             # The CSS depends only on the brand: render it once, and premailer parses it once.
             self.css = self.env.get_template(CSS_TEMPLATE).render(brand=settings.brand)
         except jinja2.TemplateError as exc:
-            raise RenderError(f"template {directory}: {_describe(exc)}") from None
+            # an override's mistake names the override, the theme's the theme's file
+            where = getattr(exc, "filename", None) or directory
+            raise RenderError(f"template {where}: {_describe(exc)}") from None
 
     def labels(self) -> dict[str, str]:
         """The small headings above blocks: ``[labels]``, else in the publication's language."""

@@ -20,10 +20,10 @@ from sqlalchemy import Connection, Engine
 
 from newsletter.config import MailingList, Settings
 from newsletter.delivery import Clock, DeliveryEngine, DeliveryRun, Policy, Transport
+from newsletter.dkim_signers import IssueSigner
 from newsletter.errors import QuotaReachedError
 from newsletter.joins import JoinLinks, join_names, placeholders
 from newsletter.message import MessageContent, MessageTemplate, feedback_id
-from newsletter.signing import DkimSigner
 from newsletter.states import DeliveryStatus, SendStatus
 from newsletter.store.analytics import load_tracking, record_tracking
 from newsletter.store.issues import IssueRef, find_issue, load_bodies, set_status, start_issue
@@ -195,7 +195,7 @@ def engine_for(
         transport,
         policy=policy,
         clock=clock,
-        signer=DkimSigner.from_config(settings.dkim),
+        signer=IssueSigner.from_config(settings.dkim),
         values=reader_values(settings),
     )
 
@@ -276,6 +276,8 @@ async def _deliver(
     finally:
         if own_transport:
             await pool.close()
+        if isinstance(engine.signer, IssueSigner):
+            engine.signer.close()
     return await asyncio.to_thread(
         report_for, ledger, ref, now=clock(), run=run, started=started, created=created
     )

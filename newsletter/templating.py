@@ -3,6 +3,10 @@
 Each kind keeps the options its templates were written for (autoescaping by extension,
 strictness about undefined names, whitespace control). Whatever every environment should have
 (a theme loader under the publication's own templates, a translation extension) goes here once.
+
+Templates come from the theme that ships with the package, file by file overridden by the
+publication's ``templates_dir``: ``templates/email/issue.mjml.j2`` there replaces the theme's
+``email/issue.mjml.j2`` and nothing else. A missing ``templates_dir`` means no overrides.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ import jinja2
 
 from newsletter import i18n
 from newsletter.config import Settings
+from newsletter.errors import RenderError
+
+_PACKAGE = Path(__file__).resolve().parent
 
 
 class Templates(enum.Enum):
@@ -77,10 +84,46 @@ _KINDS = {
 }
 
 
+def packaged(name: str, *, checkout: str) -> Path:
+    """A folder the package carries: ``newsletter/<name>`` when installed from a wheel.
+
+    In a checkout (an editable install, or the tests) the repository's own ``checkout`` folder
+    is that source; ``setup.py`` copies it into the wheel, so there is one copy in git.
+    """
+    installed = _PACKAGE / name
+    if installed.is_dir():
+        return installed
+    source = _PACKAGE.parent / checkout
+    if source.is_dir():
+        return source
+    raise RenderError(f"the package's {name} folder is missing ({installed}); reinstall newsletter")
+
+
+def theme_dir() -> Path:
+    """The default theme: every template the package renders, by relative path."""
+    return packaged("theme", checkout="templates")
+
+
 def template_folder(settings: Settings, kind: Templates) -> Path:
-    """Where the templates of ``kind`` are looked up."""
+    """Where the publication's own templates of ``kind`` (its overrides) are looked up."""
     folder = _KINDS[kind].folder
     return settings.templates_dir / folder if folder else settings.templates_dir
+
+
+def theme_folder(kind: Templates) -> Path:
+    """Where the theme's templates of ``kind`` are."""
+    folder = _KINDS[kind].folder
+    return theme_dir() / folder if folder else theme_dir()
+
+
+def theme_loader(settings: Settings, kind: Templates) -> jinja2.BaseLoader:
+    """The publication's file where there is one, else the theme's, by relative path."""
+    return jinja2.ChoiceLoader(
+        [
+            jinja2.FileSystemLoader(template_folder(settings, kind)),
+            jinja2.FileSystemLoader(theme_folder(kind)),
+        ]
+    )
 
 
 def environment(
@@ -96,7 +139,7 @@ def environment(
     """
     options = _KINDS[kind]
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(template_folder(settings, kind)),
+        loader=theme_loader(settings, kind),
         # every kind selects by extension (select_autoescape above): HTML is always escaped
         autoescape=options.autoescape,  # noqa: S701
         undefined=jinja2.StrictUndefined if options.strict else jinja2.Undefined,

@@ -29,6 +29,7 @@ from aiosmtplib.email import extract_recipients, extract_sender
 from aiosmtplib.protocol import normalize_message_line_endings
 
 from newsletter.config import Settings
+from newsletter.dkim_signers import sign_single
 from newsletter.errors import (
     ConfigError,
     DeliveryError,
@@ -193,6 +194,10 @@ async def send_single(settings: Settings, message: EmailMessage) -> None:
     # Flatten with the message's own policy: aiosmtplib's would re-fold List-Unsubscribe into
     # RFC 2047 encoded-words (see message.REFERENCE_POLICY).
     raw = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+    # DKIM hook: every message outside a bulk send is signed here when [dkim] is set (in a
+    # thread: reading the key the first time takes ~0.1 s, which a web server's loop must not wait)
+    if settings.dkim.enabled:
+        raw = await asyncio.to_thread(sign_single, settings.dkim, raw)
     smtp = await open_session(endpoint, aiosmtplib.SMTP, timeout=settings.smtp.timeout)
     try:
         await smtp.sendmail(sender, recipients, raw)

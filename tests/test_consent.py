@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, Engine
 
 from newsletter.config import Settings
-from newsletter.consent import Authority, Verdict, decide
+from newsletter.consent import Authority, Verdict, decide, left_everything, link_confirms
 from newsletter.errors import StoreError, SuppressedError
 from newsletter.states import SubscriptionStatus, SuppressionReason
 from newsletter.store.importing import Reject, import_csv
@@ -58,6 +59,55 @@ def test_decide(
 
 def test_only_suppression_and_leaving_refuse() -> None:
     assert {v for v in Verdict if v.refused} == {Verdict.SUPPRESSED, Verdict.LEFT}
+
+
+T = datetime(2026, 12, 1, 9, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("status", "requested_in", "link", "created", "left", "confirms"),
+    [
+        # a numbered link: what waited when it was mailed, nothing asked for since
+        (S.UNCONFIRMED, 5, 5, T, None, True),
+        (S.UNCONFIRMED, 4, 5, T, None, True),
+        (S.UNCONFIRMED, 6, 5, T, None, False),
+        (S.UNCONFIRMED, None, 5, T, None, False),  # not asked for through the form
+        (S.UNSUBSCRIBED, 5, 5, T, None, False),
+        (S.CONFIRMED, 5, 5, T, None, False),
+        # an unnumbered link (mailed before 0007): by time, and nothing numbered
+        (S.UNCONFIRMED, None, 0, T, None, True),
+        (S.UNCONFIRMED, None, 0, T + timedelta(seconds=5), None, False),
+        (S.UNCONFIRMED, None, 0, T, T + timedelta(seconds=5), False),
+        (S.UNCONFIRMED, 3, 0, T, None, False),
+    ],
+)
+def test_link_confirms(
+    status: SubscriptionStatus,
+    requested_in: int | None,
+    link: int,
+    created: datetime,
+    left: datetime | None,
+    confirms: bool,
+) -> None:
+    issued_before = T + timedelta(seconds=1)
+    assert (
+        link_confirms(
+            status=status,
+            requested_in=requested_in,
+            link=link,
+            created_at=created,
+            unsubscribed_at=left,
+            issued_before=issued_before,
+        )
+        is confirms
+    )
+
+
+def test_leaving_the_last_list_is_leaving_everything() -> None:
+    assert left_everything([S.UNSUBSCRIBED, S.UNSUBSCRIBED])
+    assert not left_everything([S.UNSUBSCRIBED, S.CONFIRMED])
+    # a list waiting for confirmation is a list they are on (the preferences page shows it)
+    assert not left_everything([S.UNSUBSCRIBED, S.UNCONFIRMED])
 
 
 PRIOR = ["none", "unconfirmed", "confirmed", "unsubscribed", "suppressed"]

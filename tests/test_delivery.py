@@ -8,6 +8,7 @@ import hashlib
 import re
 import secrets
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,8 @@ from newsletter.config import Settings
 from newsletter.delivery import DeliveryEngine, Policy
 from newsletter.errors import ConfigError, StoreError
 from newsletter.inbound.verp import DeliveryRef, DeliveryTokens
-from newsletter.message import MessageTemplate
+from newsletter.message import MessageTemplate, Personalization
 from newsletter.sending import SendReport, issue_sent, prepare_issue, run_send, with_smtp_url
-from newsletter.signing import DkimSigner
 from newsletter.states import DeliveryStatus, SendStatus, SubscriptionStatus, SuppressionReason
 from newsletter.store.ledger import SqlLedger
 from newsletter.store.schema import deliveries, issues, subscribers, subscriptions, suppressions
@@ -545,6 +545,17 @@ def test_leases_are_renewed_so_a_second_engine_never_takes_a_live_batch(
     assert set(states(engine).values()) == {"sent"}
 
 
+class BrokenSigner:
+    """A DKIM signer whose key fails for every message (as the engine hears it)."""
+
+    def sign(
+        self, template: MessageTemplate, person: Personalization
+    ) -> tuple[bytes, Future[bytes]]:
+        signature: Future[bytes] = Future()
+        signature.set_exception(ConfigError("dkim", "cannot sign with the configured key"))
+        return template.render(person, dot_stuffed=True), signature
+
+
 def test_a_key_that_cannot_sign_stops_the_send_and_fails_nobody(
     engine: Engine, settings: Settings, smtpd: SMTPServer, project: Path, people: list[str]
 ) -> None:
@@ -552,7 +563,7 @@ def test_a_key_that_cannot_sign_stops_the_send_and_fails_nobody(
     s = with_smtp_url(settings, smtpd.url)
     ref, content, _ = prepare_issue(s, engine, project / "issues" / ISSUE, now=T0)
     template = MessageTemplate(content, s, s.mailing_list(ref.list_slug))
-    broken = DkimSigner(private_key=b"not a key", selector="s1", domain="test.example")
+    broken = BrokenSigner()
 
     async def deliver() -> None:
         pool = SmtpPool.from_settings(s, connections=1)

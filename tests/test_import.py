@@ -198,13 +198,14 @@ def test_unbalanced_quote_is_reported_with_the_lines_it_swallowed(
     path.write_text(
         'email,name\na@example.org,A\n"b@example.org,B\nc@example.org,C\n', encoding="utf-8"
     )
-    _, rejects = run(engine, path, lists["weekly"])
+    report, rejects = run(engine, path, lists["weekly"])
     (reject,) = rejects
-    assert reject.line == 3
-    assert "spans lines 3-4" in reject.reason
-    # the swallowed row is in the rejects file, not silently gone
-    assert "c@example.org" in "".join(reject.row)
-    assert set(on_list(engine, lists["weekly"])) == {"a@example.org"}
+    assert (reject.line, reject.end, reject.lines) == (3, 4, "3-4")
+    assert reject.reason.startswith('unbalanced quote ("): the value opened on line 3')
+    assert reject.row == ["b@example.org,B"]
+    assert report.problems == [reject]
+    # the line it swallowed is read again as the row it is
+    assert set(on_list(engine, lists["weekly"])) == {"a@example.org", "c@example.org"}
 
 
 def test_suppressed_and_departed_are_rejected_not_resubscribed(
@@ -212,7 +213,10 @@ def test_suppressed_and_departed_are_rejected_not_resubscribed(
 ) -> None:
     with engine.begin() as conn:
         suppress(conn, "bounced@example.org", SuppressionReason.BOUNCED)
-        left = add_subscriber(conn, "left@example.org", list_ids=[lists["weekly"]])
+        # still on business: leaving the last list would be leaving everything (suppressed)
+        left = add_subscriber(
+            conn, "left@example.org", list_ids=[lists["weekly"], lists["business"]]
+        )
         unsubscribe(conn, left.id, lists["weekly"])
         add_subscriber(conn, "other@example.org", list_ids=[lists["business"]])
     path = tmp_path / "back.csv"
@@ -261,7 +265,7 @@ def test_rejects_writer_and_export_round_trip(
     exported = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert exported[0]["email"] == "a@example.org"
     assert exported[0]["plan"] == "gold"
-    assert exported[0]["formula"] == "'=1+1"  # no spreadsheet formula injection
+    assert exported[0]["formula"] == "=1+1"  # as stored: the round trip is exact
     assert exported[0]["status"] == "confirmed"
 
     # and it imports back into a fresh store as the same subscribers
@@ -278,6 +282,7 @@ def test_rejects_writer_and_export_round_trip(
         ann = find_by_email(conn, "a@example.org")
     assert ann is not None
     assert ann.attributes["plan"] == "gold"
+    assert ann.attributes["formula"] == "=1+1"
     assert "status" not in ann.attributes
     fresh.dispose()
 
@@ -338,3 +343,182 @@ def on_list_engine_free(db: Path, list_id: int) -> set[str]:
         return set(on_list(engine, list_id))
     finally:
         engine.dispose()
+
+
+# --- the common exports, as their services write them (tests/data/exports) -------------------
+
+EXPORTS = Path(__file__).parent / "data" / "exports"
+
+
+def subscribers_of(engine: Engine, list_id: int) -> dict[str, tuple[str | None, dict[str, str]]]:
+    with engine.begin() as conn:
+        return {
+            s.email_normalized: (s.name, dict(s.attributes))
+            for s in iter_subscribers(conn, list_id=list_id, status=SubscriptionStatus.CONFIRMED)
+        }
+
+
+def test_mailchimp_export(engine: Engine, lists: dict[str, int]) -> None:
+    report, rejects = run(engine, EXPORTS / "mailchimp_subscribed.csv", lists["weekly"])
+    assert rejects == []
+    got = subscribers_of(engine, lists["weekly"])
+    assert set(got) == {"ann.lee@example.com", "bob@example.net", "chloé@bücher.de"}
+    # "First Name" and "Last Name" make the name; the other columns are attributes
+    name, attributes = got["ann.lee@example.com"]
+    assert name == "Ann Lee"
+    assert attributes["Phone Number"] == "+353 21 555 0101"
+    assert attributes["TAGS"] == '"vip","early"'
+    assert "First Name" not in attributes
+    assert got["bob@example.net"][0] == "Bob"
+    assert got["chloé@bücher.de"] == (
+        "Chloé Dubois-Martin",
+        {
+            "MEMBER_RATING": "3",
+            "OPTIN_TIME": "2023-05-11 09:00:00",
+            "CONFIRM_TIME": "2023-05-11 09:05:00",
+            "CONFIRM_IP": "192.0.2.44",
+            "CC": "FR",
+            "LAST_CHANGED": "2023-05-11 09:05:00",
+            "LEID": "112235",
+            "EUID": "0e1f2a3b4c",
+            "NOTES": "met at the fair",
+        },
+    )
+    assert report.header[0] == "Email Address"
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("mailchimp_unsubscribed.csv", "UNSUB_TIME: 2024-01-15 07:45:12"),
+        ("mailchimp_cleaned.csv", "CLEAN_TIME: 2023-07-02 11:12:13"),
+    ],
+)
+def test_mailchimp_unsubscribed_and_cleaned_exports_subscribe_nobody(
+    engine: Engine, lists: dict[str, int], name: str, reason: str
+) -> None:
+    report, rejects = run(engine, EXPORTS / name, lists["weekly"])
+    assert [(r.line, r.reason) for r in rejects] == [
+        (2, f"the file marks them as not subscribed ({reason})")
+    ]
+    assert report.added == 0
+    assert subscribers_of(engine, lists["weekly"]) == {}
+
+
+def test_substack_export(engine: Engine, lists: dict[str, int]) -> None:
+    _, rejects = run(engine, EXPORTS / "substack.csv", lists["weekly"])
+    # email_disabled: they turned the emails off
+    assert [(r.line, r.reason) for r in rejects] == [
+        (4, "the file marks them as not subscribed (email_disabled: true)")
+    ]
+    got = subscribers_of(engine, lists["weekly"])
+    assert set(got) == {"reader.one@example.com", "paying.reader@example.org"}
+    assert got["paying.reader@example.org"][1]["plan"] == "yearly"
+    assert got["reader.one@example.com"][0] is None
+
+
+def test_buttondown_export(engine: Engine, lists: dict[str, int]) -> None:
+    _, rejects = run(engine, EXPORTS / "buttondown.csv", lists["weekly"])
+    assert [(r.line, r.reason.split("(")[1]) for r in rejects] == [
+        (4, "subscriber_type: unsubscribed)"),
+        (5, "subscriber_type: unactivated)"),
+    ]
+    got = subscribers_of(engine, lists["weekly"])
+    assert set(got) == {"eve@example.com", "frank@example.com"}
+    _, attributes = got["eve@example.com"]
+    # the metadata JSON object becomes attributes (values as text)
+    assert attributes["first_name"] == "Eve"
+    assert attributes["company"] == "Acme"
+    assert attributes["seats"] == "3"
+    assert attributes["notes"] == "Asked about the archive"
+    assert "metadata" not in attributes
+    assert "subscriber_type" not in attributes
+
+
+def test_ghost_export(engine: Engine, lists: dict[str, int]) -> None:
+    _, rejects = run(engine, EXPORTS / "ghost.csv", lists["weekly"])
+    assert [(r.line, r.reason) for r in rejects] == [
+        (5, "the file marks them as not subscribed (subscribed_to_emails: false)")
+    ]
+    got = subscribers_of(engine, lists["weekly"])
+    assert got["ivan@example.com"][0] == "Ivan Petrenko"
+    assert got["ivan@example.com"][1]["labels"] == "Early readers, Kyiv"
+    # a quoted note over two lines is a value, not a broken row
+    assert got["jo@example.com"] == (
+        'Jo "JJ" Jones',
+        {
+            "id": "64a1b2c3d4e5f6a7b8c9d0e2",
+            "note": "Writes in often\nabout typos",
+            "complimentary_plan": "false",
+            "stripe_customer_id": "cus_Nx1Y2Z3",
+            "created_at": "2023-09-02T12:00:00.000Z",
+            "tiers": "Supporter",
+        },
+    )
+    assert "kim@example.com" not in got
+
+
+def test_listmonk_export(engine: Engine, lists: dict[str, int]) -> None:
+    _, rejects = run(engine, EXPORTS / "listmonk.csv", lists["weekly"])
+    assert [(r.line, r.reason) for r in rejects] == [
+        (4, "the file marks them as not subscribed (status: blocklisted)")
+    ]
+    got = subscribers_of(engine, lists["weekly"])
+    assert set(got) == {"lena@example.com", "mo@example.com"}
+    name, attributes = got["lena@example.com"]
+    assert name == "Lena Koval"
+    assert attributes["city"] == "Bengaluru"
+    assert attributes["projects"] == "3"
+    assert attributes["stack"] == '{"languages":["go","python"]}'
+    assert attributes["uuid"] == "5e5c2f4a-1d2b-4c3e-9f8a-7b6c5d4e3f2a"
+    assert "attributes" not in attributes
+    assert got["mo@example.com"][1] == {
+        "uuid": "6f6d3a5b-2e3c-4d4f-8a9b-8c7d6e5f4a3b",
+        "created_at": "2023-10-03 10:00:00.000000+00",
+        "updated_at": "2023-10-03 10:00:00.000000+00",
+    }
+
+
+def test_spreadsheet_headers(engine: Engine, lists: dict[str, int]) -> None:
+    report, rejects = run(engine, EXPORTS / "spreadsheet.csv", lists["weekly"])
+    assert (report.delimiter, rejects) == (";", [])
+    assert subscribers_of(engine, lists["weekly"]) == {
+        "olga@example.com": ("Olga Nowak", {"Town": "Kraków"}),
+        "pat@example.com": ("Pat O'Neil", {"Town": "Galway"}),
+    }
+    _, rejects = run(engine, EXPORTS / "contacts.csv", lists["business"])
+    assert rejects == []
+    assert subscribers_of(engine, lists["business"]) == {
+        "quinn@example.com": ("Quinn", {"Company": "Initech"}),
+        "ray@example.com": ("Ray", {}),
+    }
+
+
+@pytest.mark.parametrize(
+    ("header", "email", "name"),
+    [
+        ("Email Address,Full Name", 0, 1),
+        ("E-mail,Name", 0, 1),
+        ("name,e-mail address", 1, 0),
+        ("EMAIL_ADDRESS,Display Name", 0, 1),
+    ],
+)
+def test_header_names(
+    engine: Engine, lists: dict[str, int], tmp_path: Path, header: str, email: int, name: int
+) -> None:
+    cells = ["", ""]
+    cells[email], cells[name] = "sam@example.org", "Sam Doe"
+    path = tmp_path / "h.csv"
+    path.write_text(f"{header}\n{','.join(cells)}\n", encoding="utf-8")
+    _, rejects = run(engine, path, lists["weekly"])
+    assert rejects == []
+    assert subscribers_of(engine, lists["weekly"]) == {"sam@example.org": ("Sam Doe", {})}
+
+
+def test_two_email_columns_are_refused(
+    engine: Engine, lists: dict[str, int], tmp_path: Path
+) -> None:
+    path = tmp_path / "two.csv"
+    path.write_text("Email Address,E-mail\na@example.org,b@example.org\n", encoding="utf-8")
+    with pytest.raises(ImportFileError, match="two email columns"):
+        run(engine, path, lists["weekly"])

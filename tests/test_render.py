@@ -13,7 +13,6 @@ import lxml.html
 import pytest
 
 from newsletter.config import Settings
-from newsletter.errors import RenderError
 from newsletter.issues import load_issue
 from newsletter.markup import typography
 from newsletter.model import UNSUBSCRIBE_URL_PLACEHOLDER, Issue, RenderedIssue
@@ -206,10 +205,12 @@ def test_rendering_makes_no_network_connection(
     assert attempts == []
 
 
-def test_missing_templates_are_a_clear_error(settings: Settings, tmp_path: Path) -> None:
-    broken = dataclasses.replace(settings, templates_dir=tmp_path / "nowhere")
-    with pytest.raises(RenderError, match=r"template folder .*nowhere/email not found"):
-        Renderer(broken)
+def test_a_missing_templates_dir_means_no_overrides(
+    settings: Settings, sample: Issue, tmp_path: Path
+) -> None:
+    # templates_dir is the publication's override folder; without it the theme renders alone
+    bare = dataclasses.replace(settings, templates_dir=tmp_path / "nowhere")
+    assert Renderer(bare).render(sample).html == Renderer(settings).render(sample).html
 
 
 def test_image_urls(settings: Settings) -> None:

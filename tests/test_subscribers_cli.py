@@ -48,7 +48,7 @@ def test_add_list_count_show_remove(config: Path) -> None:
     assert "list:       business: confirmed" in r.output
 
     r = run_cli(config, "subscribers", "remove", "ann@example.org", "--list", "business")
-    assert "unsubscribed from business" in r.output
+    assert r.output.strip() == "ann@example.org: unsubscribed from business"
     r = run_cli(config, "subscribers", "add", "ann@example.org", "--list", "business")
     assert r.exit_code == 1
     assert "only they can re-join" in r.output
@@ -62,6 +62,16 @@ def test_add_list_count_show_remove(config: Path) -> None:
     assert "personal data deleted" in r.output
     r = run_cli(config, "subscribers", "show", "ann@example.org")
     assert r.output.strip() == "suppressed: unsubscribed"
+
+
+def test_removing_the_last_list_says_it_suppressed(config: Path) -> None:
+    run_cli(config, "init")
+    run_cli(config, "subscribers", "add", "cy@example.org")
+    r = run_cli(config, "subscribers", "remove", "cy@example.org", "--list", "weekly")
+    assert r.exit_code == 0, r.output
+    assert r.output.strip() == "cy@example.org: unsubscribed from weekly, the last list; suppressed"
+    r = run_cli(config, "subscribers", "show", "cy@example.org")
+    assert "suppressed" in r.output
 
 
 def test_bad_input_is_one_clear_line(config: Path) -> None:

@@ -11,7 +11,7 @@ from newsletter.addresses import email_hash
 from newsletter.config import Settings
 from newsletter.errors import StoreError, SuppressedError
 from newsletter.states import SubscriptionStatus, SuppressionReason
-from newsletter.store.schema import suppressions
+from newsletter.store.schema import confirmations, suppressions
 from newsletter.store.subscribers import (
     add_subscriber,
     confirm_subscriber,
@@ -110,6 +110,29 @@ def test_double_opt_in_in_the_store(engine: Engine, lists: dict[str, int]) -> No
         # asking again once confirmed needs no email
         again = request_subscription(conn, "new@example.org", list_ids=[lists["weekly"]])
         assert again.pending == ()
+        assert again.confirmation is None
+
+
+def test_requests_are_numbered_and_erasing_takes_their_rows(
+    engine: Engine, lists: dict[str, int]
+) -> None:
+    with engine.begin() as conn:
+        first = request_subscription(conn, "n@example.org", list_ids=[lists["weekly"]])
+        second = request_subscription(conn, "n@example.org", list_ids=[lists["business"]])
+        assert first.confirmation is not None
+        assert second.confirmation is not None
+        assert second.confirmation > first.confirmation
+        # the second link names both: weekly was still waiting when it was mailed
+        assert first.confirms == (lists["weekly"],)
+        assert set(second.confirms) == {lists["weekly"], lists["business"]}
+        assert first.subscriber is not None
+        assert erase(conn, "n@example.org")
+        assert conn.execute(select(confirmations)).all() == []
+    # a number is never handed out twice, even after its row is gone (AUTOINCREMENT)
+    with engine.begin() as conn:
+        third = request_subscription(conn, "m@example.org", list_ids=[lists["weekly"]])
+        assert third.confirmation is not None
+        assert third.confirmation > second.confirmation
 
 
 def test_leaving_a_list_is_not_undone_by_the_operator(
@@ -117,11 +140,14 @@ def test_leaving_a_list_is_not_undone_by_the_operator(
 ) -> None:
     with engine.begin() as conn:
         s = add_subscriber(conn, "l@example.org", list_ids=[lists["weekly"]])
+        # still on a list of theirs: leaving the other is leaving one list, not everything
+        add_subscriber(conn, "l@example.org", list_ids=[lists["business"]])
         assert unsubscribe(conn, s.id, lists["weekly"])
         assert not unsubscribe(conn, s.id, lists["weekly"])  # already done
+        assert not is_suppressed(conn, "l@example.org")
         with pytest.raises(StoreError, match="only they can re-join"):
             add_subscriber(conn, "l@example.org", list_ids=[lists["weekly"]])
-        # other lists are fine
+        # lists they are on are fine
         add_subscriber(conn, "l@example.org", list_ids=[lists["business"]])
 
 

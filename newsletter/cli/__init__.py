@@ -73,6 +73,8 @@ def _register() -> None:
         "report",
         "admin",
         "bounces",
+        "doctor",
+        "new",
     ):
         try:
             importlib.import_module(f"newsletter.cli.{name}")

@@ -26,6 +26,7 @@ from newsletter.images import derive_images, plan_images
 from newsletter.joins import placeholders
 from newsletter.message import MessageTemplate, Personalization
 from newsletter.model import IssueStatus, RenderedIssue
+from newsletter.preflight import Finding, preflight
 from newsletter.sending import SendReport, run_send
 from newsletter.sink import Sink, count_messages
 from newsletter.states import DeliveryStatus
@@ -104,6 +105,39 @@ def _check(settings: Settings, path: Path) -> None:
         sys.exit(1)
 
 
+def _preflight(settings: Settings, path: Path, *, test_copy: bool, dry_run: bool) -> list[Finding]:
+    """The preflight findings for sending ``path``; outside a dry run the warnings are printed
+    and an error stops here (exit 1): nothing is recorded, sent or published."""
+    from newsletter.issues import load_issue
+
+    findings = preflight(settings, load_issue(path, settings).status, test_copy=test_copy)
+    if dry_run:
+        return findings
+    for finding in findings:
+        click.secho(str(finding), fg="red" if finding.is_error else "yellow", err=True)
+    errors = [f for f in findings if f.is_error]
+    if errors:
+        click.secho(
+            f"not sending {path.name}: {len(errors)} preflight error(s); nothing was recorded "
+            "or sent (`newsletter send --dry-run` lists every finding)",
+            fg="red",
+            err=True,
+        )
+        sys.exit(1)
+    return findings
+
+
+def _print_findings(findings: list[Finding]) -> None:
+    if not findings:
+        click.echo("  preflight:  nothing in the way")
+        return
+    click.echo("  preflight:")
+    for finding in findings:
+        click.echo(f"    {finding}")
+    if any(f.is_error for f in findings):
+        click.echo("  a real send would refuse: nothing would be recorded or sent")
+
+
 list_option = click.option(
     "--list",
     "list_slug",
@@ -135,6 +169,7 @@ def send_command(
     settings = app.settings
     path = _issue_path(settings, issue)
     _check(settings, path)
+    findings = _preflight(settings, path, test_copy=bool(test_to), dry_run=dry_run)
     if test_to:
         _send_test(settings, path, test_to, list_slug)
         return
@@ -143,6 +178,9 @@ def send_command(
     try:
         if dry_run:
             _dry_run(settings, engine, path, list_slug)
+            _print_findings(findings)
+            if any(f.is_error for f in findings):
+                sys.exit(1)
             return
         bar = None if no_progress else ProgressBar()
         policy = Policy.from_settings(settings).for_send(settings)

@@ -33,6 +33,7 @@ from newsletter.store.subscribers import (
     counts_by_status,
     erase,
     find_by_email,
+    is_suppressed,
     iter_subscribers,
     resolve_lists,
     suppress,
@@ -138,7 +139,10 @@ def add(
 @click.option("--delimiter", help="Field delimiter (default: detected from the header).")
 @click.option(
     "--encoding",
-    help="Read the whole file in this encoding (default: UTF-8, odd lines as Windows-1252).",
+    help=(
+        "Read the whole file in this encoding, e.g. shift_jis, cp1251 (default: UTF-8, "
+        "lines that are not UTF-8 as Windows-1252 if they read as text, else refused)."
+    ),
 )
 @click.option("--no-progress", is_flag=True, help="Do not show a progress bar.")
 @pass_app
@@ -153,8 +157,9 @@ def import_(
 ) -> None:
     """Import FILE.csv (header row with an 'email' column; 'name'; other columns = attributes).
 
-    Valid rows join LIST as confirmed; every other row goes to the rejects file with its line
-    number and the reason. Running the same import again changes nothing.
+    Exports of Mailchimp, Substack, Buttondown, Ghost and listmonk are read as they are.
+    Valid rows join LIST as confirmed; every other row goes to the rejects file with its
+    line(s) and the reason. Running the same import again changes nothing.
     """
     settings = app.settings
     with open_store(settings) as engine:
@@ -206,6 +211,11 @@ def _print_report(report: ImportReport, slug: str, rejects_path: Path) -> None:
             fg="yellow",
             err=True,
         )
+    for problem in report.problems:
+        click.secho(f"warning: line {problem.lines}: {problem.reason}", fg="yellow", err=True)
+    if report.problem_count > len(report.problems):
+        left = report.problem_count - len(report.problems)
+        click.secho(f"warning: {left} more such row(s) in the rejects file", fg="yellow", err=True)
     click.echo(
         f"{report.rows} rows: {report.added} new subscribers, {report.subscribed} joined {slug}, "
         f"{report.already} already on it, {report.duplicates} repeated in the file, "
@@ -231,18 +241,36 @@ def _print_report(report: ImportReport, slug: str, rejects_path: Path) -> None:
     type=click.Path(path_type=Path, dir_okay=False),
     help="File to write (default: standard output).",
 )
+@click.option(
+    "--excel-safe",
+    is_flag=True,
+    help=(
+        "For opening in a spreadsheet: a cell starting with = + - @ gets a leading ' so it is "
+        "never run as a formula (not for re-import)."
+    ),
+)
 @pass_app
-def export(app: AppContext, list_slug: str | None, status: str, output: Path | None) -> None:
-    """Write the subscribers of LIST as CSV (re-importable with `subscribers import`)."""
+def export(
+    app: AppContext, list_slug: str | None, status: str, output: Path | None, excel_safe: bool
+) -> None:
+    """Write the subscribers of LIST as CSV; `subscribers import` reads it back exactly."""
     settings = app.settings
     with open_store(settings) as engine:
         with engine.begin() as conn:
             _, list_id = _one_list(conn, settings, list_slug)
             if output is None:
-                count = export_csv(conn, sys.stdout, list_id=list_id, status=_status(status))
+                count = export_csv(
+                    conn,
+                    sys.stdout,
+                    list_id=list_id,
+                    status=_status(status),
+                    excel_safe=excel_safe,
+                )
             else:
                 with output.open("w", encoding="utf-8", newline="") as fh:
-                    count = export_csv(conn, fh, list_id=list_id, status=_status(status))
+                    count = export_csv(
+                        conn, fh, list_id=list_id, status=_status(status), excel_safe=excel_safe
+                    )
         if output is not None:
             click.echo(f"{count} subscribers written to {output}", err=True)
 
@@ -308,7 +336,11 @@ def remove(app: AppContext, email: str, list_slug: str | None, erase_data: bool)
                 subscriber = find_by_email(conn, normalized)
                 if subscriber is None or not unsubscribe(conn, subscriber.id, list_id):
                     raise StoreError(f"{normalized} is not subscribed to {slug}")
-                click.echo(f"{normalized}: unsubscribed from {slug}")
+                if is_suppressed(conn, normalized):
+                    # that was the last list: leaving everything suppresses (store.unsubscribe)
+                    click.echo(f"{normalized}: unsubscribed from {slug}, the last list; suppressed")
+                else:
+                    click.echo(f"{normalized}: unsubscribed from {slug}")
                 return
             suppress(conn, normalized, SuppressionReason.UNSUBSCRIBED, "removed with the CLI")
             click.echo(f"{normalized}: unsubscribed from all lists and suppressed")

@@ -1,24 +1,24 @@
 """CSV import and export of subscribers: streamed, batched, idempotent, nothing valid lost.
 
-Import reads the file line by line (UTF-8 with or without BOM; a line that is not UTF-8 is read
-as Windows-1252/Latin-1 and reported), finds the delimiter from the header, and writes in
-batches with ``INSERT ... ON CONFLICT DO NOTHING`` and set-based subscription upserts, one
-transaction per batch, so memory stays flat and an interrupted import can simply be run again.
-Every row that is not imported is handed to ``on_reject`` with its line number and the reason.
+Import checks the whole file decodes first (:mod:`newsletter.store.csvfile`: UTF-8 with or
+without BOM, a line that is not UTF-8 read as Windows-1252 when that reads as text), finds the
+delimiter and the columns from the header (ours and the common exports: Mailchimp, Substack,
+Buttondown, Ghost, listmonk), and writes in batches with ``INSERT ... ON CONFLICT DO NOTHING``
+and set-based subscription upserts, one transaction per batch, so memory stays flat and an
+interrupted import can simply be run again. Every row that is not imported is handed to
+``on_reject`` with its line(s) and the reason.
 """
 
 from __future__ import annotations
 
 import csv
-import io
-import itertools
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from sqlalchemy import Connection, Engine
 
@@ -26,18 +26,82 @@ from newsletter.addresses import clean_name, email_hash, normalize_email
 from newsletter.consent import Authority, Verdict, decide
 from newsletter.errors import ImportFileError, InvalidAddressError
 from newsletter.states import SubscriptionStatus
+from newsletter.store.csvfile import (
+    ADDRESS_LIKE,
+    Lines,
+    Record,
+    check_encoding,
+    records,
+    refuse_utf16,
+)
 from newsletter.store.schema import subscribers, subscriptions, suppressions
 from newsletter.store.subscribers import iter_subscribers
 
-EMAIL_COLUMNS = ("email", "e-mail", "email address", "email_address", "mail")
-NAME_COLUMNS = ("name", "full name", "full_name")
+# header names as _key() folds them; Mailchimp says "Email Address", Ghost and listmonk "email"
+EMAIL_COLUMNS = (
+    "email",
+    "e-mail",
+    "email address",
+    "e-mail address",
+    "email_address",
+    "emailaddress",
+    "e_mail",
+    "mail",
+)
+NAME_COLUMNS = ("name", "full name", "full_name", "fullname", "display name", "display_name")
+# Mailchimp and most spreadsheets split the name; without a name column they make it
+FIRST_NAME_COLUMNS = ("first name", "first_name", "firstname", "given name", "fname")
+LAST_NAME_COLUMNS = ("last name", "last_name", "lastname", "surname", "family name", "lname")
+# a JSON object of attributes in one cell (listmonk's "attributes", Buttondown's "metadata")
+JSON_COLUMNS = ("attributes", "metadata")
 # written by export; read back they describe state, not attributes
-EXPORT_ONLY_COLUMNS = ("status", "subscribed_at", "confirmed_at", "unsubscribed_at")
+EXPORT_ONLY_COLUMNS = ("subscribed_at", "confirmed_at", "unsubscribed_at")
+# columns in which an export says a row is not (or no longer) a subscriber: such a row is
+# rejected, never imported as confirmed (ours and listmonk's "status", Buttondown's
+# "subscriber_type", Ghost's "subscribed_to_emails", Substack's "email_disabled", and the
+# times in Mailchimp's unsubscribed and cleaned exports); a value not listed means subscribed
+NOT_SUBSCRIBED: dict[str, frozenset[str] | None] = {
+    "status": frozenset(
+        {
+            "unsubscribed",
+            "unconfirmed",
+            "pending",
+            "blocklisted",
+            "blacklisted",
+            "disabled",
+            "cleaned",
+            "bounced",
+            "complained",
+            "removed",
+        }
+    ),
+    "subscriber_type": frozenset({"unactivated", "unsubscribed", "spammy", "removed", "disabled"}),
+    "subscribed_to_emails": frozenset({"false", "0", "no"}),
+    "email_disabled": frozenset({"true", "1", "yes"}),
+    # any value: a time
+    "unsub_time": None,
+    "clean_time": None,
+}
+# an attribute whose name would be read as one of the columns above is exported under this
+# prefix, and read back without it
+ATTRIBUTE_PREFIX = "attribute:"
+_RESERVED = frozenset(
+    (
+        *EMAIL_COLUMNS,
+        *NAME_COLUMNS,
+        *FIRST_NAME_COLUMNS,
+        *LAST_NAME_COLUMNS,
+        *JSON_COLUMNS,
+        *EXPORT_ONLY_COLUMNS,
+        *NOT_SUBSCRIBED,
+    )
+)
 DELIMITERS = (",", ";", "\t", "|")
 BATCH_SIZE = 5000
 _to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-_BOM = b"\xef\xbb\xbf"
 _DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+# rejects of the file's shape (an open quote, an oversized value) listed in the summary
+_PROBLEMS_SHOWN = 20
 
 
 @dataclass(frozen=True)
@@ -45,6 +109,13 @@ class Reject:
     line: int
     reason: str
     row: Sequence[str]
+    # the last line of a record over several lines
+    end: int | None = None
+
+    @property
+    def lines(self) -> str:
+        """``12`` or ``12-15``: how the rejects file and the summary name the row."""
+        return f"{self.line}-{self.end}" if self.end and self.end > self.line else str(self.line)
 
 
 @dataclass
@@ -63,6 +134,10 @@ class ImportReport:
     # lines read as Windows-1252 because they were not valid UTF-8
     fallback_lines: list[int] = field(default_factory=list)
     fallback_count: int = 0
+    # rows rejected for the file's shape (a quote left open, a value over 128 KiB): the
+    # summary names them, since rows next to them were read differently than they look
+    problems: list[Reject] = field(default_factory=list)
+    problem_count: int = 0
 
 
 class _Row(NamedTuple):
@@ -97,9 +172,11 @@ def import_csv(
 ) -> ImportReport:
     """Import ``path`` into ``list_id`` as confirmed subscriptions; see the module docstring.
 
-    Existing subscribers keep their name and attributes; suppressed addresses and people who
-    left ``list_id`` are rejected, never re-subscribed. ``progress`` gets bytes read so far.
-    ``encoding`` forces one encoding for the whole file instead of UTF-8 with fallback.
+    Existing subscribers keep their name and attributes; suppressed addresses, people who
+    left ``list_id`` and rows the file marks as not subscribed are rejected, never
+    (re-)subscribed. ``progress`` gets bytes read so far. ``encoding`` forces one encoding for
+    the whole file instead of UTF-8 with fallback. A file that cannot be read is refused with
+    :class:`ImportFileError` before anything is written.
     """
     now = now or datetime.now(UTC)
     source = source or f"import:{path.name}"
@@ -109,20 +186,40 @@ def import_csv(
     except OSError as exc:
         raise ImportFileError(f"cannot open: {exc.strerror}", path=path) from None
     with fh:
-        _refuse_utf16(fh, path)
-        lines = _Lines(fh, encoding, report, path)
+        refuse_utf16(fh, path)
+        check_encoding(fh, encoding, path)
+        lines = Lines(fh, encoding, path)
         header_line, header = _read_header(lines, delimiter, path, report)
         columns = _Columns.from_header(header, path, header_line)
         if on_header:
             on_header(header)
-        reader = csv.reader(lines, delimiter=report.delimiter, strict=False)
+
+        def reject(record: Record) -> None:
+            assert record.problem is not None
+            item = Reject(record.line, record.problem, record.cells, record.end)
+            report.rejected += 1
+            report.problem_count += 1
+            if len(report.problems) < _PROBLEMS_SHOWN:
+                report.problems.append(item)
+            on_reject(item)
+
         batch: list[_Row] = []
-        for cells, line, end in _rows(reader, header_line, path):
+        for record in records(
+            lines,
+            first_line=header_line + 1,
+            delimiter=report.delimiter,
+            looks_like_row=columns.looks_like_row,
+        ):
+            cells = record.cells
+            if record.problem is not None:
+                report.rows += 1
+                reject(record)
+                continue
             if not "".join(cells).strip():
                 report.blank += 1
                 continue
             report.rows += 1
-            parsed = columns.parse(cells, line, end, on_reject, report)
+            parsed = columns.parse(cells, record.line, record.end, on_reject, report)
             if parsed is None:
                 continue
             batch.append(parsed)
@@ -135,122 +232,16 @@ def import_csv(
             _write_batch(engine, batch, list_id, list_slug, source, now, on_reject, report)
         if progress:
             progress(lines.position)
+        report.fallback_lines = lines.fallback.lines
+        report.fallback_count = lines.fallback.count
     return report
 
 
-# --- reading ----------------------------------------------------------------------------------
-
-
-class _Lines:
-    """Decoded lines of the file, read in blocks so the per-line cost stays in C.
-
-    A block that is valid UTF-8 is decoded at once; one that is not is decoded line by line,
-    each bad line as Windows-1252 (recorded in the report). Lines split the way ``csv`` wants
-    (``newline=""``). ``position`` is the bytes read, for the progress bar.
-    """
-
-    BLOCK = 1 << 20
-
-    def __init__(
-        self, fh: BinaryIO, encoding: str | None, report: ImportReport, path: Path
-    ) -> None:
-        self.fh = fh
-        self.encoding = encoding
-        self.report = report
-        self.path = path
-        self.position = 0
-        self._line = 0  # physical lines decoded so far (for error messages)
-        self._iter: Iterator[str] = itertools.chain.from_iterable(self._blocks())
-
-    def __iter__(self) -> Iterator[str]:
-        return self._iter
-
-    def __next__(self) -> str:
-        return next(self._iter)
-
-    def _blocks(self) -> Iterator[io.StringIO]:
-        carry = b""
-        first = True
-        while True:
-            chunk = self.fh.read(self.BLOCK)
-            data = carry + chunk
-            if first:
-                if data.startswith(_BOM):
-                    data = data[len(_BOM) :]
-                first = False
-            if not data:
-                return
-            if chunk:
-                cut = data.rfind(b"\n") + 1 or data.rfind(b"\r") + 1
-                if not cut:
-                    carry = data
-                    continue
-                block, carry = data[:cut], data[cut:]
-            else:
-                block, carry = data, b""
-            self.position += len(block)
-            text = self._decode(block)
-            if "\0" in text:
-                line = self._line + text[: text.index("\0")].count("\n") + 1
-                raise ImportFileError(
-                    "contains NUL bytes: this is not a text CSV file (a spreadsheet?)",
-                    path=self.path,
-                    line=line,
-                )
-            self._line += block.count(b"\n")
-            yield io.StringIO(text, newline="")
-            if not chunk:
-                return
-
-    def _decode(self, block: bytes) -> str:
-        if self.encoding is not None:
-            try:
-                return block.decode(self.encoding)
-            except UnicodeDecodeError as exc:
-                line = self._line + block[: exc.start].count(b"\n") + 1
-                raise ImportFileError(
-                    f"not valid {self.encoding} ({exc.reason}); check --encoding",
-                    path=self.path,
-                    line=line,
-                ) from None
-            except LookupError:
-                raise ImportFileError(
-                    f"unknown encoding {self.encoding!r}", path=self.path
-                ) from None
-        try:
-            return block.decode("utf-8")
-        except UnicodeDecodeError:
-            pass
-        parts = []
-        for number, raw in enumerate(io.BytesIO(block), start=self._line + 1):
-            try:
-                parts.append(raw.decode("utf-8"))
-            except UnicodeDecodeError:
-                # Excel's "CSV" on Windows is Windows-1252; cp1252 leaves five bytes
-                # undefined, which Latin-1 maps, so every line decodes and no row is lost
-                self.report.fallback_count += 1
-                if len(self.report.fallback_lines) < 20:
-                    self.report.fallback_lines.append(number)
-                try:
-                    parts.append(raw.decode("cp1252"))
-                except UnicodeDecodeError:
-                    parts.append(raw.decode("latin-1"))
-        return "".join(parts)
-
-
-def _refuse_utf16(fh: BinaryIO, path: Path) -> None:
-    start = fh.read(4)
-    fh.seek(0)
-    if start.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(start) >= 2 and b"\0" in start[:2]):
-        raise ImportFileError(
-            "is UTF-16 (Excel's 'Unicode text'); save it as 'CSV UTF-8' and import again",
-            path=path,
-            line=1,
-        )
+# --- the header -------------------------------------------------------------------------------
 
 
 def _read_header(
-    lines: _Lines, delimiter: str | None, path: Path, report: ImportReport
+    lines: Lines, delimiter: str | None, path: Path, report: ImportReport
 ) -> tuple[int, list[str]]:
     line = 0
     for text in lines:
@@ -266,13 +257,13 @@ def _read_header(
         raise ImportFileError("is empty: expected a header row with an 'email' column", path=path)
     candidates: dict[str, list[str]] = {}
     for d in DELIMITERS:
-        cells = next(csv.reader([text], delimiter=d))
+        cells = _header_cells(text, d)
         if any(_key(c) in EMAIL_COLUMNS for c in cells):
             candidates[d] = cells
     if delimiter is not None:
         if len(delimiter) != 1:
             raise ImportFileError(f"delimiter must be one character, got {delimiter!r}", path=path)
-        cells = next(csv.reader([text], delimiter=delimiter))
+        cells = _header_cells(text, delimiter)
         if not any(_key(c) in EMAIL_COLUMNS for c in cells):
             hint = ""
             if candidates:
@@ -281,7 +272,8 @@ def _read_header(
                     f"; the file seems to use the {_DELIMITER_NAMES[other]}: --delimiter '{other}'"
                 )
             raise ImportFileError(
-                f"no 'email' column with delimiter {delimiter!r} in header {text.strip()!r}{hint}",
+                f"no 'email' column with delimiter {delimiter!r} in header "
+                f"{text.strip()[:200]!r}{hint}",
                 path=path,
                 line=line,
             )
@@ -302,35 +294,89 @@ def _read_header(
     return line, candidates[best]
 
 
+def _header_cells(text: str, delimiter: str) -> list[str]:
+    try:
+        return next(csv.reader([text.rstrip("\r\n")], delimiter=delimiter), [])
+    except csv.Error:
+        # a header cell over the field limit: no header of ours, and no crash either
+        return []
+
+
 def _key(column: str) -> str:
     return " ".join(column.strip().lower().split())
+
+
+def _attribute_name(column: str) -> str:
+    if column.lower().startswith(ATTRIBUTE_PREFIX):
+        return column[len(ATTRIBUTE_PREFIX) :]
+    return column.strip()
 
 
 @dataclass(frozen=True)
 class _Columns:
     email: int
     name: int | None
+    first: int | None
+    last: int | None
+    json: tuple[tuple[int, str], ...]
+    status: tuple[tuple[int, str, frozenset[str] | None], ...]
     extra: tuple[tuple[int, str], ...]
     width: int
 
     @classmethod
     def from_header(cls, header: list[str], path: Path, line: int) -> _Columns:
         keys = [_key(c) for c in header]
-        seen: set[str] = set()
-        for key in keys:
-            if key and key in seen:
-                raise ImportFileError(
-                    f"column {key!r} appears twice in the header", path=path, line=line
+
+        def role(names: Sequence[str], what: str) -> int | None:
+            found = [i for i, k in enumerate(keys) if k in names]
+            if len(found) > 1:
+                first, second = (keys[i] for i in found[:2])
+                message = (
+                    f"column {first!r} appears twice in the header"
+                    if first == second
+                    else f"the header has two {what} columns ({first!r} and {second!r})"
                 )
-            seen.add(key)
-        email = next(i for i, k in enumerate(keys) if k in EMAIL_COLUMNS)
-        name = next((i for i, k in enumerate(keys) if k in NAME_COLUMNS), None)
-        extra = tuple(
-            (i, header[i].strip())
-            for i, k in enumerate(keys)
-            if i not in (email, name) and k and k not in EXPORT_ONLY_COLUMNS
+                raise ImportFileError(message, path=path, line=line)
+            return found[0] if found else None
+
+        email = role(EMAIL_COLUMNS, "email")
+        assert email is not None  # _read_header found one
+        name = role(NAME_COLUMNS, "name")
+        first = role(FIRST_NAME_COLUMNS, "first name")
+        last = role(LAST_NAME_COLUMNS, "last name")
+        if name is not None:
+            # a full name wins; first and last names stay as attributes then
+            first = last = None
+        taken = {email, name, first, last}
+        json_columns = tuple(
+            (i, header[i].strip()) for i, k in enumerate(keys) if k in JSON_COLUMNS
         )
-        return cls(email, name, extra, len(header))
+        status = tuple(
+            (i, header[i].strip(), NOT_SUBSCRIBED[k])
+            for i, k in enumerate(keys)
+            if k in NOT_SUBSCRIBED
+        )
+        skipped = taken | {i for i, _ in json_columns} | {i for i, _, _ in status}
+        extra = tuple(
+            (i, _attribute_name(header[i]))
+            for i, k in enumerate(keys)
+            if i not in skipped and k and k not in EXPORT_ONLY_COLUMNS
+        )
+        seen: set[str] = set()
+        for _, attribute in extra:
+            if attribute in seen:
+                raise ImportFileError(
+                    f"column {attribute!r} appears twice in the header", path=path, line=line
+                )
+            seen.add(attribute)
+        return cls(email, name, first, last, json_columns, status, extra, len(header))
+
+    def looks_like_row(self, cells: Sequence[str]) -> bool:
+        """Whether a line swallowed by a quoted value reads as a row of its own."""
+        return (
+            self.email < len(cells) <= self.width
+            and ADDRESS_LIKE.fullmatch(cells[self.email].strip()) is not None
+        )
 
     def parse(
         self, cells: list[str], line: int, end: int, on_reject: RejectSink, report: ImportReport
@@ -339,7 +385,7 @@ class _Columns:
             if end > line:
                 reason += f" (this record spans lines {line}-{end}: an unbalanced quote?)"
             report.rejected += 1
-            on_reject(Reject(line, reason, cells))
+            on_reject(Reject(line, reason, cells, end))
 
         if len(cells) > self.width and any(c.strip() for c in cells[self.width :]):
             reject(
@@ -351,44 +397,52 @@ class _Columns:
         if not email:
             reject("no email address")
             return None
+        for i, column, values in self.status:
+            value = cells[i].strip() if i < len(cells) else ""
+            if value and (values is None or value.lower() in values):
+                reject(f"the file marks them as not subscribed ({column}: {value})")
+                return None
         try:
             normalized = normalize_email(email)
         except InvalidAddressError as exc:
             reject(f"invalid address: {exc.reason}")
             return None
-        name = (
-            clean_name(cells[self.name])
-            if self.name is not None and self.name < len(cells)
-            else None
-        )
-        attributes = {
-            column: cells[i].strip()
-            for i, column in self.extra
-            if i < len(cells) and cells[i].strip()
-        }
+        width = len(cells)
+        if self.name is not None:
+            name = clean_name(cells[self.name]) if self.name < width else None
+        elif self.first is not None or self.last is not None:
+            parts = [cells[i] for i in (self.first, self.last) if i is not None and i < width]
+            name = clean_name(" ".join(parts))
+        else:
+            name = None
+        attributes: dict[str, str] = {}
+        for i, column in self.json:
+            if i < width and cells[i].strip():
+                attributes.update(_json_attributes(cells[i], column))
+        for i, column in self.extra:
+            if i < width:
+                value = cells[i].strip()
+                if value:
+                    attributes[column] = value
         return _Row(line, email, normalized, name, attributes, cells)
 
 
-def _rows(reader: Any, offset: int, path: Path) -> Iterator[tuple[list[str], int, int]]:
-    """Each record with the lines it starts and ends on (a quoted value may span lines).
-
-    ``offset`` is the header's line: the reader starts counting after it.
-    """
-    last = 0
-    while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            raise ImportFileError(
-                f'{exc}: probably an unbalanced quote (") starting here swallowed the rest of '
-                "the file; fix it and import again (rows above were imported)",
-                path=path,
-                line=offset + last + 1,
-            ) from None
-        yield cells, offset + last + 1, offset + reader.line_num
-        last = reader.line_num
+def _json_attributes(cell: str, column: str) -> dict[str, str]:
+    """listmonk's ``{"city": "Kyiv", "projects": 3}`` as attributes; other text as it is."""
+    try:
+        value = json.loads(cell)
+    except (ValueError, RecursionError):
+        value = None
+    if not isinstance(value, dict):
+        return {column: cell.strip()}
+    flat: dict[str, str] = {}
+    for key, item in value.items():
+        # a name fit for a CSV header (one line); a value as text, JSON unless a string
+        name = " ".join(str(key).split())
+        text = item if isinstance(item, str) else _to_json(item)
+        if name and text.strip():
+            flat[name] = text.strip()
+    return flat
 
 
 # --- writing ----------------------------------------------------------------------------------
@@ -626,7 +680,7 @@ class RejectsWriter:
                 ) from None
             self._writer = csv.writer(self._fh)
             self._writer.writerow(["line", "reason", *self.header])
-        self._writer.writerow([reject.line, reject.reason, *reject.row])
+        self._writer.writerow([reject.lines, reject.reason, *reject.row])
         self.count += 1
 
     def close(self) -> None:
@@ -640,37 +694,80 @@ def export_csv(
     *,
     list_id: int | None,
     status: SubscriptionStatus | None,
+    excel_safe: bool = False,
 ) -> int:
-    """Write subscribers as CSV that :func:`import_csv` reads back; returns the row count."""
+    """Write subscribers as CSV that :func:`import_csv` reads back exactly; returns the count.
+
+    Cells are written as they are stored, so export then import gives the same names and
+    attributes. ``excel_safe`` is for files opened in a spreadsheet instead: a cell that
+    starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gains a leading ``'``,
+    so it is shown as text and never run as a formula (such a file is not for re-import).
+    """
     keys: dict[str, None] = {}
     for sub in iter_subscribers(conn, list_id=list_id, status=status):
         keys.update(dict.fromkeys(sub.attributes))
-    extra = [
-        k for k in keys if _key(k) not in (*EMAIL_COLUMNS, *NAME_COLUMNS, *EXPORT_ONLY_COLUMNS)
-    ]
+    extra = list(keys)
+    cell = _safe_cell if excel_safe else _same
     writer = csv.writer(out)
-    writer.writerow(["email", "name", "status", "subscribed_at", "confirmed_at", *extra])
+    writer.writerow(
+        [
+            cell(c)
+            for c in (
+                "email",
+                "name",
+                "status",
+                "subscribed_at",
+                "confirmed_at",
+                *(_attribute_column(k) for k in extra),
+            )
+        ]
+    )
     count = 0
     for sub in iter_subscribers(conn, list_id=list_id, status=status):
         current = sub.subscription(list_id) if list_id is not None else None
         writer.writerow(
             [
-                sub.email,
-                _safe_cell(sub.name or ""),
+                cell(sub.email),
+                cell(sub.name or ""),
                 current.status.value if current else "",
                 _iso(current.created_at if current else sub.created_at),
                 _iso(current.confirmed_at if current else sub.confirmed_at),
-                *(_safe_cell(str(sub.attributes.get(k, ""))) for k in extra),
+                *(cell(_attribute_text(sub.attributes.get(k))) for k in extra),
             ]
         )
         count += 1
     return count
 
 
+def _attribute_column(key: str) -> str:
+    """The header of attribute ``key``: its name, or prefixed when import would misread it."""
+    # a header is one line: a line break in a name (JSON keys can hold one) becomes a space
+    key = key.replace("\r", " ").replace("\n", " ")
+    if (
+        not key.strip()
+        or key != key.strip()
+        or _key(key) in _RESERVED
+        or key.lower().startswith(ATTRIBUTE_PREFIX)
+    ):
+        return ATTRIBUTE_PREFIX + key
+    return key
+
+
+def _attribute_text(value: object) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else _to_json(value)
+
+
 def _iso(value: datetime | None) -> str:
     return value.isoformat(timespec="seconds") if value else ""
 
 
+def _same(value: str) -> str:
+    return value
+
+
 def _safe_cell(value: str) -> str:
-    # spreadsheet formula injection: a cell starting with = + - @ runs as a formula in Excel
-    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
+    # spreadsheet formula injection (OWASP "CSV injection"): a cell starting with one of
+    # these runs as a formula in Excel, LibreOffice and Google Sheets; a leading ' makes it text
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value

@@ -73,7 +73,35 @@ subscriptions = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     Column("confirmed_at", UtcDateTime(), nullable=True),
     Column("unsubscribed_at", UtcDateTime(), nullable=True),
+    # the confirmation request (``confirmations.id``) that last asked for this list while it
+    # waits: links of that request and later ones confirm it (consent.link_confirms); NULL for
+    # subscriptions made otherwise, or asked for before migration 0007
+    Column("requested_in", Integer, nullable=True),
     Index("ix_subscriptions_list_status", "list_id", "status"),
+)
+
+# One row per subscribe-form request that asked for a list needing confirmation: its id is
+# the number the confirmation link carries, and the rows of the last day cap the emails one
+# mailbox gets (``mailbox_hash``: addresses.mailbox_hash, so dotted and tagged variants of one
+# Gmail address count together). ``mailed`` is False for a request over the cap (no email
+# went out). Ids are never reused (AUTOINCREMENT on SQLite): a link's number must not come
+# back. Rows older than a day are deleted; erasing the subscriber deletes theirs.
+confirmations = Table(
+    "confirmations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "subscriber_id",
+        Integer,
+        ForeignKey("subscribers.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("mailbox_hash", String(64), nullable=False),
+    Column("mailed", Boolean, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Index("ix_confirmations_mailbox", "mailbox_hash", "created_at"),
+    Index("ix_confirmations_created", "created_at"),
+    sqlite_autoincrement=True,
 )
 
 # Honoured forever: keyed by a hash of the normalised address so an erased subscriber (GDPR)

@@ -11,18 +11,24 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, Select, delete, exists, func, literal, or_, select, update
+from sqlalchemy import Connection, Row, Select, delete, exists, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from newsletter.addresses import clean_name, email_hash, normalize_email, suppression_key
+from newsletter.addresses import (
+    clean_name,
+    email_hash,
+    mailbox_hash,
+    normalize_email,
+    suppression_key,
+)
 from newsletter.config import Settings
-from newsletter.consent import Authority, Verdict, decide
+from newsletter.consent import Authority, Verdict, decide, left_everything, link_confirms
 from newsletter.errors import StoreError, SuppressedError
 from newsletter.states import SubscriptionStatus, SuppressionReason
-from newsletter.store.schema import lists, subscribers, subscriptions, suppressions
+from newsletter.store.schema import confirmations, lists, subscribers, subscriptions, suppressions
 from newsletter.tokens import new_subscriber_uid
 
 __all__ = [
@@ -66,6 +72,8 @@ class Subscription:
     created_at: datetime
     confirmed_at: datetime | None = None
     unsubscribed_at: datetime | None = None
+    # the confirmation request that asked for it while it waits (consent.link_confirms)
+    requested_in: int | None = None
 
     @property
     def active(self) -> bool:
@@ -412,14 +420,25 @@ def add_subscriber(
     return found
 
 
+# The window the cap on confirmation emails counts over (rolling, not a calendar day).
+CONFIRMATION_WINDOW = timedelta(days=1)
+# Old request rows deleted per request: bounded work, whoever is deleting too.
+_PRUNE_BATCH = 100
+
+
 @dataclass(frozen=True)
 class SubscribeRequest:
     """What a subscribe-form submission did; never shown to the person who submitted it."""
 
     subscriber: Subscriber | None
-    # lists now waiting for confirmation: a confirmation email is due when non-empty
+    # lists of this request now waiting for confirmation
     pending: tuple[int, ...]
     suppressed: bool = False
+    # the number the confirmation link carries; None when no email is due (nothing waits, or
+    # the mailbox had its confirmation emails for the day)
+    confirmation: int | None = None
+    # every list that link confirms: this request's and any still waiting from earlier ones
+    confirms: tuple[int, ...] = ()
 
 
 def request_subscription(
@@ -429,13 +448,17 @@ def request_subscription(
     list_ids: Iterable[int],
     name: str | None = None,
     source: str | None = "web",
+    confirmations_per_day: int = 0,
     now: datetime | None = None,
 ) -> SubscribeRequest:
     """Record a subscribe-form request; the lists join only when the link is confirmed.
 
     A suppressed address changes nothing. A list the person had left goes back to
     ``unconfirmed`` (which receives nothing) and rejoins only on confirmation; its
-    ``unsubscribed_at`` stays as the record of the earlier unsubscribe.
+    ``unsubscribed_at`` stays as the record of the earlier unsubscribe. A request that leaves
+    lists waiting is numbered (the link carries the number, see :func:`confirm_subscriber`);
+    at most ``confirmations_per_day`` of them per mailbox in a rolling day get an email
+    (0: no cap), counted in the database so the cap holds across processes and restarts.
     """
     now = now or _now()
     normalized = normalize_email(email)
@@ -447,9 +470,22 @@ def request_subscription(
         conn, email.strip(), normalized, name=name, attributes=None, source=source, now=now
     )
     current = _statuses(conn, subscriber_id)
-    pending: list[int] = []
-    for lid in dict.fromkeys(list_ids):
-        verdict = decide(authority=Authority.SUBSCRIBER, current=current.get(lid), suppressed=False)
+    verdicts = {
+        lid: decide(authority=Authority.SUBSCRIBER, current=current.get(lid), suppressed=False)
+        for lid in dict.fromkeys(list_ids)
+    }
+    pending = [
+        lid
+        for lid, verdict in verdicts.items()
+        if verdict in (Verdict.ADD, Verdict.REQUEST, Verdict.PENDING)
+    ]
+    if not pending:
+        return SubscribeRequest(_by_id(conn, subscriber_id), ())
+    number, mailed = _number_request(
+        conn, subscriber_id, normalized, cap=confirmations_per_day, now=now
+    )
+    for lid, verdict in verdicts.items():
+        where = (subscriptions.c.subscriber_id == subscriber_id, subscriptions.c.list_id == lid)
         if verdict is Verdict.ADD:
             conn.execute(
                 dialect_insert(conn, subscriptions)
@@ -458,60 +494,141 @@ def request_subscription(
                     list_id=lid,
                     status=SubscriptionStatus.UNCONFIRMED.value,
                     created_at=now,
+                    requested_in=number,
                 )
                 .on_conflict_do_nothing(index_elements=["subscriber_id", "list_id"])
             )
         elif verdict is Verdict.REQUEST:
+            # asked for afresh: only this request's link (and later ones) may confirm it
             conn.execute(
                 update(subscriptions)
-                .where(
-                    subscriptions.c.subscriber_id == subscriber_id,
-                    subscriptions.c.list_id == lid,
-                )
-                .values(status=SubscriptionStatus.UNCONFIRMED.value)
+                .where(*where)
+                .values(status=SubscriptionStatus.UNCONFIRMED.value, requested_in=number)
             )
-        if verdict in (Verdict.ADD, Verdict.REQUEST, Verdict.PENDING):
-            pending.append(lid)
-    return SubscribeRequest(_by_id(conn, subscriber_id), tuple(pending))
+        elif verdict is Verdict.PENDING:
+            # still waiting: earlier links keep confirming it; one asked for before requests
+            # were numbered (or added unconfirmed by the operator) gets this number
+            conn.execute(
+                update(subscriptions)
+                .where(*where, subscriptions.c.requested_in.is_(None))
+                .values(requested_in=number)
+            )
+    found = _by_id(conn, subscriber_id)
+    assert found is not None
+    confirms = tuple(
+        s.list_id for s in found.subscriptions if _confirms(s, link=number, issued_before=None)
+    )
+    return SubscribeRequest(
+        found,
+        tuple(pending),
+        confirmation=number if mailed else None,
+        confirms=confirms,
+    )
+
+
+def _number_request(
+    conn: Connection, subscriber_id: int, normalized: str, *, cap: int, now: datetime
+) -> tuple[int, bool]:
+    """A new confirmation request row: (its number, whether it gets an email under the cap)."""
+    mailbox = mailbox_hash(normalized)
+    if conn.dialect.name == "postgresql":
+        # one mailbox's requests in turn, so two processes cannot both take the last email of
+        # the day (SQLite's BEGIN IMMEDIATE already serialises writers)
+        key = int(mailbox[:16], 16)
+        conn.execute(select(func.pg_advisory_xact_lock(key - (1 << 64) if key >> 63 else key)))
+    since = now - CONFIRMATION_WINDOW
+    _prune_requests(conn, since)
+    mailed_today = int(
+        conn.execute(
+            select(func.count())
+            .select_from(confirmations)
+            .where(
+                confirmations.c.mailbox_hash == mailbox,
+                confirmations.c.created_at > since,
+                confirmations.c.mailed.is_(True),
+            )
+        ).scalar_one()
+    )
+    mailed = cap <= 0 or mailed_today < cap
+    number = conn.execute(
+        confirmations.insert()
+        .values(subscriber_id=subscriber_id, mailbox_hash=mailbox, mailed=mailed, created_at=now)
+        .returning(confirmations.c.id)
+    ).scalar_one()
+    return int(number), mailed
+
+
+def _prune_requests(conn: Connection, before: datetime) -> None:
+    """Delete a bounded batch of request rows that no longer count towards any cap."""
+    old = (
+        select(confirmations.c.id)
+        .where(confirmations.c.created_at <= before)
+        .order_by(confirmations.c.created_at)
+        .limit(_PRUNE_BATCH)
+    )
+    if conn.dialect.name == "postgresql":
+        # rows another request is deleting are its business: no waiting, no deadlock
+        old = old.with_for_update(skip_locked=True)
+    conn.execute(delete(confirmations).where(confirmations.c.id.in_(old.scalar_subquery())))
+
+
+def _confirms(sub: Subscription, *, link: int, issued_before: datetime | None) -> bool:
+    return link_confirms(
+        status=sub.status,
+        requested_in=sub.requested_in,
+        link=link,
+        created_at=sub.created_at,
+        unsubscribed_at=sub.unsubscribed_at,
+        issued_before=issued_before,
+    )
 
 
 def confirm_subscriber(
     conn: Connection,
     uid: str,
     *,
+    link: int | None = None,
+    issued_before: datetime | None = None,
     now: datetime | None = None,
-    requested_before: datetime | None = None,
 ) -> Subscriber | None:
-    """Activate every subscription of ``uid`` waiting for confirmation (double opt-in).
+    """Activate the subscriptions of ``uid`` that confirmation link ``link`` confirms.
 
-    With ``requested_before`` (when the link was issued) only what was waiting then is
-    confirmed: a list someone asked for in the person's name later, or one they left later,
-    needs a link of its own. Returns None when there is no such subscriber or the address is
-    suppressed (a confirmation link never overrides the suppression list). Confirming twice
-    is harmless.
+    ``link`` is the request number the link carries: only what was waiting when it was
+    mailed is confirmed (:func:`consent.link_confirms`; ``issued_before`` is when a link
+    numbered 0, mailed before requests were numbered, was issued). None confirms everything
+    waiting, on the operator's word. Returns None when there is no such subscriber or the
+    address is suppressed (a confirmation link never overrides the suppression list).
+    Confirming twice is harmless.
     """
     now = now or _now()
     found = find_by_uid(conn, uid)
     if found is None or is_suppressed(conn, found.email_normalized):
         return None
-    stmt = update(subscriptions).where(
-        subscriptions.c.subscriber_id == found.id,
-        subscriptions.c.status == SubscriptionStatus.UNCONFIRMED.value,
-    )
-    if requested_before is not None:
-        stmt = stmt.where(
-            subscriptions.c.created_at < requested_before,
-            or_(
-                subscriptions.c.unsubscribed_at.is_(None),
-                subscriptions.c.unsubscribed_at < requested_before,
-            ),
+    chosen = [
+        s.list_id
+        for s in found.subscriptions
+        if (
+            s.status is SubscriptionStatus.UNCONFIRMED
+            if link is None
+            else _confirms(s, link=link, issued_before=issued_before)
         )
-    conn.execute(stmt.values(status=SubscriptionStatus.CONFIRMED.value, confirmed_at=now))
-    conn.execute(
-        update(subscribers)
-        .where(subscribers.c.id == found.id, subscribers.c.confirmed_at.is_(None))
-        .values(confirmed_at=now)
-    )
+    ]
+    if chosen:
+        conn.execute(
+            update(subscriptions)
+            .where(
+                subscriptions.c.subscriber_id == found.id,
+                subscriptions.c.list_id.in_(chosen),
+                # unchanged since it was read: a concurrent unsubscribe wins
+                subscriptions.c.status == SubscriptionStatus.UNCONFIRMED.value,
+            )
+            .values(status=SubscriptionStatus.CONFIRMED.value, confirmed_at=now)
+        )
+        conn.execute(
+            update(subscribers)
+            .where(subscribers.c.id == found.id, subscribers.c.confirmed_at.is_(None))
+            .values(confirmed_at=now)
+        )
     return _by_id(conn, found.id)
 
 
@@ -524,10 +641,25 @@ def unsubscribe(
 ) -> bool:
     """End the subscription to ``list_id`` (every list when None); True if anything changed.
 
-    Leaving one list is not a suppression; leaving everything should go through
-    :func:`suppress` so that no later import or form brings the address back.
+    Leaving one list is not a suppression, but leaving the last one is leaving everything
+    (:func:`consent.left_everything`): the address goes on the suppression list, as the
+    "unsubscribe from everything" button puts it, so no later import or form brings it back.
+    Every way of leaving (one-click, the preferences page, a mailto request, the dashboard,
+    ``subscribers remove --list``) comes through here.
     """
-    return _end_subscriptions(conn, subscriber_id, list_id, now or _now()) > 0
+    now = now or _now()
+    # the person's row locked first (PostgreSQL; SQLite serialises writers anyway): leaving
+    # two lists at once, each request would otherwise see the other list still joined
+    email = conn.execute(
+        select(subscribers.c.email_normalized)
+        .where(subscribers.c.id == subscriber_id)
+        .with_for_update()
+    ).scalar_one_or_none()
+    if email is None or _end_subscriptions(conn, subscriber_id, list_id, now) == 0:
+        return False
+    if left_everything(_statuses(conn, subscriber_id).values()):
+        suppress(conn, email, SuppressionReason.UNSUBSCRIBED, "left every list", now=now)
+    return True
 
 
 class JoinOutcome(enum.Enum):
@@ -749,6 +881,7 @@ def _load_many(
                 created_at=sub.created_at,
                 confirmed_at=sub.confirmed_at,
                 unsubscribed_at=sub.unsubscribed_at,
+                requested_in=sub.requested_in,
             )
         )
     result = []

@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from newsletter import urls
@@ -38,6 +41,8 @@ __all__ = ["Mailer", "SmtpMailer", "create_app"]
 PER_ADDRESS_LIMIT = (3, 3600.0)
 PER_IP_LIMIT = (20, 600.0)
 
+logger = logging.getLogger(__name__)
+
 
 class ImmutableFiles(StaticFiles):
     """Static files that never change under their name: cached for a year, never revalidated."""
@@ -46,6 +51,33 @@ class ImmutableFiles(StaticFiles):
         response = super().file_response(*args, **kwargs)
         response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
         return response
+
+
+def healthz_route(engine: Engine) -> Route:
+    """``GET /healthz`` for the proxy, the load balancer and ``newsletter doctor``.
+
+    200 ``{"status": "ok"}`` when the database answers ``SELECT 1``, else 503; the body never
+    says why (no URL, no driver message): the reason goes to the server's log.
+    """
+
+    def database_answers() -> bool:
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            logger.warning("healthz: the database does not answer: %s", type(exc).__name__)
+            return False
+        return True
+
+    async def healthz(request: Request) -> Response:
+        ok = await run_in_threadpool(database_answers)
+        return JSONResponse(
+            {"status": "ok" if ok else "unavailable"},
+            status_code=200 if ok else 503,
+            headers={"Cache-Control": "no-store"},
+        )
+
+    return Route("/healthz", healthz, methods=["GET", "HEAD"], name="healthz")
 
 
 def create_app(
@@ -90,6 +122,7 @@ def create_app(
         *join.routes(ctx),
         *archive.routes(settings, engine),
         *webhooks.routes(ctx, sns_verifier=sns_verifier, clock=webhook_clock or time.time),
+        healthz_route(engine),
     ]
     # the resized copies first: their names carry a digest of what they were made from, so
     # a cache may keep them for good

@@ -3,6 +3,9 @@
 The response never says whether an address was new, already subscribed or suppressed, and
 the confirmation email goes out after the response (a background task), so timing does not
 tell either. A filled honeypot field or a per-address limit is answered exactly like success.
+What can be known without the store is checked before answering (an address the relay cannot
+take, a name no database can hold), so the background work fails only for reasons that are
+the same for every address.
 """
 
 from __future__ import annotations
@@ -23,7 +26,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from newsletter import urls
-from newsletter.addresses import clean_name, mailbox_key, normalize_email
+from newsletter.addresses import (
+    check_sendable,
+    clean_name,
+    mailbox_key,
+    normalize_email,
+    storable,
+)
 from newsletter.emails import CONFIRM_MAX_AGE_DAYS, build_confirmation
 from newsletter.errors import (
     BodyTooLarge,
@@ -32,6 +41,7 @@ from newsletter.errors import (
     NewsletterError,
     TokenError,
 )
+from newsletter.states import SubscriptionStatus
 from newsletter.store.subscribers import (
     Subscriber,
     confirm_subscriber,
@@ -82,9 +92,12 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
             form = await _read_form(request, wants_json)
         except FormError as exc:
             return _reply(ctx, wants_json, exc.status, str(exc))
-        values = {"email": form.email, "name": form.name or ""}
+        # shown back in the form: a lone surrogate could not even be written into the page
+        values = {"email": _printable(form.email), "name": _printable(form.name or "")}
         try:
             normalized = normalize_email(form.email)
+            # no SMTPUTF8: a non-ASCII local part would fail at the relay, after the answer
+            check_sendable(normalized)
             lists = _check_lists(ctx, form.lists)
         except FormError as exc:
             return _reply(ctx, wants_json, 400, str(exc), values=values)
@@ -135,12 +148,17 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         except TokenError as exc:
             return ctx.page("invalid.html", status_code=400, private=True, message=str(exc))
 
-        # issued-at has whole seconds; the request it answers was stored within that second
+        # the link carries the number of its request (the token's list field): it confirms
+        # what was waiting then and nothing asked for since. A link mailed before requests
+        # were numbered carries 0 and goes by its issued-at, which has whole seconds: the
+        # request it answers was stored within that second.
         issued = datetime.fromtimestamp(data.issued_at + 1, UTC)
 
         def work() -> Subscriber | None:
             with ctx.engine.begin() as conn:
-                return confirm_subscriber(conn, data.subscriber_uid, requested_before=issued)
+                return confirm_subscriber(
+                    conn, data.subscriber_uid, link=data.list_id, issued_before=issued
+                )
 
         subscriber = await run_in_threadpool(work)
         if subscriber is None:
@@ -148,7 +166,10 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         return ctx.page(
             "confirmed.html",
             private=True,
-            subscriptions=[s for s in subscriber.subscriptions if s.active],
+            # what they receive: a list still waiting for a link of its own is not on it
+            subscriptions=[
+                s for s in subscriber.subscriptions if s.status is SubscriptionStatus.CONFIRMED
+            ],
         )
 
     return [
@@ -177,17 +198,24 @@ def _record(ctx: WebContext, form: SubscribeForm, lists: list[str]) -> EmailMess
     ids = ctx.list_ids()
     with ctx.engine.begin() as conn:
         outcome = request_subscription(
-            conn, form.email, list_ids=[ids[slug] for slug in lists], name=form.name
+            conn,
+            form.email,
+            list_ids=[ids[slug] for slug in lists],
+            name=form.name,
+            confirmations_per_day=ctx.settings.subscribe.confirmations_per_day,
         )
-    if outcome.subscriber is None or not outcome.pending:
+    if outcome.subscriber is None or outcome.confirmation is None:
         return None
     subscriber = outcome.subscriber
-    token = make_token(ctx.settings.secret_key, TokenPurpose.CONFIRM, subscriber.uid, 0)
+    # the CONFIRM token's list field carries the request's number (consent.link_confirms)
+    token = make_token(
+        ctx.settings.secret_key, TokenPurpose.CONFIRM, subscriber.uid, outcome.confirmation
+    )
     by_id = {ids[slug]: slug for slug in ids}
     pending = [
         ctx.settings.lists[by_id[lid]]
-        for lid in outcome.pending
-        if by_id[lid] in ctx.settings.lists
+        for lid in outcome.confirms
+        if lid in by_id and by_id[lid] in ctx.settings.lists
     ]
     return build_confirmation(
         ctx.settings,
@@ -245,12 +273,21 @@ async def _read_form(request: Request, wants_json: bool) -> SubscribeForm:
         raise FormError(N_("Please enter your email address."))
     if name is not None and not isinstance(name, str):
         raise FormError(N_("'name' must be text."))
+    if name is not None and not storable(name):
+        raise FormError(N_("The name contains characters that cannot be stored; please retype it."))
     return SubscribeForm(
         email=email,
         name=clean_name(name),
         lists=lists,
         honeypot=bool(honeypot),
     )
+
+
+def _printable(value: str) -> str:
+    """``value`` with anything UTF-8 cannot encode (lone surrogates) replaced, for display."""
+    if storable(value):
+        return value
+    return value.encode("utf-8", "replace").decode("utf-8")
 
 
 def _check_lists(ctx: WebContext, requested: tuple[str, ...]) -> list[str]:
@@ -284,7 +321,8 @@ def _reply(
     *,
     values: Mapping[str, str] | None = None,
 ) -> Response:
-    message = ctx.gettext(message)
+    # a validator's reason may quote the input, lone surrogates and all
+    message = _printable(ctx.gettext(message))
     if wants_json:
         return JSONResponse({"status": "error", "message": message}, status_code=status)
     return ctx.page(
