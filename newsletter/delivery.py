@@ -247,6 +247,8 @@ class DeliveryEngine:
         self._cutoff: asyncio.TimerHandle | None = None
         self._queue: asyncio.Queue[_Job | None] | None = None
         self._wake = asyncio.Event()
+        # one flush at a time: a run that waits must see every outcome written first
+        self._flush_lock = asyncio.Lock()
 
     def request_stop(self, signum: int) -> None:
         """Stop the running :meth:`deliver` as if ``signum`` had arrived (the worker's hook).
@@ -363,10 +365,17 @@ class DeliveryEngine:
         async def due_within_wait() -> bool:
             # stay while retries or leases come due before the wait ends (``max_wait``)
             while not run.stopping:
-                if in_flight or run.outcomes or run.released:
+                if in_flight:
                     # what is in flight may come back as a retry; look when it is written
                     await self._pause(self.policy.flush_interval * 2)
                     return True
+                try:
+                    # every outcome in the ledger (waiting for a flush under way) before it is
+                    # read: a row still shown as ours in `sending` would look a lease away
+                    await self._flush(issue, run)
+                except StoreError as exc:
+                    run.store_error = run.store_error or exc
+                    return False
                 if time.monotonic() >= wait_until:
                     return False
                 due = await asyncio.to_thread(self.ledger.next_attempt_at, issue)
@@ -495,7 +504,9 @@ class DeliveryEngine:
                     run.store_error = exc
                     return
 
+        # made per run: asyncio primitives belong to the loop they first wait on
         self._wake = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
         if run.interrupted is not None:
             self._wake.set()
         flusher = asyncio.create_task(flush_forever())
@@ -643,6 +654,10 @@ class DeliveryEngine:
         )
 
     async def _flush(self, issue: IssueRef, run: DeliveryRun) -> None:
+        async with self._flush_lock:
+            await self._flush_now(issue, run)
+
+    async def _flush_now(self, issue: IssueRef, run: DeliveryRun) -> None:
         outcomes, run.outcomes = run.outcomes, []
         released, run.released = run.released, []
         try:
