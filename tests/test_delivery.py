@@ -819,3 +819,21 @@ def test_one_bad_connection_of_four_is_not_an_outage(
     assert report.paused is None
     assert report.finished
     assert smtpd.handler.by_recipient() == dict.fromkeys(people, 1)
+
+
+def test_the_progress_bar_says_when_the_send_waits() -> None:
+    from newsletter.cli.progress import ProgressBar
+
+    bar = ProgressBar()
+    bar.start({DeliveryStatus.PENDING: 3, DeliveryStatus.SENT: 1})
+    try:
+        task = bar.progress.tasks[0]
+        assert task.fields["what"] == "sending"
+        bar.waiting(datetime(2026, 11, 20, 11, 5, tzinfo=UTC))
+        assert task.fields["what"].startswith("waiting for retries due ")
+        bar.last = 0.0
+        bar.update(2, 2)
+        assert task.fields["what"] == "sending"
+        assert task.completed == 3
+    finally:
+        bar.stop()
