@@ -117,6 +117,9 @@ class Smtp:
     username: str | None = None
     # PEM CA certificate(s) trusted in addition to the system's, for a relay with a private CA
     ca_file: Path | None = None
+    # the relay counts as unreachable (exit 75) only when no connection opened for this long;
+    # before that a failed connection is taken out with backoff while the others keep sending
+    unreachable_after: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,8 @@ class Delivery:
     max_age_hours: float = 48.0
     batch_size: int = 200
     lease_seconds: float = 300.0
+    # `newsletter send` stays for retries (and other senders' leases) due within this; 0: never
+    max_wait_minutes: float = 15.0
 
 
 @dataclass(frozen=True)

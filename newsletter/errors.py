@@ -6,6 +6,7 @@ a sentence that says what is wrong and what to do, so the CLI can show them with
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 
@@ -123,6 +124,33 @@ class TransportUnavailableError(NewsletterError):
         self.message = message
         self.code = code
         super().__init__(f"{code}: {message}" if code is not None else message)
+
+
+class RelayConnectError(TransportUnavailableError):
+    """One connection to the relay failed to open (refused, a 421 greeting, no greeting in time).
+
+    The pool takes that connection out for a while and keeps sending on the others; only when
+    no connection opened for ``smtp.unreachable_after`` seconds is the relay unreachable.
+    """
+
+
+class DeliveryInterrupted(NewsletterError):
+    """A send stopped on a signal: in-flight messages finished, unsent claims given back."""
+
+    def __init__(self, signum: int, *, sent: int, given_back: int) -> None:
+        self.signum = signum
+        self.sent = sent
+        self.given_back = given_back
+        self.name = signal.Signals(signum).name
+        super().__init__(
+            f"stopped by {self.name}: {sent} sent in this run, {given_back} claimed but unsent "
+            "given back to pending"
+        )
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal's number, as a shell reports a process a signal ended (143, 130)."""
+        return 128 + self.signum
 
 
 class QuotaReachedError(TransportUnavailableError):

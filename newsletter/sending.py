@@ -263,7 +263,14 @@ async def _deliver(
         else:
             progress.start(await asyncio.to_thread(ledger.counts, ref))
             try:
-                run = await engine.deliver(ref, template, on_progress=progress.update, joins=joins)
+                run = await engine.deliver(
+                    ref,
+                    template,
+                    on_progress=progress.update,
+                    joins=joins,
+                    # a progress display that can say the send waits for retries
+                    on_wait=getattr(progress, "waiting", None),
+                )
             finally:
                 progress.stop()
     finally:

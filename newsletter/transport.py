@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import enum
 import functools
+import random
 import re
 import socket
 import ssl
@@ -34,6 +35,7 @@ from newsletter.errors import (
     DeliveryError,
     PermanentDeliveryError,
     QuotaReachedError,
+    RelayConnectError,
     TemporaryDeliveryError,
     TlsVerificationError,
     TransportUnavailableError,
@@ -145,7 +147,7 @@ def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | Non
     return None
 
 
-def _unreachable(where: str, exc: BaseException) -> TransportUnavailableError | ConfigError:
+def _unreachable(where: str, exc: BaseException) -> RelayConnectError | ConfigError:
     """``exc`` from connecting as the package's error; a bad certificate says what to do.
 
     A certificate that does not verify is a configuration error, not an outage: waiting and
@@ -163,7 +165,9 @@ def _unreachable(where: str, exc: BaseException) -> TransportUnavailableError | 
             f"({cert.verify_message or cert.reason}); {hint}",
             key=key,
         )
-    return TransportUnavailableError(f"cannot reach the SMTP server at {where}: {exc}")
+    # a 421 greeting ("too many connections") keeps its code: the pool shrinks on it
+    code = exc.code if isinstance(exc, aiosmtplib.SMTPResponseException) else None
+    return RelayConnectError(f"cannot reach the SMTP server at {where}: {exc}", code=code)
 
 
 def _login_refused(
@@ -507,6 +511,8 @@ class _Connection:
     def __init__(self) -> None:
         self.smtp: _BulkSMTP | None = None
         self.sent = 0
+        # failed opens in a row: the backoff before this slot tries again
+        self.failures = 0
 
     def drop(self) -> None:
         if self.smtp is not None:
@@ -521,7 +527,17 @@ class SmtpPool:
     Each connection opens lazily, reconnects after a drop, and is closed and replaced after
     ``recycle_after`` messages (relays limit messages per session). Every command has its own
     ``timeout``. Replies are classified into the package's delivery errors.
+
+    A connection that fails to open (refused, a 421 greeting, no greeting within ``timeout``)
+    is taken out with a growing backoff and its message goes to another connection; the relay
+    is unreachable (:class:`TransportUnavailableError`) only when no connection opened or
+    answered for ``unreachable_after`` seconds. A 421 greeting while other connections are
+    open is the relay's connection limit: that slot is retired and the pool stays smaller.
     """
+
+    # seconds before a slot whose connection failed tries again: doubling up to the maximum
+    BACKOFF_FIRST = 0.5
+    BACKOFF_MAX = 30.0
 
     def __init__(
         self,
@@ -534,9 +550,17 @@ class SmtpPool:
         hourly_cap: int = 0,
         quota_wait: float = 10.0,
         local_hostname: str | None = None,
+        unreachable_after: float = 60.0,
     ) -> None:
         self.endpoint = endpoint
         self.connections = max(1, connections)
+        self.unreachable_after = unreachable_after
+        # slots in use (retired ones are not): a relay's connection limit shrinks it
+        self.active = self.connections
+        # when connections began failing to open with none opening since; None: they open
+        self._failing_since: float | None = None
+        self._last_error: RelayConnectError | None = None
+        self._returns: set[asyncio.TimerHandle] = set()
         self.timeout = timeout
         self.recycle_after = recycle_after
         self.bucket = TokenBucket(rate) if rate > 0 else None
@@ -557,6 +581,7 @@ class SmtpPool:
             "recycle_after": settings.smtp.recycle_after,
             "rate": settings.smtp.rate,
             "hourly_cap": settings.smtp.hourly_cap,
+            "unreachable_after": settings.smtp.unreachable_after,
         }
         options.update(overrides)
         return cls(endpoint_from_settings(settings), **options)
@@ -585,11 +610,77 @@ class SmtpPool:
             await self.hourly.acquire(max_wait=self.quota_wait)
         if self.bucket is not None:
             await self.bucket.acquire()
-        conn = await self._idle.get()
-        try:
-            return await self._send_on(conn, sender, recipients, wire, envid)
-        finally:
+        while True:
+            conn = await self._slot()
+            try:
+                result = await self._send_on(conn, sender, recipients, wire, envid)
+            except RelayConnectError as exc:
+                # nothing was sent: this slot rests, the message goes on another one
+                self._take_out(conn, exc)
+                continue
+            except DeliveryError:
+                self._answered(conn)
+                raise
+            except BaseException:
+                self._idle.put_nowait(conn)
+                raise
+            self._answered(conn)
+            return result
+
+    def _answered(self, conn: _Connection) -> None:
+        self._failing_since = None
+        conn.failures = 0
+        self._idle.put_nowait(conn)
+
+    async def _slot(self) -> _Connection:
+        """An idle connection; waits while every slot is busy or resting.
+
+        Every resting slot comes back after its backoff (at most ``BACKOFF_MAX``), and the
+        outage is declared where a connection fails (:meth:`_take_out`), so no deadline here.
+        """
+        if not self._idle.empty():
+            # the usual case, without a waiter per message
+            return self._idle.get_nowait()
+        return await self._idle.get()
+
+    def _unreachable_now(self) -> TransportUnavailableError:
+        opened = f"no connection opened for {self.unreachable_after:g} s"
+        if self._last_error is None:
+            return TransportUnavailableError(f"the SMTP server at {self.where}: {opened}")
+        return TransportUnavailableError(
+            f"{self._last_error.message} ({opened})", code=self._last_error.code
+        )
+
+    def _take_out(self, conn: _Connection, exc: RelayConnectError) -> None:
+        conn.drop()
+        self._last_error = exc
+        now = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since = now
+        if now - self._failing_since >= self.unreachable_after:
             self._idle.put_nowait(conn)
+            raise self._unreachable_now() from exc
+        others_open = any(
+            c is not conn and c.smtp is not None and c.smtp.is_connected for c in self._all
+        )
+        if exc.code == SMTPStatus.DOMAIN_UNAVAILABLE and others_open and self.active > 1:
+            # "421 too many connections" while others are open: the relay's limit, so this
+            # slot stays out for the rest of the run
+            self.active -= 1
+            return
+        conn.failures += 1
+        delay = min(self.BACKOFF_MAX, self.BACKOFF_FIRST * 2 ** (conn.failures - 1))
+        delay *= random.uniform(0.75, 1.25)
+        loop = asyncio.get_running_loop()
+        handle: asyncio.TimerHandle | None = None
+
+        def back() -> None:
+            if handle is not None:
+                self._returns.discard(handle)
+            self._idle.put_nowait(conn)
+
+        handle = loop.call_later(delay, back)
+        self._returns.add(handle)
 
     async def _send_on(
         self,
@@ -698,6 +789,9 @@ class SmtpPool:
 
     async def close(self) -> None:
         """QUIT every open connection (politely; errors are ignored)."""
+        for handle in self._returns:
+            handle.cancel()
+        self._returns.clear()
         for conn in self._all:
             await self._quit(conn)
 

@@ -2,11 +2,17 @@
 
 Workers need no issue files: each send is delivered from the subject and bodies recorded when
 it began. With PostgreSQL any number of workers share one send; each claims its own batches.
+SIGTERM or SIGINT stops a worker cleanly (handlers installed on the event loop, so it works as
+PID 1 in a container too): it claims nothing more, lets messages in flight finish, gives the
+rest back and raises :class:`DeliveryInterrupted`; a second signal exits at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
+import threading
 from collections.abc import Callable
 from datetime import datetime
 
@@ -14,7 +20,7 @@ from sqlalchemy import Engine
 
 from newsletter.config import MailingList, Settings
 from newsletter.delivery import Policy, Transport
-from newsletter.errors import QuotaReachedError
+from newsletter.errors import DeliveryInterrupted, QuotaReachedError
 from newsletter.joins import JoinLinks
 from newsletter.message import MessageTemplate
 from newsletter.sending import engine_for, issue_template, join_links, pool_for, report_for
@@ -74,8 +80,30 @@ async def _work(
     templates: dict[int, tuple[MessageTemplate, JoinLinks]] = {}
     total = 0
     pause = 1.0
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        stop.set()
+        engine.on_signal(signum)
+
+    async def rest(seconds: float) -> None:
+        # a stop ends the rest at once
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+    # signal handlers live in the main thread only (a worker run in a thread has none)
+    signals = (
+        (signal.SIGTERM, signal.SIGINT)
+        if threading.current_thread() is threading.main_thread()
+        else ()
+    )
+    for signum in signals:
+        loop.add_signal_handler(signum, on_signal, signum)
     try:
         while True:
+            if engine.stop_signal is not None:
+                raise DeliveryInterrupted(engine.stop_signal, sent=total, given_back=0)
             refs = await asyncio.to_thread(open_issues, ledger.engine)
             if not refs and until_done:
                 return total
@@ -97,7 +125,13 @@ async def _work(
                     joins = await asyncio.to_thread(join_links, ledger.engine, bodies, settings)
                     cached = templates[ref.id] = (template, joins)
                 template, joins = cached
-                run = await engine.deliver(ref, template, joins=joins)
+                try:
+                    # no waiting for retries inside one send: the poll loop comes back to it
+                    run = await engine.deliver(ref, template, joins=joins, max_wait=0)
+                except DeliveryInterrupted as exc:
+                    raise DeliveryInterrupted(
+                        exc.signum, sent=total + exc.sent, given_back=exc.given_back
+                    ) from None
                 total += run.sent
                 if run.paused is not None:
                     what = (
@@ -122,7 +156,7 @@ async def _work(
                     waits.append(report.next_attempt_at)
             if paused is not None:
                 on_event(f"{paused}; trying again in {pause:.0f} s")
-                await asyncio.sleep(pause)
+                await rest(pause)
                 pause = min(max_pause_seconds, pause * 2)
                 continue
             pause = 1.0
@@ -130,7 +164,9 @@ async def _work(
             wait = poll_seconds
             if waits:
                 wait = min(poll_seconds, max(0.05, (min(waits) - now).total_seconds()))
-            await asyncio.sleep(wait)
+            await rest(wait)
     finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
         if transport is None:
             await pool.close()

@@ -60,6 +60,8 @@ name = "Business Brief"
 [smtp]
 connections = 2
 timeout = 5
+# a stopped test relay pauses the send in a second, not smtp's default minute
+unreachable_after = 1
 """
 
 

@@ -10,6 +10,7 @@ import asyncio
 import email
 import email.policy
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -52,6 +53,13 @@ class Faults:
     data_delay: float = 0.0
     # drop the connection while the next N messages are in DATA, without replying
     disconnect_in_data: int = 0
+    # seconds to stall before answering each of the next DATA commands (one per message)
+    data_stalls: list[float] = field(default_factory=list)
+    # what each new connection gets before the greeting, one per connection, then "":
+    # "" a normal 220, "close" the socket closed at once (a refused connect), "stall" no
+    # greeting at all (a greeting timeout), or a reply such as "421 4.7.0 too many connections"
+    # after which the server closes the connection
+    greetings: list[str] = field(default_factory=list)
     # called with each accepted message; may raise to simulate odd behaviour
     on_message: Callable[[Received], None] | None = None
 
@@ -71,6 +79,8 @@ class RecordingHandler:
         self.faults = Faults()
         self.lock = threading.Lock()
         self.connections = 0
+        # connections that got a greeting fault (closed by the server right away)
+        self.greeting_faults = 0
 
     def reset(self) -> None:
         with self.lock:
@@ -99,9 +109,21 @@ class RecordingHandler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
+    def greeting(self) -> str:
+        with self.lock:
+            self.connections += 1
+            fault = self.faults.greetings.pop(0) if self.faults.greetings else ""
+            if fault:
+                self.greeting_faults += 1
+            return fault
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if self.faults.data_delay:
             await asyncio.sleep(self.faults.data_delay)
+        with self.lock:
+            stall = self.faults.data_stalls.pop(0) if self.faults.data_stalls else 0.0
+        if stall:
+            await asyncio.sleep(stall)
         with self.lock:
             if self.faults.disconnect_in_data > 0:
                 self.faults.disconnect_in_data -= 1
@@ -139,6 +161,37 @@ class RecordingHandler:
         return counts
 
 
+class FaultySMTP(SMTP):
+    """aiosmtpd's server with the greeting faults of :attr:`Faults.greetings`."""
+
+    async def _handle_client(self) -> None:
+        handler = self.event_handler
+        fault = handler.greeting() if isinstance(handler, RecordingHandler) else ""
+        if fault == "close":
+            assert self.transport is not None
+            self.transport.close()
+            return
+        if fault == "stall":
+            # no greeting until the client gives up and hangs up (this task is cancelled then)
+            try:
+                while self.transport is not None and not self.transport.is_closing():
+                    await asyncio.sleep(0.02)
+            finally:
+                self._writer.close()
+            return
+        if fault:
+            await self.push(fault)
+            assert self.transport is not None
+            self.transport.close()
+            return
+        await super()._handle_client()
+
+
+class FaultyController(Controller):
+    def factory(self) -> SMTP:
+        return FaultySMTP(self.handler, **self.SMTP_kwargs)
+
+
 class SMTPServer:
     """Starts and stops the aiosmtpd controller; ``stop``/``start`` simulate a relay outage.
 
@@ -158,13 +211,20 @@ class SMTPServer:
     def start(self) -> None:
         self.port = self.port or free_port()
         kwargs: dict[str, Any] = {"hostname": "127.0.0.1", "port": self.port}
-        self.controller = Controller(
+        self.controller = FaultyController(
             self.handler, ready_timeout=10, decode_data=False, **kwargs, **self.options
         )
         self.controller.start()
+        # the controller's own check that the server is up is not a client's connection
+        with self.handler.lock:
+            self.handler.connections = 0
 
     def stop(self) -> None:
         if self.controller is not None:
+            if self.handler.greeting_faults:
+                # a connection the server just closed needs a loop turn to let its socket go
+                # (or it is reported unclosed when the loop stops under it)
+                time.sleep(0.05)
             self.controller.stop()
             self.controller = None
 

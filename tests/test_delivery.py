@@ -580,3 +580,260 @@ def test_a_key_that_cannot_sign_stops_the_send_and_fails_nobody(
     assert set(states(engine).values()) == {"pending"}
     with engine.connect() as conn:
         assert set(conn.execute(select(deliveries.c.attempts)).scalars()) == {0}
+
+
+# --- exact resume: stopped senders, journals, retries, partial relay faults ------------------
+
+
+def lease_rows(
+    engine: Engine, ref_id: int, owner: str, *, now: datetime, count: int | None = None
+) -> list[int]:
+    """Put the first ``count`` pending rows in ``sending`` under ``owner``'s live lease."""
+    with engine.begin() as conn:
+        ids = list(
+            conn.execute(
+                select(deliveries.c.subscriber_id)
+                .where(deliveries.c.issue_id == ref_id)
+                .order_by(deliveries.c.subscriber_id)
+                .limit(count if count is not None else 10**6)
+            ).scalars()
+        )
+        conn.execute(
+            deliveries.update()
+            .where(deliveries.c.issue_id == ref_id, deliveries.c.subscriber_id.in_(ids))
+            .values(
+                status="sending",
+                lease_owner=owner,
+                lease_expires_at=now + timedelta(seconds=300),
+                attempts=1,
+            )
+        )
+    return ids
+
+
+def zombie() -> tuple[int, str, Any]:
+    """A child process that has exited and is not reaped yet: ``(pid, start, popen)``."""
+    import subprocess
+    import time
+
+    from newsletter.locks import process_start
+
+    proc = subprocess.Popen(["sleep", "0.01"])
+    start = process_start(proc.pid)
+    assert start is not None
+    for _ in range(500):
+        found = process_start(proc.pid)
+        if found is not None and found[0] == "Z":
+            return proc.pid, start[1], proc
+        time.sleep(0.01)
+    raise AssertionError("the child did not become a zombie")
+
+
+@pytest.mark.parametrize("how", ["zombie", "reused-pid", "pid-1-again"])
+def test_rows_of_a_stopped_sender_are_reclaimed_at_once(
+    engine: Engine,
+    settings: Settings,
+    smtpd: SMTPServer,
+    project: Path,
+    people: list[str],
+    how: str,
+) -> None:
+    import os
+
+    from newsletter.locks import new_owner, process_start
+
+    s = with_smtp_url(settings, smtpd.url)
+    ref, _, _ = prepare_issue(s, engine, project / "issues" / ISSUE, now=T0)
+    host = new_owner().rsplit(":", 3)[0]
+    proc = None
+    if how == "zombie":
+        pid, start, proc = zombie()
+        owner = f"{host}:{pid}:{start}:0badc0de"
+    elif how == "reused-pid":
+        # the pid belongs to a live process now, one that started after the owner did
+        pid = os.getppid()
+        found = process_start(pid)
+        assert found is not None
+        ticks, _, boot = found[1].partition(".")
+        owner = f"{host}:{pid}:{int(ticks) - 1}.{boot}:0badc0de"
+    else:
+        # the last container's sender was PID 1 too, as this one is: same pid, other process
+        owner = f"{host}:{os.getpid()}:1.{'0' * 8}:0badc0de"
+    try:
+        lease_rows(engine, ref.id, owner, now=datetime.now(UTC), count=4)
+        report = send(settings, engine, smtpd, project, now=None)
+        assert report.finished, report
+        assert smtpd.handler.by_recipient() == dict.fromkeys(people, 1)
+    finally:
+        if proc is not None:
+            proc.wait()
+
+
+def test_a_live_senders_rows_wait_for_its_lease(
+    engine: Engine, settings: Settings, smtpd: SMTPServer, project: Path, people: list[str]
+) -> None:
+    import os
+
+    from newsletter.locks import new_owner, process_start
+
+    ref, _, _ = prepare_issue(settings, engine, project / "issues" / ISSUE, now=T0)
+    host = new_owner().rsplit(":", 3)[0]
+    found = process_start(os.getppid())
+    assert found is not None
+    lease_rows(engine, ref.id, f"{host}:{os.getppid()}:{found[1]}:feedf00d", now=T0, count=2)
+    report = send(settings, engine, smtpd, project)
+    assert not report.finished
+    assert report.counts[DeliveryStatus.SENDING] == 2
+    assert report.counts[DeliveryStatus.PENDING] == 0
+    assert len(smtpd.handler.messages) == len(people) - 2
+
+
+def test_the_journal_of_a_killed_sender_is_replayed_before_its_rows_are_sent_again(
+    engine: Engine, settings: Settings, smtpd: SMTPServer, project: Path, people: list[str]
+) -> None:
+    from newsletter.locks import new_owner
+
+    s = with_smtp_url(settings, smtpd.url)
+    ref, _, _ = prepare_issue(s, engine, project / "issues" / ISSUE, now=T0)
+    pid, start, proc = zombie()
+    try:
+        owner = f"{new_owner().rsplit(':', 3)[0]}:{pid}:{start}:0badc0de"
+        leased = lease_rows(engine, ref.id, owner, now=datetime.now(UTC), count=5)
+        # the killed sender had the first three accepted, not yet committed: its journal says so
+        ledger = SqlLedger(engine)
+        for sid in leased[:3]:
+            ledger.note_sent(ref, sid, owner=owner, now=T0)
+        journal = ledger.journal.path(owner)
+        assert journal.exists()
+        # another process's journal of the same database: no file is left open here
+        ledger.journal._files.clear()
+        report = send(settings, engine, smtpd, project, now=None)
+    finally:
+        proc.wait()
+    assert report.finished
+    assert not journal.exists()
+    # the three are not sent again; everyone else gets the issue once
+    assert len(smtpd.handler.messages) == len(people) - 3
+    assert set(states(engine).values()) == {"sent"}
+    with engine.connect() as conn:
+        replies = conn.execute(
+            select(deliveries.c.subscriber_id, deliveries.c.last_reply, deliveries.c.sent_at)
+        ).all()
+    replayed = {r.subscriber_id for r in replies if "journal of" in (r.last_reply or "")}
+    assert replayed == set(leased[:3])
+    assert all(r.sent_at == T0 for r in replies if r.subscriber_id in replayed)
+
+
+def test_a_run_leaves_no_journal_behind(
+    engine: Engine, settings: Settings, smtpd: SMTPServer, project: Path, people: list[str]
+) -> None:
+    noted: list[int] = []
+
+    class Watching(SqlLedger):
+        def note_sent(self, issue: Any, subscriber_id: int, **kw: Any) -> None:
+            super().note_sent(issue, subscriber_id, **kw)
+            noted.append(subscriber_id)
+
+    ledger = Watching(engine)
+    s = with_smtp_url(settings, smtpd.url)
+    ref, rendered, _ = prepare_issue(s, engine, project / "issues" / ISSUE, now=T0)
+    template = MessageTemplate(rendered, s, s.mailing_list(ref.list_slug))
+
+    async def go() -> None:
+        pool = SmtpPool.from_settings(s)
+        try:
+            await DeliveryEngine(s, ledger, pool, policy=FAST, clock=lambda: T0).deliver(
+                ref, template
+            )
+        finally:
+            await pool.close()
+
+    asyncio.run(go())
+    assert len(noted) == len(people)
+    assert not ledger.journal.directory.exists() or not list(ledger.journal.directory.iterdir())
+
+
+def test_due_retries_are_claimed_before_fresh_rows(
+    engine: Engine, settings: Settings, project: Path
+) -> None:
+    emails = [f"n{i:02d}@example.org" for i in range(30)]
+    ids = add_people(engine, settings, emails)
+    ref, _, _ = prepare_issue(settings, engine, project / "issues" / ISSUE, now=T0)
+    last = ids[emails[-1]]
+    with engine.begin() as conn:
+        # the last subscriber's first attempt failed a while ago; the retry is due now
+        conn.execute(
+            deliveries.update()
+            .where(deliveries.c.issue_id == ref.id, deliveries.c.subscriber_id == last)
+            .values(attempts=1, next_attempt_at=T0 + timedelta(seconds=60))
+        )
+    ledger = SqlLedger(engine)
+    claimed = ledger.claim(
+        ref, owner="a", now=T0 + timedelta(seconds=61), lease_seconds=60, limit=5
+    )
+    assert last in {c.subscriber_id for c in claimed}
+    assert len(claimed) == 5
+
+
+def test_send_stays_for_retries_due_within_max_wait(
+    engine: Engine, settings: Settings, smtpd: SMTPServer, project: Path, people: list[str]
+) -> None:
+    smtpd.handler.faults.rcpt[people[1]] = ["451 4.3.0 later", "451 4.3.0 later"]
+    waits: list[datetime] = []
+
+    class Watching(RecordingProgress):
+        def waiting(self, until: datetime) -> None:
+            waits.append(until)
+
+    policy = dataclasses.replace(FAST, retry_base_seconds=0.3, max_wait=30)
+    report = send(settings, engine, smtpd, project, now=None, policy=policy, progress=Watching())
+    assert report.finished
+    assert smtpd.handler.by_recipient() == dict.fromkeys(people, 1)
+    assert len(waits) >= 2, "the progress display heard that the send waits"
+
+
+def test_retries_due_after_max_wait_leave_the_send_incomplete(
+    engine: Engine, settings: Settings, smtpd: SMTPServer, project: Path, people: list[str]
+) -> None:
+    smtpd.handler.faults.rcpt[people[1]] = ["451 4.3.0 later"]
+    policy = dataclasses.replace(FAST, retry_base_seconds=60, max_wait=0.5)
+    report = send(settings, engine, smtpd, project, now=None, policy=policy)
+    assert not report.finished
+    assert report.counts[DeliveryStatus.PENDING] == 1
+    assert report.next_attempt_at is not None
+
+
+@pytest.mark.parametrize(
+    "fault",
+    ["close", "421 4.7.0 too many connections from your host", "stall"],
+    ids=["refused-connect", "421-greeting", "greeting-timeout"],
+)
+def test_one_bad_connection_of_four_is_not_an_outage(
+    engine: Engine, settings: Settings, smtpd: SMTPServer, project: Path, fault: str
+) -> None:
+    people = [f"b{i:02d}@example.org" for i in range(40)]
+    bulk_people(engine, settings, people)
+    smtp = dataclasses.replace(settings.smtp, connections=4, timeout=0.5, unreachable_after=30)
+    smtpd.handler.faults.greetings = [fault]
+    report = send(dataclasses.replace(settings, smtp=smtp), engine, smtpd, project)
+    assert report.paused is None
+    assert report.finished
+    assert smtpd.handler.by_recipient() == dict.fromkeys(people, 1)
+
+
+def test_the_progress_bar_says_when_the_send_waits() -> None:
+    from newsletter.cli.progress import ProgressBar
+
+    bar = ProgressBar()
+    bar.start({DeliveryStatus.PENDING: 3, DeliveryStatus.SENT: 1})
+    try:
+        task = bar.progress.tasks[0]
+        assert task.fields["what"] == "sending"
+        bar.waiting(datetime(2026, 11, 20, 11, 5, tzinfo=UTC))
+        assert task.fields["what"].startswith("waiting for retries due ")
+        bar.last = 0.0
+        bar.update(2, 2)
+        assert task.fields["what"] == "sending"
+        assert task.completed == 3
+    finally:
+        bar.stop()

@@ -79,11 +79,28 @@ def test_bounce_is_listed_and_status_shows_last_error(
 
 
 def test_deferred_retry_exits_incomplete(store: tuple[Path, Engine], smtpd: SMTPServer) -> None:
+    # the retry comes due after delivery.max_wait_minutes: send does not stay for it
     config, _ = store
+    config.write_text(config.read_text() + "\n[delivery]\nmax_wait_minutes = 0.01\n")
     smtpd.handler.faults.rcpt["r2@example.org"] = ["451 4.3.0 later"]
     result = run_cli(config, "send", ISSUE, "--no-progress")
     assert result.exit_code == 75
     assert "1 deferred after temporary failures" in result.output
+    assert len(smtpd.handler.messages) == 3
+
+
+def test_send_stays_for_a_retry_due_within_max_wait(
+    store: tuple[Path, Engine], smtpd: SMTPServer
+) -> None:
+    config, _ = store
+    config.write_text(
+        config.read_text() + "\n[delivery]\nretry_base_seconds = 1\nmax_wait_minutes = 1\n"
+    )
+    smtpd.handler.faults.rcpt["r2@example.org"] = ["451 4.3.0 later", "451 4.3.0 later"]
+    result = run_cli(config, "send", ISSUE, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert smtpd.handler.by_recipient() == {f"r{i}@example.org": 1 for i in range(4)}
+    assert "deferred" not in result.output
 
 
 def test_dry_run_sends_and_records_nothing(store: tuple[Path, Engine], smtpd: SMTPServer) -> None:
@@ -163,3 +180,43 @@ def test_hourly_cap_pauses_the_send_and_counts_earlier_runs(
     assert result.exit_code == 75
     assert "hourly cap reached, 1 pending" in result.output
     assert len(smtpd.handler.messages) == 3
+
+
+def test_rows_held_under_another_senders_lease_are_reported_as_held(
+    store: tuple[Path, Engine], smtpd: SMTPServer
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import select
+
+    from newsletter.store.schema import deliveries
+
+    config, engine = store
+    config.write_text(config.read_text() + "\n[delivery]\nmax_wait_minutes = 0\n")
+    # the send begins, then two rows are leased by senders elsewhere: one renewing its lease
+    # (alive), one that stopped renewing 200 s ago (a lease is renewed every 100 s)
+    from newsletter.config import load_settings as load
+    from newsletter.sending import prepare_issue
+
+    settings = load(config, environ=ENV)
+    ref, _, _ = prepare_issue(settings, engine, settings.issues_dir / ISSUE)
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        ids = list(conn.execute(select(deliveries.c.subscriber_id).limit(3)).scalars())
+        for sid, owner, expires in (
+            (ids[0], "far.example:41:1.0:aaaa0000", now + timedelta(seconds=290)),
+            (ids[1], "gone.example:42:1.0:bbbb0000", now + timedelta(seconds=100)),
+            (ids[2], "gone.example:42:1.0:bbbb0000", now + timedelta(seconds=100)),
+        ):
+            conn.execute(
+                deliveries.update()
+                .where(deliveries.c.issue_id == ref.id, deliveries.c.subscriber_id == sid)
+                .values(status="sending", lease_owner=owner, lease_expires_at=expires)
+            )
+    result = run_cli(config, "send", ISSUE, "--no-progress")
+    assert result.exit_code == 75, result.output
+    assert "1 held by another sender (far.example:41:1.0:aaaa0000)" in result.output
+    assert "2 held by a sender that stopped at " in result.output
+    assert ", back at " in result.output
+    assert "deferred after temporary failures" not in result.output
+    assert len(smtpd.handler.messages) == 1

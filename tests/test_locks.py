@@ -138,3 +138,70 @@ def test_in_memory_sqlite_is_refused() -> None:
     engine = make_engine("sqlite:///:memory:")
     with pytest.raises(SchedulerError, match="in-memory"), try_lock(engine):
         pass
+
+
+# --- lease owners -----------------------------------------------------------------------------
+
+
+def test_an_owner_names_host_pid_start_time_and_a_nonce() -> None:
+    import os
+
+    from newsletter.locks import Owner, new_owner, owner_gone, process_start
+
+    owner = new_owner()
+    parsed = Owner.parse(owner)
+    assert parsed is not None
+    assert parsed.pid == os.getpid()
+    found = process_start(os.getpid())
+    assert found is not None
+    assert parsed.start == found[1]
+    assert len(owner) <= 100  # deliveries.lease_owner
+    assert new_owner() != owner  # the nonce: two engines in one process differ
+    assert owner_gone(owner) is False
+
+
+def test_a_zombie_a_reaped_process_and_a_reused_pid_are_gone() -> None:
+    import os
+    import time
+
+    from newsletter.locks import new_owner, owner_gone, process_start
+
+    host = new_owner().rsplit(":", 3)[0]
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        found = process_start(child.pid)
+        assert found is not None
+        owner = f"{host}:{child.pid}:{found[1]}:00000000"
+        assert owner_gone(owner) is False
+        child.kill()
+        for _ in range(500):
+            if (process_start(child.pid) or ("", ""))[0] == "Z":
+                break
+            time.sleep(0.01)
+        # killed, not yet reaped: the pid still exists, as a zombie
+        assert process_start(child.pid) is not None
+        assert owner_gone(owner) is True
+    finally:
+        child.wait()
+    assert owner_gone(owner) is True
+    # the parent is alive, but not the process that started at another time under its pid
+    parent = process_start(os.getppid())
+    assert parent is not None
+    ticks, _, boot = parent[1].partition(".")
+    assert owner_gone(f"{host}:{os.getppid()}:{parent[1]}:00000000") is False
+    assert owner_gone(f"{host}:{os.getppid()}:{int(ticks) + 1}.{boot}:00000000") is True
+    # this very pid with another start time: the last container's PID 1, say
+    assert owner_gone(f"{host}:{os.getpid()}:1.{boot}:00000000") is True
+
+
+def test_owners_this_host_cannot_judge_are_not_gone() -> None:
+    import os
+
+    from newsletter.locks import new_owner, owner_gone
+
+    host = new_owner().rsplit(":", 3)[0]
+    assert owner_gone(f"elsewhere.example:{os.getpid()}:1.00000000:00000000") is False
+    # written before start times were recorded: judged by the pid alone, as before
+    assert owner_gone(f"{host}:{os.getppid()}:abcd0123") is False
+    assert owner_gone("not an owner") is False
+    assert owner_gone("") is False

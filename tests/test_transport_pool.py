@@ -40,6 +40,7 @@ def smtp_handler() -> RecordingHandler:
 
 def pool(smtpd: SMTPServer, **kw: Any) -> SmtpPool:
     kw.setdefault("timeout", 2)
+    kw.setdefault("unreachable_after", 1)
     return SmtpPool(parse_smtp_url(smtpd.url), local_hostname="sender.test", **kw)
 
 
@@ -136,6 +137,97 @@ def test_unreachable_relay_and_refused_sender(smtpd: SMTPServer) -> None:
     smtpd.stop()
     with pytest.raises(TransportUnavailableError, match="cannot reach the SMTP server"):
         asyncio.run(refused())
+
+
+def send_many(p: SmtpPool, n: int) -> list[str]:
+    """``n`` messages at once through ``p``; the recipients, in order."""
+    rcpts = [f"m{i}@example.org" for i in range(n)]
+
+    async def go() -> None:
+        try:
+            await asyncio.gather(*(p.send("a@test.example", [r], DATA) for r in rcpts))
+        finally:
+            await p.close()
+
+    asyncio.run(go())
+    return rcpts
+
+
+@pytest.mark.parametrize(
+    "fault",
+    ["close", "421 4.3.2 service not available, closing channel", "stall"],
+    ids=["refused-connect", "421-greeting", "greeting-timeout"],
+)
+def test_one_bad_connection_is_taken_out_and_the_others_keep_sending(
+    smtpd: SMTPServer, fault: str
+) -> None:
+    # the first of four connections fails to open: its messages go through the other three
+    smtpd.handler.faults.greetings = [fault]
+    p = pool(smtpd, connections=4, timeout=0.5, unreachable_after=30)
+    rcpts = send_many(p, 20)
+    assert smtpd.handler.by_recipient() == dict.fromkeys(rcpts, 1)
+    assert smtpd.handler.connections >= 4
+    assert p.active == 4
+
+
+def test_a_slot_that_keeps_failing_backs_off_and_comes_back(smtpd: SMTPServer) -> None:
+    # one connection fails three times in a row; with backoff it is tried again and works
+    smtpd.handler.faults.greetings = ["close", "close", "close"]
+    p = pool(smtpd, connections=1, unreachable_after=30)
+    p.BACKOFF_FIRST = 0.05
+    rcpts = send_many(p, 3)
+    assert smtpd.handler.by_recipient() == dict.fromkeys(rcpts, 1)
+    assert smtpd.handler.connections == 4
+
+
+def test_no_connection_for_unreachable_after_is_an_outage(smtpd: SMTPServer) -> None:
+    smtpd.handler.faults.greetings = ["421 4.3.2 down for maintenance"] * 1000
+    p = pool(smtpd, connections=2, unreachable_after=0.5)
+    p.BACKOFF_FIRST = 0.05
+    with pytest.raises(TransportUnavailableError, match=r"421.*no connection opened for 0.5 s"):
+        send_many(p, 4)
+    assert smtpd.handler.messages == []
+
+
+def test_a_pool_idle_for_long_still_counts_an_outage_from_the_first_failure(
+    smtpd: SMTPServer,
+) -> None:
+    # a worker's pool sits idle between sends; one refused connect after that is no outage
+    p = pool(smtpd, connections=2, unreachable_after=0.3)
+
+    async def go() -> None:
+        try:
+            await p.send("a@test.example", ["first@example.org"], DATA)
+            await asyncio.sleep(0.5)
+            smtpd.handler.faults.greetings = ["close"]
+            await asyncio.gather(
+                *(p.send("a@test.example", [f"m{i}@example.org"], DATA) for i in range(6))
+            )
+        finally:
+            await p.close()
+
+    asyncio.run(go())
+    assert len(smtpd.handler.messages) == 7
+
+
+def test_too_many_connections_shrinks_the_pool(smtpd: SMTPServer) -> None:
+    # the relay takes one connection from us and answers 421 to a second one
+    smtpd.handler.faults.greetings = ["", "421 4.7.0 too many connections from your IP"]
+    p = pool(smtpd, connections=2, unreachable_after=30)
+
+    async def go() -> None:
+        try:
+            await p.send("a@test.example", ["first@example.org"], DATA)
+            await asyncio.gather(
+                *(p.send("a@test.example", [f"m{i}@example.org"], DATA) for i in range(10))
+            )
+        finally:
+            await p.close()
+
+    asyncio.run(go())
+    assert p.active == 1
+    assert len(smtpd.handler.messages) == 11
+    assert smtpd.handler.connections == 2
 
 
 def test_timeout_is_temporary(smtpd: SMTPServer) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import subprocess
 import threading
@@ -99,6 +100,7 @@ def test_worker_waits_for_the_relay_and_resumes(
     people = [f"q{i}@example.org" for i in range(5)]
     bulk_people(engine, settings, people)
     s = with_smtp_url(settings, smtpd.url)
+    s = dataclasses.replace(s, smtp=dataclasses.replace(s.smtp, unreachable_after=0.2))
     prepare_issue(s, engine, project / "issues" / ISSUE)
     smtpd.stop()
     events: list[str] = []
@@ -154,3 +156,33 @@ def test_a_poll_does_not_reread_the_issue_bodies(
     reads_of_bodies = [st for st in statements if "issues.html" in st]
     assert len(polls) >= 2, statements
     assert len(reads_of_bodies) == 1, reads_of_bodies
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_worker_cleanly(
+    engine: Engine, database_url: str, project: Path, smtpd: SMTPServer
+) -> None:
+    config = write_config(project, database_url=database_url, smtp_url=smtpd.url)
+    settings = load_settings(config, environ={"NEWSLETTER_SECRET_KEY": TEST_SECRET})
+    people = [f"t{i:03d}@example.org" for i in range(40)]
+    bulk_people(engine, settings, people)
+    prepare_issue(settings, engine, project / "issues" / ISSUE)
+    smtpd.handler.faults.data_delay = 0.1
+    log = project / "worker.log"
+    proc = newsletter(config, log, "worker", "--poll", "0.2")
+    try:
+        wait_for(lambda: len(smtpd.handler.messages) >= 5, proc, log)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 143, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    output = log.read_text()
+    assert "stopped by SIGTERM: " in output
+    assert "Traceback" not in output
+    in_ledger = states(engine)
+    assert "sending" not in in_ledger.values()
+    received = smtpd.handler.by_recipient()
+    assert {e for e, st in in_ledger.items() if st == "sent"} == set(received)
+    assert len(received) < len(people)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -17,8 +19,9 @@ from newsletter.addresses import normalize_email, sender_domain
 from newsletter.cli import AppContext, main, pass_app
 from newsletter.cli.progress import ProgressBar
 from newsletter.config import Settings
+from newsletter.delivery import Policy
 from newsletter.emails import NO_LIST, NOBODY_UID, TEST_PREFIX, stand_in_joins, test_copy
-from newsletter.errors import IssueError, NewsletterError
+from newsletter.errors import DeliveryInterrupted, IssueError, NewsletterError
 from newsletter.images import derive_images, plan_images
 from newsletter.joins import placeholders
 from newsletter.message import MessageTemplate, Personalization
@@ -29,7 +32,7 @@ from newsletter.sink import Sink, count_messages
 from newsletter.states import DeliveryStatus
 from newsletter.store.database import display_url, initialise, make_engine, open_current
 from newsletter.store.issues import IssueRef, find_issue, issues_by_slug
-from newsletter.store.ledger import SqlLedger
+from newsletter.store.ledger import Holder, SqlLedger
 from newsletter.tokens import TokenPurpose, make_token
 from newsletter.transport import send_single
 from newsletter.urls import unsubscribe_mailto, unsubscribe_url
@@ -37,6 +40,27 @@ from newsletter.worker import run_worker
 
 # EX_TEMPFAIL (sysexits.h): the send is not finished; running it again will continue it
 EXIT_INCOMPLETE = 75
+# a stop on SIGINT (Ctrl-C) or SIGTERM exits as a shell reports that signal: 128 + its number
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+@contextlib.contextmanager
+def _terminate_outside_the_loop() -> Iterator[None]:
+    """SIGTERM before or after the delivery loop exits 143, also as PID 1 (which ignores it).
+
+    While the loop runs the delivery engine handles SIGTERM itself (and stops cleanly).
+    """
+
+    def terminate(_signum: int, _frame: object) -> None:
+        raise SystemExit(EXIT_TERMINATED)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
 
 DEMO_SUBSCRIBERS = (
     ("ada@example.org", "Ada Lovelace"),
@@ -150,6 +174,7 @@ def send_command(
         _send_test(settings, path, test_to, list_slug)
         return
     engine = _open(settings)
+    rerun = f"newsletter send {issue}"
     try:
         if dry_run:
             _dry_run(settings, engine, path, list_slug)
@@ -158,21 +183,51 @@ def send_command(
                 sys.exit(1)
             return
         bar = None if no_progress else ProgressBar()
-        report = run_send(settings, engine, path, list_slug=list_slug, progress=bar)
+        policy = Policy.from_settings(settings).for_send(settings)
+        with _terminate_outside_the_loop():
+            report = run_send(
+                settings, engine, path, list_slug=list_slug, progress=bar, policy=policy
+            )
+        held = _held(settings, engine, report)
+    except DeliveryInterrupted as stop:
+        click.secho(f"{stop}; run `{rerun}` again to continue", fg="yellow", err=True)
+        sys.exit(stop.exit_code)
     except KeyboardInterrupt:
         click.secho(
-            f"interrupted; the ledger keeps what was sent: run `newsletter send {issue}` again "
-            "to continue",
+            f"interrupted; the ledger keeps what was sent: run `{rerun}` again to continue",
             fg="yellow",
             err=True,
         )
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     finally:
         engine.dispose()
-    _print_report(report, rerun=f"newsletter send {issue}")
+    _print_report(report, rerun=rerun, held=held)
 
 
-def _print_report(report: SendReport, *, rerun: str) -> None:
+def _held(settings: Settings, engine: Engine, report: SendReport) -> list[str]:
+    """What the rows in ``sending`` wait for: other senders' leases, one line per sender."""
+    if not report.counts.get(DeliveryStatus.SENDING):
+        return []
+    ref = find_issue(engine, report.issue_slug, report.list_slug)
+    if ref is None:
+        return []
+    lease = settings.delivery.lease_seconds
+    holders = SqlLedger(engine).holders(ref, lease_seconds=lease)
+    return [_holder_line(h, lease, datetime.now(UTC)) for h in holders]
+
+
+def _holder_line(holder: Holder, lease_seconds: float, now: datetime) -> str:
+    # a live sender renews its lease every third of it; one that missed that has stopped
+    # (or cannot reach the database), and its rows come back when the lease runs out
+    silent = now - holder.renewed_at
+    back = _when(holder.expires_at)
+    if silent > timedelta(seconds=lease_seconds / 3 + 30):
+        stopped = _when(holder.renewed_at)
+        return f"{holder.rows} held by a sender that stopped {stopped}, back {back}"
+    return f"{holder.rows} held by another sender ({holder.owner}), its lease ends {back}"
+
+
+def _print_report(report: SendReport, *, rerun: str, held: Sequence[str] = ()) -> None:
     if report.created is None and report.sent_now == 0 and report.finished:
         click.echo(
             f"{report.issue_slug} was already sent to {report.list_slug}; nothing new to send."
@@ -195,14 +250,22 @@ def _print_report(report: SendReport, *, rerun: str) -> None:
             err=True,
         )
         sys.exit(EXIT_INCOMPLETE)
-    if report.pending:
+    deferred = report.counts.get(DeliveryStatus.PENDING, 0)
+    for line in held:
+        click.secho(line, fg="yellow", err=True)
+    if deferred:
         when = _when(report.next_attempt_at)
         click.secho(
-            f"{report.pending} deferred after temporary failures; next retry {when}. "
+            f"{deferred} deferred after temporary failures; next retry {when}. "
             f"Run `{rerun}` again then, or keep `newsletter worker` running.",
             fg="yellow",
             err=True,
         )
+    if report.pending:
+        if not deferred:
+            click.secho(
+                f"Run `{rerun}` again after that to finish the send.", fg="yellow", err=True
+            )
         sys.exit(EXIT_INCOMPLETE)
 
 
@@ -295,10 +358,16 @@ def worker_command(app: AppContext, until_done: bool, poll: float) -> None:
 
     say(f"worker started; relay {settings.smtp_url}, {settings.smtp.connections} connections")
     try:
-        total = run_worker(settings, engine, until_done=until_done, poll_seconds=poll, on_event=say)
+        with _terminate_outside_the_loop():
+            total = run_worker(
+                settings, engine, until_done=until_done, poll_seconds=poll, on_event=say
+            )
+    except DeliveryInterrupted as stop:
+        say(f"{stop}; the other workers (or the next start) take the rest")
+        sys.exit(stop.exit_code)
     except KeyboardInterrupt:
         say("stopped; unfinished rows go back to the queue when their lease expires")
-        return
+        sys.exit(EXIT_INTERRUPTED)
     finally:
         engine.dispose()
     say(f"no open sends left; {total} messages sent")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from datetime import datetime
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -16,7 +17,7 @@ class ProgressBar:
 
     def __init__(self) -> None:
         self.progress = Progress(
-            TextColumn("sending"),
+            TextColumn("{task.fields[what]}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[rate]:>7.0f} msg/s"),
@@ -33,7 +34,7 @@ class ProgressBar:
         self.already = (
             total - counts.get(DeliveryStatus.PENDING, 0) - counts.get(DeliveryStatus.SENDING, 0)
         )
-        self.task = self.progress.add_task("send", total=total, rate=0.0)
+        self.task = self.progress.add_task("send", total=total, rate=0.0, what="sending")
         self.started = time.monotonic()
         self.progress.start()
         self.progress.update(self.task, completed=self.already)
@@ -44,7 +45,12 @@ class ProgressBar:
             return
         self.last = now
         rate = sent / (now - self.started) if now > self.started else 0.0
-        self.progress.update(self.task, completed=self.already + done, rate=rate)
+        self.progress.update(self.task, completed=self.already + done, rate=rate, what="sending")
+
+    def waiting(self, until: datetime) -> None:
+        """The send stays for retries (or another sender's lease) due at ``until``."""
+        when = until.astimezone().strftime("%H:%M:%S")
+        self.progress.update(self.task, what=f"waiting for retries due {when}")
 
     def stop(self) -> None:
         self.progress.stop()

@@ -3,19 +3,24 @@
 States: pending -> sending (claimed under a lease) -> sent / failed / bounced, or back to
 pending with a ``next_attempt_at`` after a temporary failure. The ledger, not memory, says who
 still needs an issue: a crashed sender's rows are reclaimed when its lease expires (at once
-when the owner was a process on this host that is gone). PostgreSQL claims with
+when the owner was a process on this host that is gone, see :func:`newsletter.locks.owner_gone`).
+Between group commits each accepted message is noted in the sender's :class:`Journal`, which
+whoever reclaims its rows replays first, so a crash repeats only the messages that were in DATA
+at that moment. Due retries are claimed before fresh rows. PostgreSQL claims with
 ``FOR UPDATE SKIP LOCKED`` so workers on many machines share a send; SQLite claims with one
 ``UPDATE ... RETURNING`` inside the engine's ``BEGIN IMMEDIATE``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-import secrets
-import socket
+import re
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import (
     Connection,
@@ -30,6 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.errors import StoreError
+from newsletter.locks import new_owner, owner_gone
 from newsletter.states import DeliveryStatus, SendStatus, SubscriptionStatus, SuppressionReason
 from newsletter.store.issues import IssueRef
 from newsletter.store.schema import (
@@ -77,17 +83,129 @@ class Failure:
     attempts: int
 
 
-def new_owner() -> str:
-    """A lease owner id: host and pid (so a dead local owner is noticed at once) plus a nonce."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+__all__ = ["Claimed", "Failure", "Holder", "Journal", "Outcome", "SqlLedger", "new_owner"]
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Rows of a send held under one lease owner's lease right now."""
+
+    owner: str
+    rows: int
+    # when the owner last renewed its lease (its heartbeat), and when the lease runs out
+    renewed_at: datetime
+    expires_at: datetime
+
+
+class Journal:
+    """Append-only files, one per lease owner: each message the relay accepted, at once.
+
+    A line is ``issue_id subscriber_id unix_time``, written with one unbuffered ``write`` the
+    moment the relay accepted the message and before that connection starts its next one; it
+    is in the kernel's page cache then, so it outlives a ``kill -9`` of the sender (not a power
+    cut, when the lease decides). The group commits make it redundant: it is emptied once
+    every noted message is recorded, and removed when a run ends. Whoever reclaims a dead
+    sender's rows on this host replays its journal first (:meth:`SqlLedger.reap`).
+    """
+
+    # empty the file once it is this big and everything in it is recorded
+    TRUNCATE_AT = 64 * 1024
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._files: dict[str, tuple[int, int]] = {}
+
+    def path(self, owner: str) -> Path:
+        return self.directory / (re.sub(r"[^A-Za-z0-9._-]", "_", owner) + ".journal")
+
+    def note(self, owner: str, issue_id: int, subscriber_id: int, when: datetime) -> None:
+        fd, size = self._files.get(owner) or self._open(owner)
+        line = f"{issue_id} {subscriber_id} {when.timestamp():.3f}\n".encode()
+        os.write(fd, line)
+        self._files[owner] = (fd, size + len(line))
+
+    def _open(self, owner: str) -> tuple[int, int]:
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path(owner), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_TRUNC, 0o600)
+        header = f"# {owner}\n".encode()
+        os.write(fd, header)
+        self._files[owner] = (fd, len(header))
+        return self._files[owner]
+
+    def recorded(self, owner: str) -> None:
+        """Everything noted for ``owner`` is in the ledger now: empty a big file."""
+        found = self._files.get(owner)
+        if found is None or found[1] < self.TRUNCATE_AT:
+            return
+        fd = found[0]
+        os.ftruncate(fd, 0)
+        header = f"# {owner}\n".encode()
+        os.write(fd, header)
+        self._files[owner] = (fd, len(header))
+
+    def close(self, owner: str) -> None:
+        """The run is over and recorded: the file goes."""
+        found = self._files.pop(owner, None)
+        if found is None:
+            return
+        os.close(found[0])
+        self.path(owner).unlink(missing_ok=True)
+
+    def orphans(self) -> list[tuple[str, Path]]:
+        """Journals of owners that are gone: ``(owner, path)``."""
+        try:
+            paths = sorted(self.directory.glob("*.journal"))
+        except OSError:
+            return []
+        found = []
+        for path in paths:
+            try:
+                with path.open("rb") as f:
+                    header = f.readline().decode("utf-8", "replace")
+            except OSError:
+                continue
+            owner = header[2:].strip() if header.startswith("# ") else ""
+            if owner and owner not in self._files and owner_gone(owner):
+                found.append((owner, path))
+        return found
+
+    @staticmethod
+    def entries(path: Path) -> list[tuple[int, int, datetime]]:
+        found = []
+        for line in path.read_bytes().splitlines()[1:]:
+            parts = line.split()
+            # a line cut short by the crash is not an acceptance
+            if len(parts) != 3:
+                continue
+            try:
+                found.append(
+                    (int(parts[0]), int(parts[1]), datetime.fromtimestamp(float(parts[2]), UTC))
+                )
+            except ValueError:
+                continue
+        return found
+
+
+def journal_directory(engine: Engine) -> Path:
+    """Where journals live: beside a SQLite database file, else in the temporary directory.
+
+    Keyed by the database, so journals of two databases on one host never mix.
+    """
+    url = engine.url
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        database = Path(url.database)
+        return database.with_name(database.name + ".delivery-journal")
+    key = hashlib.sha256(url.render_as_string(hide_password=True).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"newsletter-journal-{key}"
 
 
 class SqlLedger:
     """The ledger on SQLite or PostgreSQL; implements the delivery engine's ``LedgerStore``."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, journal_dir: Path | None = None) -> None:
         self.engine = engine
         self.postgres = engine.dialect.name == "postgresql"
+        self.journal = Journal(journal_dir or journal_directory(engine))
 
     # --- claiming ---------------------------------------------------------------------------
 
@@ -100,10 +218,15 @@ class SqlLedger:
         try:
             with self.engine.begin() as conn:
                 ids: list[int] = []
+                pending_due = and_(
+                    d.status == DeliveryStatus.PENDING.value, d.next_attempt_at <= now
+                )
                 for due in (
-                    # leases of senders that died, then rows whose (next) attempt is due
+                    # leases of senders that died, then retries that are due, then fresh rows:
+                    # by next_attempt_at alone a retry would wait behind every fresh row
                     and_(d.status == DeliveryStatus.SENDING.value, d.lease_expires_at < now),
-                    and_(d.status == DeliveryStatus.PENDING.value, d.next_attempt_at <= now),
+                    and_(pending_due, d.attempts > 0),
+                    and_(pending_due, d.attempts == 0),
                 ):
                     if len(ids) >= limit:
                         break
@@ -219,28 +342,104 @@ class SqlLedger:
             raise StoreError(f"cannot renew delivery leases: {exc}") from exc
 
     def reap(self, issue: IssueRef, *, now: datetime) -> int:
-        """Expire at once the leases of owners on this host whose process is gone."""
-        here = socket.gethostname()
+        """Expire at once the leases of owners on this host whose process is gone.
+
+        The journals of gone owners are replayed first: what they noted as accepted is sent.
+        Returns how many rows came back to be claimed.
+        """
         d = deliveries.c
-        with self.engine.begin() as conn:
-            owners = conn.execute(
-                select(d.lease_owner)
-                .where(d.issue_id == issue.id, d.status == DeliveryStatus.SENDING.value)
-                .distinct()
-            ).scalars()
-            dead = [o for o in owners if o and _dead_local_owner(o, here)]
-            if not dead:
-                return 0
-            result = conn.execute(
+        try:
+            with self.engine.begin() as conn:
+                for owner, path in self.journal.orphans():
+                    self._replay(conn, owner, path)
+                owners = conn.execute(
+                    select(d.lease_owner)
+                    .where(d.issue_id == issue.id, d.status == DeliveryStatus.SENDING.value)
+                    .distinct()
+                ).scalars()
+                dead = [o for o in owners if o and owner_gone(o)]
+                if not dead:
+                    return 0
+                return self._expire(conn, issue, dead, now)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot reclaim the deliveries of stopped senders: {exc}") from exc
+
+    def _replay(self, conn: Connection, owner: str, path: Path) -> None:
+        entries = Journal.entries(path)
+        by_time: dict[datetime, list[dict[str, object]]] = {}
+        for issue_id, sid, when in entries:
+            by_time.setdefault(when, []).append({"iid": issue_id, "sid": sid})
+        d = deliveries.c
+        for when, params in by_time.items():
+            conn.execute(
                 update(deliveries)
                 .where(
-                    d.issue_id == issue.id,
-                    d.status == DeliveryStatus.SENDING.value,
-                    d.lease_owner.in_(dead),
+                    d.issue_id == bindparam("iid"),
+                    d.subscriber_id == bindparam("sid"),
+                    d.status != DeliveryStatus.SENT.value,
+                    d.status != DeliveryStatus.BOUNCED.value,
+                    or_(d.status != DeliveryStatus.FAILED.value, d.sent_at.is_(None)),
                 )
-                .values(lease_expires_at=now - timedelta(seconds=1))
+                .values(
+                    status=DeliveryStatus.SENT.value,
+                    last_code=250,
+                    last_reply=_clip(f"accepted (from the journal of {owner})"),
+                    sent_at=when,
+                    updated_at=when,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                ),
+                params,
             )
-            return int(result.rowcount or 0)
+        path.unlink(missing_ok=True)
+
+    def _expire(self, conn: Connection, issue: IssueRef, dead: list[str], now: datetime) -> int:
+        d = deliveries.c
+        result = conn.execute(
+            update(deliveries)
+            .where(
+                d.issue_id == issue.id,
+                d.status == DeliveryStatus.SENDING.value,
+                d.lease_owner.in_(dead),
+            )
+            .values(lease_expires_at=now - timedelta(seconds=1))
+        )
+        return int(result.rowcount or 0)
+
+    def holders(self, issue: IssueRef, *, lease_seconds: float) -> list[Holder]:
+        """Who holds the send's rows in ``sending`` right now, by owner."""
+        d = deliveries.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(d.lease_owner, func.count(), func.max(d.lease_expires_at))
+                .where(d.issue_id == issue.id, d.status == DeliveryStatus.SENDING.value)
+                .group_by(d.lease_owner)
+            ).all()
+        lease = timedelta(seconds=lease_seconds)
+        return [
+            Holder(owner or "", int(n), expires - lease, expires)
+            for owner, n, expires in rows
+            if expires is not None
+        ]
+
+    # --- the journal ------------------------------------------------------------------------
+
+    def note_sent(self, issue: IssueRef, subscriber_id: int, *, owner: str, now: datetime) -> None:
+        """Note an acceptance at once, before the connection's next message (the journal)."""
+        try:
+            self.journal.note(owner, issue.id, subscriber_id, now)
+        except OSError as exc:
+            raise StoreError(f"cannot write the delivery journal: {exc}") from exc
+
+    def notes_recorded(self, owner: str, *, done: bool = False) -> None:
+        """Everything noted for ``owner`` is recorded; ``done``: its run is over."""
+        try:
+            if done:
+                self.journal.close(owner)
+            else:
+                self.journal.recorded(owner)
+        except OSError as exc:
+            raise StoreError(f"cannot write the delivery journal: {exc}") from exc
 
     # --- outcomes ---------------------------------------------------------------------------
 
@@ -409,23 +608,3 @@ def _clip(value: str | None, limit: int = 1000) -> str | None:
     if not value.isprintable():
         value = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in value)
     return value if len(value) <= limit else value[:limit] + "..."
-
-
-def _dead_local_owner(owner: str, here: str) -> bool:
-    """True when ``owner`` names a process on this host that no longer exists."""
-    parts = owner.split(":")
-    if len(parts) < 3 or ":".join(parts[:-2]) != here:
-        return False
-    try:
-        pid = int(parts[-2])
-    except ValueError:
-        return False
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
