@@ -31,7 +31,7 @@ from newsletter.config import Settings
 from newsletter.dkim import DnsRecord, Signer, ascii_domain
 from newsletter.errors import ConfigError, NewsletterError
 from newsletter.store.database import alembic_config, display_url, make_engine
-from newsletter.transport import close_session, endpoint_from_settings
+from newsletter.transport import certificate_error, close_session, endpoint_from_settings
 
 #: the path ``newsletter serve`` answers health checks on (newsletter.web.app.healthz_route)
 HEALTHZ = "/healthz"
@@ -265,19 +265,8 @@ def check_database(settings: Settings, *, timeout: float = 10.0) -> Finding:
     return Finding("database", Status.OK, f"{shown} answers, schema at revision {head}")
 
 
-def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
-
-
 def _tls_failed(where: str, exc: BaseException) -> Finding:
-    cert = _certificate_error(exc)
+    cert = certificate_error(exc)
     if cert is None:
         return Finding(
             "smtp.tls", Status.FAIL, f"TLS with {where} failed: {exc}", "check the relay's TLS"
@@ -312,7 +301,7 @@ async def check_smtp(settings: Settings, *, timeout: float) -> list[Finding]:
         try:
             response = await smtp.connect()
         except (aiosmtplib.SMTPException, OSError) as exc:
-            if endpoint.use_tls and _certificate_error(exc) is not None:
+            if endpoint.use_tls and certificate_error(exc) is not None:
                 return [
                     Finding("smtp", Status.OK, f"the relay at {where} answers (implicit TLS)"),
                     _tls_failed(where, exc),

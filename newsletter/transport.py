@@ -135,7 +135,8 @@ def client_tls_context(ca_file: Path | None = None) -> ssl.SSLContext:
 _NAME_MISMATCH = (62, 63, 64)
 
 
-def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+def certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification error behind ``exc``, if any, through causes and contexts."""
     # aiosmtplib wraps the handshake's error (implicit TLS) or lets it through (STARTTLS)
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -153,7 +154,7 @@ def _unreachable(where: str, exc: BaseException) -> RelayConnectError | ConfigEr
     A certificate that does not verify is a configuration error, not an outage: waiting and
     trying again would never get through.
     """
-    cert = _certificate_error(exc)
+    cert = certificate_error(exc)
     if cert is not None:
         if cert.verify_code in _NAME_MISMATCH:
             key, hint = "smtp_url", "use a host name in smtp_url that the certificate is issued for"

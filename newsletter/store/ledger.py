@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Engine,
     and_,
@@ -376,9 +377,7 @@ class SqlLedger:
                 .where(
                     d.issue_id == bindparam("iid"),
                     d.subscriber_id == bindparam("sid"),
-                    d.status != DeliveryStatus.SENT.value,
-                    d.status != DeliveryStatus.BOUNCED.value,
-                    or_(d.status != DeliveryStatus.FAILED.value, d.sent_at.is_(None)),
+                    _may_become_sent(),
                 )
                 .values(
                     status=DeliveryStatus.SENT.value,
@@ -476,10 +475,7 @@ class SqlLedger:
                         .where(
                             d.issue_id == issue.id,
                             d.subscriber_id == bindparam("sid"),
-                            d.status != DeliveryStatus.SENT.value,
-                            d.status != DeliveryStatus.BOUNCED.value,
-                            # a late soft failure (it set sent_at) outlives this write too
-                            or_(d.status != DeliveryStatus.FAILED.value, d.sent_at.is_(None)),
+                            _may_become_sent(),
                         )
                         .values(
                             status=DeliveryStatus.SENT.value,
@@ -594,6 +590,17 @@ class SqlLedger:
                 select(deliveries.c.sent_at).where(deliveries.c.sent_at >= since)
             ).scalars()
             return list(rows)
+
+
+def _may_become_sent() -> ColumnElement[bool]:
+    """Rows an acceptance may still mark sent: a report that came back first (a late bounce, or
+    a late soft failure, which set sent_at) keeps its outcome, whoever writes the acceptance."""
+    d = deliveries.c
+    return and_(
+        d.status != DeliveryStatus.SENT.value,
+        d.status != DeliveryStatus.BOUNCED.value,
+        or_(d.status != DeliveryStatus.FAILED.value, d.sent_at.is_(None)),
+    )
 
 
 def _clip(value: str | None, limit: int = 1000) -> str | None:
