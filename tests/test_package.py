@@ -261,6 +261,9 @@ def test_the_wheel_installed_in_a_fresh_venv_makes_a_working_publication(tmp_pat
     assert "5 message(s) delivered to the sink" in out
     assert len(list((pub / "var" / "maildir" / "new").iterdir())) == 5
     run([newsletter, "check"], cwd=pub, env=env)
+    # the weekly scheduler is installed too (a checkout's python scheduler.py)
+    scheduled = run([str(venv / "bin" / "newsletter-scheduler"), "--once"], cwd=pub, env=env)
+    assert "error" not in scheduled.lower(), scheduled
 
     # one theme template overridden in pub/templates/: the build shows it, and only it
     installed = Path(where[1]) / "email" / "issue.txt.j2"
