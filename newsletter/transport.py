@@ -76,29 +76,56 @@ class SmtpEndpoint:
         return f"{self.hostname}:{self.port}"
 
 
+@dataclass(frozen=True)
+class ServerUrl:
+    """A mail server's URL taken apart: host, port, implicit TLS, and the URL's user, if any."""
+
+    hostname: str
+    port: int
+    implicit_tls: bool
+    username: str | None
+    path: str
+
+
+def parse_server_url(
+    url: str, *, key: str, scheme: str, ports: tuple[int, int], env_name: str
+) -> ServerUrl:
+    """``scheme://`` (plain, STARTTLS) or ``schemes://`` (implicit TLS) with the port defaults
+    ``ports`` (implicit, plain); errors name ``key``. A password inside the URL is refused: it
+    belongs in ``env_name``, in the environment."""
+    parts = urlsplit(url)
+    if parts.scheme not in (scheme, scheme + "s"):
+        raise ConfigError(key, f"scheme must be {scheme}s:// or {scheme}://, got {url!r}")
+    if not parts.hostname:
+        raise ConfigError(key, f"no host in {url!r}")
+    if parts.password:
+        raise ConfigError(key, f"do not put the password in the URL; set {env_name}")
+    implicit = parts.scheme == scheme + "s"
+    try:
+        port = parts.port or (ports[0] if implicit else ports[1])
+    except ValueError:
+        raise ConfigError(key, f"bad port in {url!r}") from None
+    username = unquote(parts.username) if parts.username else None
+    return ServerUrl(parts.hostname, port, implicit, username, parts.path)
+
+
 def parse_smtp_url(url: str, *, password: str | None = None) -> SmtpEndpoint:
     """Parse ``smtp_url``; a password inside the URL is refused (it belongs in the env)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("smtp", "smtps"):
-        raise ConfigError("smtp_url", f"scheme must be smtp:// or smtps://, got {url!r}")
-    if not parts.hostname:
-        raise ConfigError("smtp_url", f"no host in {url!r}")
-    if parts.password:
-        raise ConfigError(
-            "smtp_url", "do not put the password in the URL; set NEWSLETTER_SMTP_PASSWORD"
-        )
-    implicit = parts.scheme == "smtps"
-    try:
-        port = parts.port or (465 if implicit else 25)
-    except ValueError:
-        raise ConfigError("smtp_url", f"bad port in {url!r}") from None
+    parts = parse_server_url(
+        url,
+        key="smtp_url",
+        scheme="smtp",
+        ports=(465, 25),
+        env_name="NEWSLETTER_SMTP_PASSWORD",
+    )
+    implicit = parts.implicit_tls
     return SmtpEndpoint(
         hostname=parts.hostname,
-        port=port,
+        port=parts.port,
         use_tls=implicit,
         # None: STARTTLS if the server offers it (aiosmtplib's default behaviour)
         start_tls=False if implicit else None,
-        username=unquote(parts.username) if parts.username else None,
+        username=parts.username,
         password=password,
     )
 

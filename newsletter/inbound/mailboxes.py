@@ -17,10 +17,10 @@ import ssl
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from newsletter.errors import ConfigError, ImportFileError, TransportUnavailableError
-from newsletter.transport import client_tls_context
+from newsletter.transport import client_tls_context, parse_server_url
 
 
 @dataclass(frozen=True)
@@ -98,27 +98,20 @@ class ImapSource:
 
 def parse_imap_url(url: str, *, user: str | None = None) -> ImapSource:
     """The mailbox ``url`` names; a password in it is refused (it belongs in the environment)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("imap", "imaps"):
-        raise ConfigError("--imap", f"scheme must be imaps:// or imap://, got {url!r}")
-    if not parts.hostname:
-        raise ConfigError("--imap", f"no host in {url!r}")
-    if parts.password:
-        raise ConfigError(
-            "--imap", "do not put the password in the URL; set NEWSLETTER_IMAP_PASSWORD"
-        )
-    implicit = parts.scheme == "imaps"
-    try:
-        port = parts.port or (993 if implicit else 143)
-    except ValueError:
-        raise ConfigError("--imap", f"bad port in {url!r}") from None
-    login = unquote(parts.username) if parts.username else user
+    parts = parse_server_url(
+        url,
+        key="--imap",
+        scheme="imap",
+        ports=(993, 143),
+        env_name="NEWSLETTER_IMAP_PASSWORD",
+    )
+    login = parts.username or user
     if not login:
         raise ConfigError("--imap", "no user: give imaps://USER@host/ or set bounces.imap_user")
     folder = unquote(parts.path.lstrip("/")) or "INBOX"
     if not re.fullmatch(r"[^\x00-\x1f\x7f\"\\]{1,200}", folder):
         raise ConfigError("--imap", f"folder {folder!r} has characters IMAP would need escaped")
-    return ImapSource(parts.hostname, port, implicit, login, folder)
+    return ImapSource(parts.hostname, parts.port, parts.implicit_tls, login, folder)
 
 
 class ImapMailbox:
