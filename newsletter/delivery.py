@@ -66,7 +66,7 @@ class MessageSigner(Protocol):
 
     def sign(
         self, template: MessageTemplate, person: Personalization
-    ) -> tuple[bytes, Future[bytes]]: ...
+    ) -> tuple[bytes, asyncio.Future[bytes] | Future[bytes]]: ...
 
 
 class LedgerStore(Protocol):
@@ -178,7 +178,7 @@ class _Job:
     # the delivery token, as RFC 3461 ENVID where the relay offers DSN
     envid: str | None = None
     # DKIM: the signature header(s) being made off the loop; they go in front of ``data``
-    signature: Future[bytes] | None = None
+    signature: asyncio.Future[bytes] | Future[bytes] | None = None
 
 
 @dataclass
@@ -337,7 +337,12 @@ class DeliveryEngine:
         wait_for: float,
     ) -> DeliveryRun:
         await asyncio.to_thread(self.ledger.reap, issue, now=self.clock())
-        queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=2 * self.transport.connections)
+        # copies made ahead of the senders; signed ones further ahead, so a signature is
+        # usually made by the time its connection is free
+        ahead = 4 if self.signer is not None else 2
+        queue: asyncio.Queue[_Job | None] = asyncio.Queue(
+            maxsize=ahead * self.transport.connections
+        )
         self._queue = queue
         stopping = False
         # jobs handed to the senders and not yet finished

@@ -4,18 +4,29 @@ one by one, with keys read once per process and again when their files change.
 :class:`IssueSigner` is what the delivery engine's ``MessageSigner`` is in production
 (``sending.engine_for``); :func:`sign_single` is the hook in ``transport.send_single`` that every
 other message goes through (test copies, confirmations, the editor's reports and notices,
-preview test sends). The signing itself is :mod:`newsletter.dkim`'s (pure).
+preview test sends). The signing itself is :mod:`newsletter.dkim`'s (pure); the signer process
+is :mod:`newsletter.dkim_worker`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import logging
 import os
+import socket
+import subprocess
+import sys
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cryptography.hazmat.primitives import serialization
+
+from newsletter import dkim_worker
 from newsletter.config import Dkim
 from newsletter.dkim import BodyPiece, HeaderPiece, Signer, SigningTemplate, Slot
 from newsletter.errors import ConfigError
@@ -23,24 +34,33 @@ from newsletter.errors import ConfigError
 if TYPE_CHECKING:
     from newsletter.message import MessageTemplate, Personalization
 
+log = logging.getLogger(__name__)
+
 
 class IssueSigner:
-    """Signs the copies of an issue a send delivers, in a small thread pool beside the loop.
+    """Signs the copies of an issue a send delivers, off the event loop.
 
     Per issue (per :class:`~newsletter.message.MessageTemplate`, and per set of header names,
     which is the same for every recipient of a send) one :class:`SigningTemplate` is built from
     the template's layout; per recipient :meth:`sign` renders the copy on the caller's thread
-    (cheap: a bytes join) and leaves the signature to a worker thread, so the event loop keeps
-    sending while the keys work. The signature is computed over the copy before SMTP's dot
-    doubling, and goes in front of the doubled bytes unchanged (it has no line starting with a
-    dot).
+    (cheap: a bytes join) and leaves the signature to a :class:`SignerProcess` when called in a
+    running event loop on a machine with more than one core, or else to a small thread pool
+    (one core; sync callers such as tests and benchmarks). A signer process that stops is not
+    an outage: what it still owed and everything after is signed in the threads. The signature
+    is computed over the copy before SMTP's dot doubling, and goes in front of the doubled bytes
+    unchanged (it has no line starting with a dot).
     """
 
-    def __init__(self, signer: Signer, *, threads: int | None = None) -> None:
+    def __init__(
+        self, signer: Signer, *, threads: int | None = None, process: bool | None = None
+    ) -> None:
         self.signer = signer
         self._threads = threads or min(4, os.cpu_count() or 1)
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        # a process of its own only where there is a core for it
+        self._use_process = (os.cpu_count() or 1) > 1 if process is None else process
+        self._process: SignerProcess | None = None
         # per template, per tuple of header names: the signing template and which header
         # lines (by index) fill which of its slots
         self._templates: weakref.WeakKeyDictionary[
@@ -54,9 +74,26 @@ class IssueSigner:
         signer = signer_for(config)
         return None if signer is None else cls(signer)
 
+    @property
+    def process(self) -> SignerProcess | None:
+        """The signer process, once started (and while it runs)."""
+        return self._process
+
+    def start(self) -> None:
+        """Start the signer process now, where one is used: a send calls this before it
+        prepares the issue, so the process is ready by the first copy (it takes about a
+        tenth of a second to start)."""
+        if not self._use_process or self._process is not None:
+            return
+        try:
+            self._process = SignerProcess(self.signer)
+        except OSError as exc:
+            log.warning("cannot start the DKIM signer process (%s); signing in threads", exc)
+            self._use_process = False
+
     def sign(
         self, template: MessageTemplate, person: Personalization
-    ) -> tuple[bytes, Future[bytes]]:
+    ) -> tuple[bytes, asyncio.Future[bytes] | Future[bytes]]:
         """The recipient's copy, dot-doubled for DATA, and its ``DKIM-Signature`` header(s)
         to come: put those in front of it. Bad data (a header that cannot be written) raises
         here; a key that fails to sign is a :class:`ConfigError` from the future."""
@@ -66,12 +103,26 @@ class IssueSigner:
         values: dict[str, bytes] = dict(signable.values)
         for index, slot in personal:
             values[slot] = headers[index][1]
+        if self._use_process:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            if loop is not None:
+                self.start()
+                process = self._process
+                if process is not None and process.running:
+                    return signable.data, process.submit(loop, signing, values, self._pool)
         return signable.data, self._pool().submit(_signature, signing, values)
 
     def close(self) -> None:
-        """Stop the threads (signatures already asked for are still made)."""
+        """Stop the process and the threads (signatures already asked for of the threads are
+        still made)."""
         with self._lock:
             executor, self._executor = self._executor, None
+            process, self._process = self._process, None
+        if process is not None:
+            process.close()
         if executor is not None:
             executor.shutdown(wait=False)
 
@@ -107,6 +158,216 @@ class IssueSigner:
             ]
             found = shapes[names] = (self.signer.template(header_pieces, body_pieces), personal)
         return found
+
+
+class SignerProcess:
+    """A :mod:`newsletter.dkim_worker` process and the copies it has not signed yet.
+
+    Used from one event loop at a time (the loop of the send under way; a later send in another
+    loop takes it over). Requests asked for in one pass of the loop go out in one write, and the
+    answers are read by the loop itself when they arrive (no thread in between); they come back
+    in the order asked, so each answer settles the oldest future waiting.
+    """
+
+    def __init__(self, signer: Signer) -> None:
+        ours, theirs = socket.socketpair()
+        try:
+            env = dict(os.environ)
+            # the package's own location first, as this process found it (a checkout, a wheel)
+            root = str(Path(__file__).resolve().parent.parent)
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+            self._child = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
+                [sys.executable, "-m", "newsletter.dkim_worker", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                env=env,
+                # a process group of its own: a terminal's Ctrl-C goes to the sending process,
+                # which stops it when its in-flight messages are done
+                process_group=0,
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        keys = [
+            (
+                key.selector,
+                key.private_key.private_bytes(
+                    serialization.Encoding.DER,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                ),
+            )
+            for key in signer.keys
+        ]
+        self._sock = ours
+        # the keys go over the socket, never on a command line or in the environment (a
+        # small frame: the socket's buffer takes it without waiting for the process)
+        ours.sendall(dkim_worker.frame(("keys", signer.domain, keys)))
+        ours.setblocking(False)
+        self._out = bytearray()
+        self._in = bytearray()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._numbers: dict[int, tuple[int, SigningTemplate]] = {}
+        # asked for and not answered, oldest first: the future and what to sign again in the
+        # threads should the process stop
+        self._waiting: collections.deque[
+            tuple[asyncio.Future[bytes], SigningTemplate, Mapping[str, bytes]]
+        ] = collections.deque()
+        self._batch: list[tuple[int, tuple[bytes, ...]]] = []
+        self._flush_soon = False
+        self._writing = False
+        self._fallback: Callable[[], ThreadPoolExecutor] | None = None
+        self.running = True
+
+    @property
+    def pid(self) -> int:
+        return self._child.pid
+
+    def submit(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        signing: SigningTemplate,
+        values: Mapping[str, bytes],
+        fallback: Callable[[], ThreadPoolExecutor],
+    ) -> asyncio.Future[bytes]:
+        """Ask for one copy's signature; the future settles on ``loop``. ``fallback`` gives the
+        threads that sign it should the process stop first."""
+        self._fallback = fallback
+        if loop is not self._loop:
+            self._attach(loop)
+        known = self._numbers.get(id(signing))
+        if known is None or known[1] is not signing:
+            known = self._numbers[id(signing)] = (len(self._numbers), signing)
+            self._out += dkim_worker.frame(("template", known[0], signing.headers, signing.body))
+        future: asyncio.Future[bytes] = loop.create_future()
+        self._waiting.append((future, signing, values))
+        self._batch.append((known[0], tuple(values[name] for name in signing.slot_order)))
+        if not self._flush_soon:
+            self._flush_soon = True
+            loop.call_soon(self._flush)
+        return future
+
+    def close(self) -> None:
+        """Stop the process: it exits when its socket closes. Signatures still owed are
+        cancelled (the send that asked for them is over)."""
+        for future, _, _ in self._waiting:
+            if not future.done() and not future.get_loop().is_closed():
+                future.cancel()
+        self._waiting.clear()
+        self._detach()
+        self.running = False
+        self._sock.close()
+        try:
+            self._child.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._child.kill()
+            self._child.wait()
+
+    def _attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._detach()
+        self._loop = loop
+        loop.add_reader(self._sock.fileno(), self._readable)
+        self._flush_soon = self._writing = False
+        if self._out or self._batch:
+            self._flush()
+
+    def _detach(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is not None and not loop.is_closed() and self._sock.fileno() >= 0:
+            loop.remove_reader(self._sock.fileno())
+            loop.remove_writer(self._sock.fileno())
+
+    def _flush(self) -> None:
+        self._flush_soon = False
+        if self._batch:
+            self._out += dkim_worker.frame(("sign", self._batch))
+            self._batch = []
+        if not self._writing:
+            self._write()
+
+    def _write(self) -> None:
+        try:
+            sent = self._sock.send(self._out)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self._stopped(f"cannot write to it: {exc}")
+            return
+        del self._out[:sent]
+        want = bool(self._out)
+        if want != self._writing and self._loop is not None:
+            self._writing = want
+            if want:
+                self._loop.add_writer(self._sock.fileno(), self._write)
+            else:
+                self._loop.remove_writer(self._sock.fileno())
+
+    def _readable(self) -> None:
+        try:
+            data = self._sock.recv(1 << 20)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._stopped(f"cannot read from it: {exc}")
+            return
+        if not data:
+            self._stopped("it closed its socket")
+            return
+        self._in += data
+        for answers in dkim_worker.frames(self._in):
+            for answer in answers:
+                future, _, _ = self._waiting.popleft()
+                if future.done() or future.get_loop().is_closed():
+                    continue  # a send that gave up on it (cancelled, or its loop ended)
+                if isinstance(answer, bytes):
+                    future.set_result(answer)
+                else:
+                    future.set_exception(ConfigError("dkim", f"cannot sign the message: {answer}"))
+
+    def _stopped(self, why: str) -> None:
+        """The process is gone: what it owed is signed in the threads, and so is what comes."""
+        if not self.running:
+            return
+        self.running = False
+        self._detach()
+        code = self._child.poll()
+        log.warning(
+            "the DKIM signer process stopped (%s%s); signing in threads from here",
+            why,
+            "" if code is None else f", exit status {code}",
+        )
+        waiting, self._waiting = self._waiting, collections.deque()
+        self._batch = []
+        if not waiting or self._fallback is None:
+            return
+        pool = self._fallback()
+        for future, signing, values in waiting:
+            if future.done():
+                continue
+            settle = _settler(future)
+            pool.submit(_signature, signing, values).add_done_callback(settle)
+
+
+def _settler(future: asyncio.Future[bytes]) -> Callable[[Future[bytes]], None]:
+    """A done-callback that hands a thread's result to ``future`` on its own loop."""
+    loop = future.get_loop()
+
+    def copy(done: Future[bytes]) -> None:
+        if future.done():
+            return
+        exc = done.exception()
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(done.result())
+
+    def settle(done: Future[bytes]) -> None:
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(copy, done)
+
+    return settle
 
 
 # header slots are named apart from the bodies' placeholders

@@ -187,15 +187,17 @@ def engine_for(
     *,
     policy: Policy | None = None,
     clock: Clock | None = None,
+    signer: IssueSigner | None = None,
 ) -> DeliveryEngine:
-    """The delivery engine as sends and workers run it (DKIM, per-recipient link values)."""
+    """The delivery engine as sends and workers run it (DKIM, per-recipient link values);
+    ``signer`` is one already started, else ``[dkim]``'s is made here."""
     return DeliveryEngine(
         settings,
         ledger,
         transport,
         policy=policy,
         clock=clock,
-        signer=IssueSigner.from_config(settings.dkim),
+        signer=signer if signer is not None else IssueSigner.from_config(settings.dkim),
         values=reader_values(settings),
     )
 
@@ -217,26 +219,37 @@ def run_send(
     report says ``paused`` and the unsent rows stay pending for the next run.
     """
     started = time.monotonic()
-    ref, content, created = prepare_issue(
-        settings, engine, issue_path, list_slug=list_slug, now=now
-    )
-    template = issue_template(settings, engine, ref, content, settings.mailing_list(ref.list_slug))
-    joins = join_links(engine, content, settings)
-    return asyncio.run(
-        _deliver(
-            settings,
-            SqlLedger(engine),
-            ref,
-            template,
-            joins=joins,
-            transport=transport,
-            now=now,
-            progress=progress,
-            policy=policy,
-            started=started,
-            created=created,
+    # the DKIM signer process starts while the issue is prepared: ready by the first copy
+    signer = IssueSigner.from_config(settings.dkim)
+    if signer is not None:
+        signer.start()
+    try:
+        ref, content, created = prepare_issue(
+            settings, engine, issue_path, list_slug=list_slug, now=now
         )
-    )
+        template = issue_template(
+            settings, engine, ref, content, settings.mailing_list(ref.list_slug)
+        )
+        joins = join_links(engine, content, settings)
+        return asyncio.run(
+            _deliver(
+                settings,
+                SqlLedger(engine),
+                ref,
+                template,
+                joins=joins,
+                transport=transport,
+                now=now,
+                progress=progress,
+                policy=policy,
+                started=started,
+                created=created,
+                signer=signer,
+            )
+        )
+    finally:
+        if signer is not None:
+            signer.close()
 
 
 async def _deliver(
@@ -252,11 +265,12 @@ async def _deliver(
     policy: Policy | None,
     started: float,
     created: int | None,
+    signer: IssueSigner | None = None,
 ) -> SendReport:
     own_transport = transport is None
     pool: Transport = transport if transport is not None else pool_for(settings, ledger)
     clock: Clock = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
-    engine = engine_for(settings, ledger, pool, policy=policy, clock=clock)
+    engine = engine_for(settings, ledger, pool, policy=policy, clock=clock, signer=signer)
     try:
         if progress is None:
             run = await engine.deliver(ref, template, joins=joins)

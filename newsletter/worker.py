@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 
 from newsletter.config import MailingList, Settings
 from newsletter.delivery import Policy, Transport
+from newsletter.dkim_signers import IssueSigner
 from newsletter.errors import DeliveryInterrupted, QuotaReachedError
 from newsletter.joins import JoinLinks
 from newsletter.message import MessageTemplate
@@ -170,3 +171,5 @@ async def _work(
             loop.remove_signal_handler(signum)
         if transport is None:
             await pool.close()
+        if isinstance(engine.signer, IssueSigner):
+            engine.signer.close()

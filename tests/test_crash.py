@@ -26,8 +26,11 @@ RECIPIENTS = 60
 CONNECTIONS = 2
 
 
-def newsletter(config: Path, log: Path, *args: str) -> subprocess.Popen[bytes]:
-    """``newsletter ARGS`` in a child process, output to ``log``."""
+def newsletter(
+    config: Path, log: Path, *args: str, new_session: bool = False
+) -> subprocess.Popen[bytes]:
+    """``newsletter ARGS`` in a child process, output to ``log``; ``new_session`` makes it
+    the leader of a process group of its own (as a shell's job is)."""
     env = {**os.environ, "NEWSLETTER_SECRET_KEY": TEST_SECRET}
     with log.open("ab") as out:
         return subprocess.Popen(
@@ -36,6 +39,7 @@ def newsletter(config: Path, log: Path, *args: str) -> subprocess.Popen[bytes]:
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
+            start_new_session=new_session,
         )
 
 

@@ -140,10 +140,11 @@ def test_every_issue_copy_is_signed_and_verifies_with_both(
     assert len(signatures) == 3
 
 
-def test_issue_copies_are_signed_off_the_event_loop(
+def test_issue_copies_are_signed_off_the_event_loop_on_one_core(
     settings: Settings, engine: Engine, smtpd: SMTPServer, project: Path, key_files: Dkim
 ) -> None:
-    """The private-key work happens in the signer's threads, never on the loop's."""
+    """With no core for a signer process the private-key work happens in the signer's
+    threads, never on the loop's (the process: tests.test_dkim_process)."""
     threads: list[str] = []
     real = SigningTemplate.signature
 
@@ -155,6 +156,7 @@ def test_issue_copies_are_signed_off_the_event_loop(
     add_people(engine, settings, [f"r{i}@example.org" for i in range(12)])
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(SigningTemplate, "signature", recording)
+        patch.setattr(os, "cpu_count", lambda: 1)
         report = run_send(signed, engine, project / "issues" / ISSUE)
     assert report.sent == 12
     assert len(threads) == 12
