@@ -28,7 +28,7 @@ from newsletter.dkim import Signer, SigningTemplate, Slot
 from newsletter.dkim_signers import IssueSigner, SignerProcess
 from newsletter.errors import ConfigError
 from newsletter.message import MessageTemplate, Personalization
-from newsletter.sending import run_send
+from newsletter.sending import prepare_issue, run_send
 from tests.conftest import TEST_SECRET, write_config
 from tests.opendkim import OpenDkim, opendkim
 from tests.smtpd import SMTPServer
@@ -401,3 +401,44 @@ def test_kill_9_of_a_signed_send_leaves_no_signer_process_behind(
             proc.wait()
     # its socket closed with the sender: it exits by itself
     wait_for(lambda: not alive(worker), timeout=5)
+
+
+def test_sigterm_to_every_process_of_a_signed_worker_stops_it_cleanly(
+    engine: Engine,
+    signed_config: Path,
+    project: Path,
+    smtpd: SMTPServer,
+    signer: Signer,
+    judge: OpenDkim,
+) -> None:
+    """As systemd stops a service: SIGTERM to each of its processes, the signer's too."""
+    settings_ = load_settings(signed_config, environ={"NEWSLETTER_SECRET_KEY": TEST_SECRET})
+    people = [f"w{i:03d}@example.org" for i in range(40)]
+    add_people(engine, settings_, people)
+    prepare_issue(settings_, engine, project / "issues" / ISSUE)
+    smtpd.handler.faults.data_delay = 0.1
+    log = project / "worker.log"
+    proc = newsletter(signed_config, log, "worker", "--poll", "0.2")
+    try:
+        wait_for(lambda: len(smtpd.handler.messages) >= 5, proc, log)
+        (worker,) = signer_processes(proc.pid)
+        os.kill(worker, signal.SIGTERM)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 143, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    output = log.read_text()
+    assert "stopped by SIGTERM: " in output
+    assert "signer process stopped" not in output
+    assert "Traceback" not in output
+    wait_for(lambda: not alive(worker), timeout=5)
+    in_ledger = states(engine)
+    assert "sending" not in in_ledger.values()
+    received = smtpd.handler.messages
+    assert {e for e, st in in_ledger.items() if st == "sent"} == {
+        r for m in received for r in m.rcpt_tos
+    }
+    for message in received:
+        assert_verifies(message.data, signer, judge)
