@@ -309,6 +309,20 @@ def bench_throughput(work: Path, recipients: int, size: int) -> list[dict[str, f
 # --- 3. DKIM: signed against unsigned ------------------------------------------------------
 
 
+def readers(n: int) -> list[Personalization]:
+    """``n`` recipients with tokens of the real lengths."""
+    return [
+        Personalization(
+            to=f"reader{i}@example.org",
+            name=f"Reader {i}",
+            unsubscribe_url=f"https://millbrook.example/unsubscribe/{secrets.token_urlsafe(40)}",
+            unsubscribe_mailto=f"mailto:unsubscribe@millbrook.example?subject={i}",
+            message_id=f"<{i}.{secrets.token_hex(8)}@millbrook.example>",
+        )
+        for i in range(n)
+    ]
+
+
 def bench_signing(settings: Settings, kind: str, n: int = 400) -> tuple[float, float]:
     """Milliseconds per message, wall clock and CPU (the process's, all threads), to render a
     copy and have its signature made (``IssueSigner.sign`` and the future's result, one at a
@@ -319,16 +333,7 @@ def bench_signing(settings: Settings, kind: str, n: int = 400) -> tuple[float, f
     template = MessageTemplate(rendered, settings, settings.mailing_list(None))
     signer = IssueSigner.from_config(settings.dkim)
     assert signer is not None, kind
-    people = [
-        Personalization(
-            to=f"reader{i}@example.org",
-            name=f"Reader {i}",
-            unsubscribe_url=f"https://millbrook.example/unsubscribe/{secrets.token_urlsafe(40)}",
-            unsubscribe_mailto=f"mailto:unsubscribe@millbrook.example?subject={i}",
-            message_id=f"<{i}.{secrets.token_hex(8)}@millbrook.example>",
-        )
-        for i in range(n)
-    ]
+    people = readers(n)
     try:
         signer.sign(template, people[0])[1].result()  # the per-issue template, not timed
         start, cpu = time.perf_counter(), time.process_time()
@@ -352,16 +357,7 @@ def bench_signing_process(settings: Settings, kind: str, n: int = 2000) -> tuple
     template = MessageTemplate(rendered, settings, settings.mailing_list(None))
     signer = IssueSigner.from_config(settings.dkim)
     assert signer is not None, kind
-    people = [
-        Personalization(
-            to=f"reader{i}@example.org",
-            name=f"Reader {i}",
-            unsubscribe_url=f"https://millbrook.example/unsubscribe/{secrets.token_urlsafe(40)}",
-            unsubscribe_mailto=f"mailto:unsubscribe@millbrook.example?subject={i}",
-            message_id=f"<{i}.{secrets.token_hex(8)}@millbrook.example>",
-        )
-        for i in range(n)
-    ]
+    people = readers(n)
 
     def child_cpu(pid: int) -> float:
         fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()

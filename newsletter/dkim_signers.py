@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import logging
 import os
 import socket
@@ -209,7 +210,11 @@ class SignerProcess:
         self._out = bytearray()
         self._in = bytearray()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._numbers: dict[int, tuple[int, SigningTemplate]] = {}
+        # the signing templates the process holds, by the number it knows each by; one whose
+        # issue is gone here is forgotten there too (a worker runs for weeks)
+        self._numbers: weakref.WeakKeyDictionary[SigningTemplate, int] = weakref.WeakKeyDictionary()
+        self._sent: dict[int, weakref.ref[SigningTemplate]] = {}
+        self._counter = itertools.count()
         # asked for and not answered, oldest first: the future and what to sign again in the
         # threads should the process stop
         self._waiting: collections.deque[
@@ -237,17 +242,32 @@ class SignerProcess:
         self._fallback = fallback
         if loop is not self._loop:
             self._attach(loop)
-        known = self._numbers.get(id(signing))
-        if known is None or known[1] is not signing:
-            known = self._numbers[id(signing)] = (len(self._numbers), signing)
-            self._out += dkim_worker.frame(("template", known[0], signing.headers, signing.body))
+        number = self._numbers.get(signing)
+        if number is None:
+            number = self._send_template(signing)
         future: asyncio.Future[bytes] = loop.create_future()
         self._waiting.append((future, signing, values))
-        self._batch.append((known[0], tuple(values[name] for name in signing.slot_order)))
+        self._batch.append((number, tuple(values[name] for name in signing.slot_order)))
         if not self._flush_soon:
             self._flush_soon = True
             loop.call_soon(self._flush)
         return future
+
+    def _send_template(self, signing: SigningTemplate) -> int:
+        gone = [number for number, ref in self._sent.items() if ref() is None]
+        if gone:
+            for number in gone:
+                del self._sent[number]
+            self._out += dkim_worker.frame(("forget", gone))
+        number = self._numbers[signing] = next(self._counter)
+        self._sent[number] = weakref.ref(signing)
+        self._out += dkim_worker.frame(("template", number, signing.headers, signing.body))
+        return number
+
+    @property
+    def templates(self) -> int:
+        """How many signing templates the process holds."""
+        return len(self._sent)
 
     def close(self) -> None:
         """Stop the process: it exits when its socket closes. Signatures still owed are

@@ -4,17 +4,18 @@ A send keeps its event loop busy on one core; a signature costs about a third of
 nearly all of it the private-key operation. Made in threads of the sending process, every call
 into OpenSSL and back meets the loop at the GIL, and the loop stalls on each hand-over (issue
 10: 0.53x the unsigned rate on two cores). A process of its own signs on the other core and
-shares nothing with the loop but a socket (about 0.72x the unsigned rate on the same machine,
-where the test relay takes part of that core; see docs/benchmarks.md).
+shares nothing with the loop but a socket (0.73x on the same machine, where the test relay
+takes part of that core; docs/benchmarks.md).
 
 :class:`~newsletter.dkim_signers.IssueSigner` starts one and talks to it over a socket pair, in
 frames of a 4-byte length and a pickle. Pickle is safe here: the socket joins two processes of
 the same program and nothing else can write to it. The frames, in order:
 
 - to the worker: ``("keys", domain, [(selector, pkcs8_der), ...])`` first, then
-  ``("template", number, header_pieces, body_pieces)`` once per signing template and
+  ``("template", number, header_pieces, body_pieces)`` once per signing template,
   ``("sign", [(template, values), ...])`` for the copies asked for in one pass of the loop,
-  ``values`` in the template's :attr:`~newsletter.dkim.SigningTemplate.slot_order`;
+  ``values`` in the template's :attr:`~newsletter.dkim.SigningTemplate.slot_order`, and
+  ``("forget", [template, ...])`` for templates whose issue the sending process let go;
 - from the worker: a list of answers in the order asked, each the ``DKIM-Signature`` header
   line(s) as bytes or, when that copy cannot be signed, the reason as a str.
 
@@ -84,6 +85,9 @@ def serve(sock: socket.socket) -> None:
             if message[0] == "keys":
                 _, domain, keys = message
                 signer = Signer(domain, [_key(selector, der) for selector, der in keys])
+            elif message[0] == "forget":
+                for number in message[1]:
+                    templates.pop(number, None)
             elif message[0] == "template":
                 _, number, headers, body = message
                 if signer is None:

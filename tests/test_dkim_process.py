@@ -29,7 +29,7 @@ from newsletter.dkim_signers import IssueSigner, SignerProcess
 from newsletter.errors import ConfigError
 from newsletter.message import MessageTemplate, Personalization
 from newsletter.sending import prepare_issue, run_send
-from tests.conftest import TEST_SECRET, write_config
+from tests.conftest import TEST_SECRET
 from tests.opendkim import OpenDkim, opendkim
 from tests.smtpd import SMTPServer
 from tests.test_crash import newsletter, wait_for
@@ -41,13 +41,22 @@ from tests.test_message_dkim import (
     TOKENS,
     assert_verifies,
     copy_for,
-    dkim_table,
+    dkim_config,
     key_files,
     unstuffed,
 )
 from tests.test_message_splice import HTML, TEXT, rendered_issue
 
-__all__ = ["ed_key", "issue_settings", "judge", "key_files", "opendkim", "rsa_key", "signer"]
+__all__ = [
+    "dkim_config",
+    "ed_key",
+    "issue_settings",
+    "judge",
+    "key_files",
+    "opendkim",
+    "rsa_key",
+    "signer",
+]
 
 
 def signer_processes(parent: int) -> list[int]:
@@ -340,27 +349,20 @@ def test_frames_come_out_whole_however_the_bytes_arrive(buffer_size: int) -> Non
 # --- the sending process stopped ------------------------------------------------------------
 
 
-@pytest.fixture
-def signed_config(project: Path, database_url: str, smtpd: SMTPServer, key_files: Dkim) -> Path:
-    config = write_config(project, database_url=database_url, smtp_url=smtpd.url)
-    config.write_text(config.read_text() + dkim_table(key_files))
-    return config
-
-
 def test_ctrl_c_to_a_signed_sends_process_group_stops_it_cleanly(
     engine: Engine,
-    signed_config: Path,
+    dkim_config: Path,
     project: Path,
     smtpd: SMTPServer,
     signer: Signer,
     judge: OpenDkim,
 ) -> None:
-    settings_ = load_settings(signed_config, environ={"NEWSLETTER_SECRET_KEY": TEST_SECRET})
+    settings_ = load_settings(dkim_config, environ={"NEWSLETTER_SECRET_KEY": TEST_SECRET})
     people = [f"g{i:03d}@example.org" for i in range(40)]
     add_people(engine, settings_, people)
     smtpd.handler.faults.data_delay = 0.1
     log = project / "ctrl-c.log"
-    proc = newsletter(signed_config, log, "send", ISSUE, "--no-progress", new_session=True)
+    proc = newsletter(dkim_config, log, "send", ISSUE, "--no-progress", new_session=True)
     try:
         wait_for(lambda: len(smtpd.handler.messages) >= 5, proc, log)
         (worker,) = signer_processes(proc.pid)
@@ -383,13 +385,13 @@ def test_ctrl_c_to_a_signed_sends_process_group_stops_it_cleanly(
 
 
 def test_kill_9_of_a_signed_send_leaves_no_signer_process_behind(
-    engine: Engine, signed_config: Path, project: Path, smtpd: SMTPServer
+    engine: Engine, dkim_config: Path, project: Path, smtpd: SMTPServer
 ) -> None:
-    settings_ = load_settings(signed_config, environ={"NEWSLETTER_SECRET_KEY": TEST_SECRET})
+    settings_ = load_settings(dkim_config, environ={"NEWSLETTER_SECRET_KEY": TEST_SECRET})
     add_people(engine, settings_, [f"h{i:03d}@example.org" for i in range(30)])
     smtpd.handler.faults.data_delay = 0.1
     log = project / "kill.log"
-    proc = newsletter(signed_config, log, "send", ISSUE, "--no-progress")
+    proc = newsletter(dkim_config, log, "send", ISSUE, "--no-progress")
     try:
         wait_for(lambda: len(smtpd.handler.messages) >= 3, proc, log)
         (worker,) = signer_processes(proc.pid)
@@ -405,20 +407,20 @@ def test_kill_9_of_a_signed_send_leaves_no_signer_process_behind(
 
 def test_sigterm_to_every_process_of_a_signed_worker_stops_it_cleanly(
     engine: Engine,
-    signed_config: Path,
+    dkim_config: Path,
     project: Path,
     smtpd: SMTPServer,
     signer: Signer,
     judge: OpenDkim,
 ) -> None:
     """As systemd stops a service: SIGTERM to each of its processes, the signer's too."""
-    settings_ = load_settings(signed_config, environ={"NEWSLETTER_SECRET_KEY": TEST_SECRET})
+    settings_ = load_settings(dkim_config, environ={"NEWSLETTER_SECRET_KEY": TEST_SECRET})
     people = [f"w{i:03d}@example.org" for i in range(40)]
     add_people(engine, settings_, people)
     prepare_issue(settings_, engine, project / "issues" / ISSUE)
     smtpd.handler.faults.data_delay = 0.1
     log = project / "worker.log"
-    proc = newsletter(signed_config, log, "worker", "--poll", "0.2")
+    proc = newsletter(dkim_config, log, "worker", "--poll", "0.2")
     try:
         wait_for(lambda: len(smtpd.handler.messages) >= 5, proc, log)
         (worker,) = signer_processes(proc.pid)
@@ -442,3 +444,34 @@ def test_sigterm_to_every_process_of_a_signed_worker_stops_it_cleanly(
     }
     for message in received:
         assert_verifies(message.data, signer, judge)
+
+
+def test_the_process_forgets_the_templates_of_issues_let_go(
+    issue_settings: Settings, signer: Signer, judge: OpenDkim
+) -> None:
+    """A worker runs for weeks, one issue after another: the process keeps only the live ones."""
+    import gc
+
+    issue_signer = IssueSigner(signer, process=True)
+
+    async def one(subject: str) -> None:
+        template = MessageTemplate(
+            rendered_issue(HTML, TEXT, subject),
+            issue_settings,
+            issue_settings.mailing_list(None),
+        )
+        data, future = issue_signer.sign(template, copy_for(7))
+        assert_verifies(await asyncio.wrap_future(future) + unstuffed(data), signer, judge)
+
+    try:
+        for week in range(4):
+            asyncio.run(one(f"Week {week}"))
+            gc.collect()
+        process = issue_signer.process
+        assert process is not None
+        # the last issue's template is all it still holds after the next one is sent
+        asyncio.run(one("Week 5"))
+        assert process.templates == 1
+        assert process.running
+    finally:
+        issue_signer.close()
